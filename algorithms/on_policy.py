@@ -1,0 +1,343 @@
+"""The on-policy template (PPO, MAPPO): actors collect rollouts, one learner updates.
+
+Logical graph::
+
+    actor xN --rollout(gather)--> learner --weights(broadcast)--> actor xN
+
+An algorithm built on it supplies `loss(config, policy, minibatch)`; rollout collection,
+advantages, epochs and minibatches, clipping and annealing live here.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rlkit.algorithms.advantages import ADVANTAGES
+from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.networks import ActorCritic
+from rlkit import batch as B
+from rlkit.batch import Batch
+from rlkit.config import BaseConfig, check
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
+from rlkit.envs.normalize import ObsNormalizer, RewardScaler
+from rlkit.envs.vector import SpaceSpec, final_observations, get_states, make_vector_env, set_states
+from rlkit.errors import TrainingError
+from rlkit.roles import Actor, Learner, Metrics, Weights
+
+LossFn = Callable[[Any, ActorCritic, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class OnPolicyConfig(BaseConfig):
+    """Fields of every on-policy algorithm."""
+
+    num_steps: int = 2048
+    """Steps per environment per rollout."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda (bias/variance trade-off of the advantages)."""
+    advantage: str = "gae"
+    """Advantage estimator (registry name)."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run."""
+    epochs: int = 10
+    """Passes over each rollout."""
+    minibatch_size: int = 64
+    """Samples per gradient step."""
+    norm_adv: bool = True
+    """Standardize advantages per minibatch."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping by global norm (0 disables)."""
+    target_kl: float = 0.0
+    """Stop the epochs early when the approximate KL exceeds this (0 disables)."""
+    norm_obs: bool = False
+    """Standardize observations with running statistics."""
+    norm_reward: bool = False
+    """Scale rewards by the running std of the discounted return."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy and value MLPs."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu or elu."""
+    log_std_init: float = 0.0
+    """Initial log std of the Gaussian policy (continuous actions)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.num_steps >= 1, "num_steps", "must be at least 1")
+        check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
+        check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must be in [0, 1]")
+        check(self.lr > 0, "lr", "must be positive")
+        check(self.epochs >= 1, "epochs", "must be at least 1")
+        check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
+        check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
+        check(len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes")
+        check(self.activation in ("tanh", "relu", "elu"), "activation", "must be tanh, relu or elu")
+        check(self.advantage in ADVANTAGES, "advantage", f"must be one of {ADVANTAGES.names()}")
+
+
+def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
+    return ActorCritic(spec, config.hidden, config.activation, config.log_std_init)
+
+
+class OnPolicyActor(Actor):
+    """Steps `num_envs` environments with the current policy and records rollouts."""
+
+    def __init__(self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.config, self.spec = config, spec
+        seed = config.seed + 10_007 * replica
+        self.envs = make_vector_env(env_id, config.num_envs, config.vector)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.policy = make_policy(config, spec)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.obs_norm = ObsNormalizer(spec.obs_shape) if config.norm_obs else None
+        self.reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = self._normalize(obs)
+        self.ep_return = np.zeros(config.num_envs)
+        self.ep_length = np.zeros(config.num_envs, np.int64)
+        self.version = 0
+        if not spec.discrete:
+            self.low = np.array(spec.action_low, np.float32)
+            self.high = np.array(spec.action_high, np.float32)
+
+    def _normalize(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        if self.obs_norm is None:
+            return np.asarray(obs, np.float32)
+        return self.obs_norm(obs, update)
+
+    def set_weights(self, weights: Weights, version: int) -> None:
+        self.policy.load_state_dict(weights)
+        self.version = version
+
+    @torch.no_grad()
+    def collect(self, num_steps: int) -> tuple[Batch, dict[str, list[float]]]:
+        """Rollout fields are ``[num_envs, num_steps, ...]``; `next_values` is V(s') with
+        V(final obs) on truncation and 0 on termination."""
+        n, shape = self.config.num_envs, self.spec.obs_shape
+        obs = torch.empty((num_steps, n, *shape))
+        actions = torch.empty((num_steps, n) if self.spec.discrete else (num_steps, n, self.spec.action_dim),
+                              dtype=torch.int64 if self.spec.discrete else torch.float32)
+        log_probs, values, rewards = (torch.empty((num_steps, n)) for _ in range(3))
+        dones = torch.empty((num_steps, n), dtype=torch.bool)
+        terminated = torch.empty((num_steps, n), dtype=torch.bool)
+        bootstrap = torch.zeros((num_steps, n))
+        episodes: dict[str, list[float]] = {"return": [], "length": []}
+        for t in range(num_steps):
+            obs_t = torch.from_numpy(self.obs)
+            action, log_prob, value = self.policy.act(obs_t, self.generator)
+            env_action = action.numpy() if self.spec.discrete else np.clip(action.numpy(), self.low, self.high)
+            next_obs, reward, term, trunc, info = self.envs.step(env_action)
+            done = term | trunc
+            self._track_episodes(reward, done, episodes)
+            if self.reward_scaler is not None:
+                reward = self.reward_scaler(reward, done)
+            cut = trunc & ~term
+            final = final_observations(info, cut)
+            if final is not None:  # bootstrap from the last observation of a truncated episode
+                bootstrap[t, torch.from_numpy(cut)] = self.policy.value(torch.from_numpy(self._normalize(final, update=False)))
+            obs[t], actions[t], log_probs[t], values[t] = obs_t, action, log_prob, value
+            rewards[t] = torch.from_numpy(np.asarray(reward, np.float32))
+            dones[t], terminated[t] = torch.from_numpy(done), torch.from_numpy(term)
+            self.obs = self._normalize(next_obs)
+        last_value = self.policy.value(torch.from_numpy(self.obs))
+        next_values = torch.cat([values[1:], last_value[None]])
+        next_values = torch.where(dones, bootstrap, next_values)
+        rollout = {"obs": obs, "actions": actions, "log_probs": log_probs, "values": values,
+                   "next_values": next_values, "rewards": rewards, "dones": dones, "terminated": terminated}
+        rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
+        rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
+        return rollout, episodes
+
+    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, episodes: dict[str, list[float]]) -> None:
+        self.ep_return += reward
+        self.ep_length += 1
+        for i in np.flatnonzero(done):
+            episodes["return"].append(float(self.ep_return[i]))
+            episodes["length"].append(float(self.ep_length[i]))
+        self.ep_return[done] = 0.0
+        self.ep_length[done] = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "generator": self.generator.get_state(),
+            "obs_norm": self.obs_norm.rms.state_dict() if self.obs_norm else None,
+            "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+            "envs": get_states(self.envs),
+            "obs": self.obs.copy(),
+            "ep_return": self.ep_return.copy(),
+            "ep_length": self.ep_length.copy(),
+            "version": self.version,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.generator.set_state(state["generator"])
+        if self.obs_norm is not None:
+            self.obs_norm.rms.load_state_dict(state["obs_norm"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
+        set_states(self.envs, state["envs"])
+        self.obs, self.version = state["obs"].copy(), state["version"]
+        self.ep_return, self.ep_length = state["ep_return"].copy(), state["ep_length"].copy()
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class OnPolicyLearner(Learner):
+    """Advantages, then `epochs` passes of minibatch gradient steps on `algorithm.loss`."""
+
+    def __init__(self, algorithm: type[OnPolicy], spec: SpaceSpec, config: OnPolicyConfig,
+                 device: torch.device | None = None) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.algorithm, self.config = algorithm, config
+        self.device = device or torch.device("cpu")
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.policy = make_policy(config, spec).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        per_update = config.num_steps * config.num_envs * config.actors
+        self.total_updates = max(1, math.ceil(config.total_steps / per_update))
+        self.updates = 0
+
+    def update(self, batch: Batch) -> Metrics:
+        cfg = self.config
+        batch = B.to(batch, self.device)
+        estimator = ADVANTAGES.get(cfg.advantage)
+        advantages, returns = estimator(batch["rewards"], batch["values"], batch["next_values"],
+                                        batch["dones"], cfg.gamma, cfg.gae_lambda)
+        data = B.flatten_time({"obs": batch["obs"], "actions": batch["actions"], "log_probs": batch["log_probs"],
+                               "values": batch["values"], "advantages": advantages, "returns": returns})
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
+        n = B.batch_size(data)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            for start in range(0, n, cfg.minibatch_size):
+                mb = B.index(data, order[start : start + cfg.minibatch_size])
+                if cfg.norm_adv and mb["advantages"].numel() > 1:
+                    adv = mb["advantages"]
+                    mb["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+                loss, stats = self.algorithm.loss(cfg, self.policy, mb)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                stats = {"loss": loss, **stats}
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0) + v.detach()
+                steps += 1
+            if cfg.target_kl > 0 and "approx_kl" in stats and stats["approx_kl"].item() > cfg.target_kl:
+                break
+        self.updates += 1
+        metrics = {k: float(v) / steps for k, v in sums.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingError(f"the loss became {metrics['loss']} at update {self.updates}: "
+                                "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact")
+        var = returns.var()
+        metrics["explained_variance"] = float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    def get_weights(self) -> Weights:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.updates = state["updates"]
+
+
+class OnPolicy(Algorithm):
+    """Template: subclasses set `config_cls` and implement `loss`."""
+
+    config_cls: ClassVar[type[BaseConfig]] = OnPolicyConfig
+    actor_cls: ClassVar[type[OnPolicyActor]] = OnPolicyActor
+    learner_cls: ClassVar[type[OnPolicyLearner]] = OnPolicyLearner
+    config: OnPolicyConfig
+
+    @staticmethod
+    @abstractmethod
+    def loss(config: Any, policy: ActorCritic, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss and scalar tensors to log, for one minibatch of flattened rollout:
+        obs, actions, log_probs, values, advantages, returns (each ``[B, ...]``)."""
+
+    def graph(self) -> LogicalGraph:
+        cfg = self.config
+        g = LogicalGraph(self.name)
+        g.add(Fragment("actor", self.actor_cls, {"env_id": self.env_id, "spec": self.spec, "config": cfg},
+                       Resources("cpu", cpus=1), replicas=cfg.actors))
+        accel = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[cfg.device.split(":")[0]]
+        g.add(Fragment("learner", self.learner_cls,
+                       {"algorithm": type(self), "spec": self.spec, "config": cfg},
+                       Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1)))
+        g.connect("rollout", "actor", "learner", Pattern.GATHER, "collect", "update")
+        g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
+        return g
+
+    def start(self, runtime: Any) -> None:
+        super().start(runtime)
+        self.version = 0
+        self.runtime["actor"].call("set_weights", self.runtime["learner"].one("get_weights"), 0)
+
+    def train_step(self) -> StepResult:
+        actors, learner = self.runtime["actor"], self.runtime["learner"]
+        results = actors.call("collect", self.config.num_steps)
+        rollout = B.cat([r[0] for r in results])
+        metrics = learner.one("update", rollout)
+        self.version += 1
+        actors.call("set_weights", learner.one("get_weights"), self.version)
+        episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}
+        steps = self.config.num_steps * self.config.num_envs * actors.size
+        return StepResult(steps, metrics, episodes)
+
+    def driver_state(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+    def load_driver_state(self, state: dict[str, Any]) -> None:
+        self.version = state["version"]
+
+    @classmethod
+    def eval_policy(cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec) -> Callable[[np.ndarray], np.ndarray]:
+        assert isinstance(config, OnPolicyConfig)
+        actor = state["fragments"]["actor"][0]
+        policy = make_policy(config, spec)
+        policy.load_state_dict(actor["policy"])
+        norm = ObsNormalizer(spec.obs_shape) if actor["obs_norm"] is not None else None
+        if norm is not None:
+            norm.rms.load_state_dict(actor["obs_norm"])
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            x = norm(obs, update=False) if norm is not None else np.asarray(obs, np.float32)
+            action, _, _ = policy.act(torch.from_numpy(x), deterministic=True)
+            out = action.numpy()
+            return out if spec.discrete else np.clip(out, spec.action_low, spec.action_high)
+
+        return act

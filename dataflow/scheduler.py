@@ -1,0 +1,135 @@
+"""The scheduler: maps a plan's workers onto the nodes of a cluster.
+
+It reads what exists (this machine, or a Ray cluster's CPU/GPU/NPU resources), settles
+`auto` devices, and refuses an infeasible plan before anything starts, saying what is
+missing and what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from rlkit.dataflow.plan import Plan, Worker
+from rlkit.device import npu_available
+from rlkit.errors import PlacementError
+
+
+@dataclass
+class Node:
+    name: str
+    cpus: float
+    gpus: float = 0.0
+    npus: float = 0.0
+    memory_gb: float = 0.0
+
+    def accelerators(self, kind: str) -> float:
+        return {"gpu": self.gpus, "npu": self.npus}.get(kind, 0.0)
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+
+    def total(self, kind: str) -> float:
+        return sum(n.accelerators(kind) for n in self.nodes)
+
+
+def local_cluster() -> Cluster:
+    """This machine as a one-node cluster."""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = pages / 2**30
+    except (ValueError, OSError):
+        memory = 0.0
+    gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
+    npus = 1.0 if npu_available() else 0.0
+    return Cluster([Node("local", float(os.cpu_count() or 1), gpus, npus, memory)])
+
+
+@dataclass
+class Slot:
+    """Where one worker runs and on which device."""
+
+    worker: Worker
+    node: str
+    device: str
+    """Concrete kind: cpu | gpu | npu."""
+
+
+@dataclass
+class Placement:
+    plan: Plan
+    slots: list[Slot] = field(default_factory=list)
+
+    def slot(self, worker: str) -> Slot:
+        for s in self.slots:
+            if s.worker.name == worker:
+                return s
+        raise KeyError(worker)
+
+    def device_of(self, fragment: str, replica: int = 0) -> str:
+        """Concrete device kind for one fragment replica."""
+        want = self.plan.fragment(fragment).resources.device
+        if want == "cpu":
+            return "cpu"
+        return self.slot(self.plan.worker_of(fragment, replica).name).device
+
+    def table(self) -> str:
+        rows = [("worker", "node", "device", "cpus", "accel", "fragments")]
+        for s in self.slots:
+            w = s.worker
+            rows.append(
+                (
+                    w.name,
+                    s.node,
+                    s.device,
+                    f"{w.cpus:g}",
+                    f"{w.gpus:g}" if s.device != "cpu" else "-",
+                    ", ".join(f"{f}[{i}]" for f, i in w.members),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def place(plan: Plan, cluster: Cluster) -> Placement:
+    """First-fit placement of each worker; PlacementError if one cannot fit anywhere."""
+    free = {n.name: {"cpu": n.cpus, "gpu": n.gpus, "npu": n.npus} for n in cluster.nodes}
+    placement = Placement(plan)
+    local_only = plan.policy == "local"
+    for w in plan.workers:
+        kind = w.device
+        if kind == "auto":
+            kind = "gpu" if cluster.total("gpu") else "npu" if cluster.total("npu") else "cpu"
+        need = (w.gpus or 1.0) if kind != "cpu" else 0.0
+        for node in cluster.nodes:
+            room = free[node.name]
+            cpu_ok = local_only or room["cpu"] >= w.cpus
+            if cpu_ok and (kind == "cpu" or room[kind] >= need):
+                room["cpu"] -= w.cpus
+                if kind != "cpu":
+                    room[kind] -= need
+                placement.slots.append(Slot(w, node.name, kind))
+                break
+        else:
+            raise PlacementError(_explain(w, kind, need, cluster))
+    return placement
+
+
+def _explain(w: Worker, kind: str, need: float, cluster: Cluster) -> str:
+    who = ", ".join(sorted({f for f, _ in w.members}))
+    if kind != "cpu":
+        have = cluster.total(kind)
+        label = kind.upper()
+        return (
+            f"{who} needs {need:g} {label}; the cluster has {have:g} free: "
+            f"use --device cpu or add a {label} node"
+        )
+    have = max(n.cpus for n in cluster.nodes)
+    return (
+        f"{who} needs {w.cpus:g} CPUs on one node; the largest node has {have:g}: "
+        "use fewer --actors or add nodes"
+    )

@@ -1,0 +1,113 @@
+"""Vector environments (gymnasium sync or async with shared memory) and their spaces.
+
+Vector envs use gymnasium's SAME_STEP autoreset: when an episode ends, the returned
+observation is already the next episode's first, and the last one is in
+``info["final_obs"]``, which is what bootstrapping on truncation needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+from rlkit.envs.checkpointable import Checkpointable
+from rlkit.envs.registry import resolve_env_id
+from rlkit.errors import EnvError
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """What networks need to know about an env's spaces."""
+
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    action_dim: int
+    """Number of actions (discrete) or action vector size (continuous)."""
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+
+
+def space_spec(obs_space: gym.Space, action_space: gym.Space, env_id: str = "") -> SpaceSpec:
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvError(f"{env_id}: observation space {obs_space} is not a Box; rlkit needs array observations")
+    if isinstance(action_space, gym.spaces.Discrete):
+        return SpaceSpec(tuple(obs_space.shape), True, int(action_space.n))
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return SpaceSpec(
+            tuple(obs_space.shape),
+            False,
+            int(action_space.shape[0]),
+            tuple(float(x) for x in action_space.low),
+            tuple(float(x) for x in action_space.high),
+        )
+    raise EnvError(f"{env_id}: action space {action_space} is neither Discrete nor a 1-d Box")
+
+
+def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """One environment, wrapped so its exact state can be checkpointed."""
+    try:
+        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise EnvError(f"{env_id} needs an extra package: {e}") from None
+    except gym.error.Error as e:
+        raise EnvError(f"cannot make {env_id}: {e}") from None
+    return Checkpointable(env, index)
+
+
+def probe_spec(env: str) -> tuple[str, SpaceSpec]:
+    """Resolve a short name and read the env's spaces (makes and closes one env)."""
+    env_id = resolve_env_id(env)
+    probe = make_env(env_id)
+    try:
+        return env_id, space_spec(probe.observation_space, probe.action_space, env_id)
+    finally:
+        probe.close()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Env worker processes inherit SIG_IGN: Ctrl-C reaches the trainer only, which saves
+    a checkpoint and then closes the workers itself."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def make_vector_env(env_id: str, num_envs: int, mode: str = "sync") -> VectorEnv:
+    """`num_envs` copies of `env_id`; mode "async" runs each in a subprocess (shared memory)."""
+    fns = [partial(make_env, env_id, i) for i in range(num_envs)]
+    if mode == "sync":
+        return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    if mode == "async":
+        with _sigint_ignored():
+            return AsyncVectorEnv(
+                fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP, context="fork"
+            )
+    raise EnvError(f"vector mode {mode!r} is not sync or async")
+
+
+def get_states(vec: VectorEnv) -> list[dict[str, Any]]:
+    return list(vec.call("get_state"))
+
+
+def set_states(vec: VectorEnv, states: list[dict[str, Any]]) -> None:
+    if len(states) != vec.num_envs:
+        raise EnvError(f"checkpoint holds {len(states)} env states; this run has {vec.num_envs} envs")
+    vec.call("set_state", states)
+
+
+def final_observations(info: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
+    """Stacked final observations of the envs that just ended, or None."""
+    if not done.any() or "final_obs" not in info:
+        return None
+    return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])

@@ -1,0 +1,193 @@
+"""The `rlkit` command: run, resume, eval, plan, list.
+
+    rlkit run ppo --env Humanoid [--preset NAME] [--FIELD VALUE ...]
+    rlkit resume RUN_DIR
+    rlkit eval RUN_DIR [--episodes N] [--video]
+    rlkit plan ppo --env Humanoid [--FIELD VALUE ...]
+    rlkit list
+
+Flags of `run` and `plan` come from the algorithm's config dataclass. Bad input prints
+one line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rlkit.errors import ConfigError, RLKitError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(annotation))) + "}"
+    if typing.get_origin(annotation) is tuple:
+        return "INT,INT,..."
+    return getattr(annotation, "__name__", str(annotation)).upper()
+
+
+def config_parser(prog: str, config_cls: type) -> _Parser:
+    """One flag per config field, documented by the field's docstring line."""
+    from rlkit.config import field_docs, field_types, flag
+
+    parser = _Parser(prog=prog, description=(config_cls.__doc__ or "").strip(), add_help=True)
+    parser.add_argument("--preset", default=None, help="Preset to start from (default: the env's; 'none' for none).")
+    docs, types = field_docs(config_cls), field_types(config_cls)
+    defaults = config_cls()
+    for f in dataclasses.fields(config_cls):
+        annotation = types[f.name]
+        default = getattr(defaults, f.name)
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if annotation is bool else {}
+        parser.add_argument(f"--{flag(f.name)}", dest=f.name, default=argparse.SUPPRESS, metavar=_type_name(annotation),
+                            help=f"{docs.get(f.name, '')} (default: {default})", **extra)
+    return parser
+
+
+def _parse_config_args(prog: str, algo_cls: Any, argv: Sequence[str]) -> tuple[str | None, dict[str, Any]]:
+    parser = config_parser(prog, algo_cls.config_cls)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(bad.split("=")[0], options, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (rlkit {prog.split()[-2]} {prog.split()[-1]} --help lists them)"
+        what = "unknown option" if bad.startswith("-") else "unexpected argument"
+        raise ConfigError(f"{what} {bad!r} for {algo_cls.name}{hint}")
+    values = vars(args)
+    return values.pop("preset"), values
+
+
+def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tuple[Any, Any]:
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import make_config
+
+    algo_cls = ALGORITHMS.get(algo_name)
+    preset, values = _parse_config_args(f"rlkit {command} {algo_cls.name}", algo_cls, argv)
+    env = values.pop("env", None)
+    if env is None:
+        raise ConfigError(f"rlkit {command} {algo_cls.name}: --env is required (rlkit list shows env names)")
+    return algo_cls, make_config(algo_cls, env, preset, values)
+
+
+def cmd_run(algo: str, argv: Sequence[str]) -> int:
+    from rlkit.trainer import Trainer
+
+    algo_cls, config = _config_from_args("run", algo, argv)
+    return Trainer(algo_cls, config).run()
+
+
+def cmd_plan(algo: str, argv: Sequence[str]) -> int:
+    from rlkit.trainer import build
+
+    algo_cls, config = _config_from_args("plan", algo, argv)
+    built = build(algo_cls, config)
+    print(built.algorithm.graph().describe())
+    print()
+    print(built.placement.plan.describe())
+    print()
+    print("placement")
+    print(built.placement.table())
+    return 0
+
+
+def cmd_resume(run_dir: str, total_steps: int | None) -> int:
+    from pathlib import Path
+
+    from rlkit.trainer import Trainer, load_run
+
+    algo_cls, config = load_run(Path(run_dir))
+    if total_steps is not None:
+        config.total_steps = total_steps
+    return Trainer(algo_cls, config, Path(run_dir)).run(resume=True)
+
+
+def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int:
+    if video:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede `import mujoco`
+    from pathlib import Path
+
+    from rlkit.evaluate import evaluate
+
+    if episodes < 1:
+        raise ConfigError("--episodes must be at least 1")
+    result = evaluate(Path(run_dir), episodes, video, video_length)
+    print(f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
+          f"(length {sum(result.lengths) / len(result.lengths):.0f})")
+    if result.video:
+        print(f"video: {result.video}")
+    return 0
+
+
+def cmd_list() -> int:
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.dataflow import EXECUTORS, POLICIES
+    from rlkit.envs import SHORT_NAMES
+
+    print("algorithms:")
+    for name in ALGORITHMS:
+        algo = ALGORITHMS.get(name)
+        print(f"  {name:<8} presets: {', '.join(algo.presets()) or '-'}")
+    print("environments (short name -> gymnasium id; any gymnasium id works too):")
+    for short, full in SHORT_NAMES.items():
+        print(f"  {short:<24} {full}")
+    print(f"distribution policies: {', '.join(POLICIES)}")
+    print(f"executors: {', '.join(EXECUTORS)}")
+    return 0
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="rlkit", description="Reinforcement learning: run, resume, evaluate and plan algorithms.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="train ALGO on --env ENV (see: rlkit run ALGO --help)", add_help=False)
+    run.add_argument("algorithm")
+    plan = sub.add_parser("plan", help="print ALGO's graph, plan and placement; trains nothing", add_help=False)
+    plan.add_argument("algorithm")
+    resume = sub.add_parser("resume", help="continue a run from its checkpoint")
+    resume.add_argument("run_dir")
+    resume.add_argument("--total-steps", type=int, default=None, help="raise the step budget")
+    ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--video", action="store_true", help="record the first episode as MP4 (RUN_DIR/videos)")
+    ev.add_argument("--video-length", type=int, default=500, help="frames to record at most")
+    sub.add_parser("list", help="algorithms, presets, env short names, policies, executors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, rest = build_parser().parse_known_args(argv)
+        if args.command in ("run", "plan"):
+            handler = cmd_run if args.command == "run" else cmd_plan
+            return handler(args.algorithm, rest)
+        if rest:
+            raise ConfigError(f"rlkit {args.command}: unexpected argument {rest[0]!r}")
+        if args.command == "resume":
+            return cmd_resume(args.run_dir, args.total_steps)
+        if args.command == "eval":
+            return cmd_eval(args.run_dir, args.episodes, args.video, args.video_length)
+        return cmd_list()
+    except RLKitError as e:
+        print(f"rlkit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nrlkit: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Typed configs: one dataclass per algorithm, a docstring line per field.
+
+The CLI builds its flags from these dataclasses (`--total-steps` for `total_steps`), so
+flags and configs never drift. Overrides arrive as strings and are converted by the
+field's annotation; `validate()` checks ranges and names the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any, Literal, TypeVar
+
+from rlkit.errors import ConfigError
+
+C = TypeVar("C", bound="BaseConfig")
+
+
+@dataclass
+class BaseConfig:
+    """Fields every algorithm has: what to run, for how long, where, and how to log."""
+
+    env: str = "CartPole"
+    """Environment: a short name (Humanoid) or any gymnasium id (Humanoid-v5)."""
+    seed: int = 0
+    """Seed for environments, networks and sampling; a run is reproducible on CPU."""
+    total_steps: int = 100_000
+    """Environment steps to train for (summed over all parallel environments)."""
+    device: str = "auto"
+    """Learner device: auto (cuda, then npu, then cpu), cpu, cuda[:i] or npu[:i]."""
+    num_envs: int = 1
+    """Parallel environments per actor."""
+    vector: Literal["sync", "async"] = "sync"
+    """Vector env: sync (one process) or async (one subprocess per env, shared memory)."""
+    actors: int = 1
+    """Actor replicas (each owns num_envs environments)."""
+    executor: str = "local"
+    """Dataflow executor: local (in-process; the default)."""
+    policy: str = "local"
+    """Distribution policy that compiles the algorithm's graph into a plan."""
+    torch_threads: int = 1
+    """Torch intra-op threads per process; 1 is fastest for small networks on few cores."""
+    out: str = "runs"
+    """Parent directory of run directories."""
+    name: str = ""
+    """Run directory name; empty means ALGO-ENV-SEED-TIMESTAMP."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many environment steps (and at the end)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (offline when there is no network)."""
+    wandb_project: str = "rlkit"
+    """Weights & Biases project name."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field out of range."""
+        check(self.total_steps > 0, "total_steps", "must be positive")
+        check(self.num_envs >= 1, "num_envs", "must be at least 1")
+        check(self.actors >= 1, "actors", "must be at least 1")
+        check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
+        check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
+        check(bool(self.env), "env", "must name an environment")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+        """Build from a plain dict (a saved config.yaml); unknown keys are an error."""
+        cfg = cls()
+        apply_overrides(cfg, values)
+        return cfg
+
+
+def check(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{flag(field)}: {message}")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring line under it, collected along the MRO."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def convert(name: str, annotation: Any, value: Any) -> Any:
+    """Convert `value` (a string from the command line, or a YAML scalar) to `annotation`."""
+    where = f"--{flag(name)}"
+    if typing.get_origin(annotation) is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(str(value).replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(number)
+    if annotation is float:
+        try:
+            return float(str(value).replace("_", "")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    if typing.get_origin(annotation) is tuple:
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        (inner, *_rest) = typing.get_args(annotation)
+        return tuple(convert(name, inner, v) for v in items if str(v).strip())
+    raise ConfigError(f"{where}: cannot set a field of type {annotation}")
+
+
+def apply_overrides(cfg: BaseConfig, values: dict[str, Any]) -> None:
+    """Set fields from `values` (converted by annotation); unknown keys raise ConfigError."""
+    types = field_types(type(cfg))
+    names = [f.name for f in fields(cfg)]
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in types or name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean --{flag(close[0])}?" if close else ""
+            raise ConfigError(f"unknown option --{flag(name)} for {type(cfg).__name__}{hint}")
+        setattr(cfg, name, convert(name, types[name], value))

@@ -1,0 +1,37 @@
+"""Device resolution: ``auto`` means cuda, then npu (torch_npu), then cpu."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from rlkit.errors import DeviceError
+
+DEVICES = ("auto", "cpu", "cuda", "npu")
+
+
+def npu_available() -> bool:
+    if importlib.util.find_spec("torch_npu") is None:
+        return False
+    import torch_npu  # noqa: F401  (registers torch.npu)
+
+    return bool(torch.npu.is_available())  # type: ignore[attr-defined]
+
+
+def resolve_device(name: str) -> torch.device:
+    """A concrete torch device for ``auto|cpu|cuda[:i]|npu[:i]``; DeviceError if absent."""
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("npu") if npu_available() else torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name}: this machine has no CUDA GPU; use --device cpu or auto")
+    if kind == "npu" and not npu_available():
+        raise DeviceError(
+            f"--device {name}: no Ascend NPU (torch_npu) here; use --device cpu or auto"
+        )
+    return torch.device(name)

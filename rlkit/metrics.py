@@ -1,0 +1,115 @@
+"""Where metrics go: a CSV file, TensorBoard events, optionally Weights & Biases, and a
+learning-curve PNG at the end. One row per training iteration, keyed by env step."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+CSV_NAME = "metrics.csv"
+CURVE_NAME = "learning_curve.png"
+
+
+class MetricsLogger:
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        use_wandb: bool = False,
+        wandb_project: str = "rlkit",
+        resume_step: int | None = None,
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.csv_path = self.run_dir / CSV_NAME
+        self.columns: list[str] | None = None
+        if resume_step is not None and self.csv_path.exists():
+            self.columns = self._truncate(resume_step)
+        elif self.csv_path.exists():
+            self.csv_path.unlink()
+        purge = resume_step + 1 if resume_step is not None else None
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
+        self.wandb: Any = None
+        if use_wandb:
+            self.wandb = _start_wandb(self.run_dir, config, wandb_project, resume_step is not None)
+
+    def _truncate(self, step: int) -> list[str] | None:
+        """Keep the rows written up to the checkpoint being resumed (drop later ones)."""
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return None
+        header, body = rows[0], [r for r in rows[1:] if r and int(float(r[0])) <= step]
+        with open(self.csv_path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *body])
+        return header
+
+    def log(self, row: dict[str, float]) -> None:
+        """Append one row; `row["step"]` is the x axis everywhere."""
+        step = int(row["step"])
+        new_file = self.columns is None
+        if self.columns is None:
+            self.columns = ["step", *[k for k in row if k != "step"]]
+        with open(self.csv_path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow(self.columns)
+            writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.tb.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+    def close(self) -> Path | None:
+        """Flush everything and draw the learning curve; returns the PNG path."""
+        self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+        return plot_learning_curve(self.csv_path, self.run_dir / CURVE_NAME)
+
+
+def _fmt(value: Any) -> Any:
+    return repr(value) if isinstance(value, float) else value
+
+
+def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bool) -> Any:
+    import wandb
+
+    os.environ.setdefault("WANDB_DIR", str(run_dir))
+    os.environ.setdefault("WANDB_CONFIG_DIR", str(run_dir / "wandb-config"))
+    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if resume and id_file.exists() else wandb.util.generate_id()
+    id_file.write_text(run_id)
+    return wandb.init(project=project, dir=str(run_dir), config=config, mode=mode, id=run_id,
+                      resume="allow", name=run_dir.name)
+
+
+def plot_learning_curve(csv_path: Path, png_path: Path) -> Path | None:
+    """Episode return against env steps, from the metrics CSV."""
+    if not csv_path.exists():
+        return None
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    points = [(float(r["step"]), float(r["episode_return"])) for r in rows if r.get("episode_return") not in (None, "", "nan")]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return (mean of last 100)")
+    ax.set_title(csv_path.parent.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

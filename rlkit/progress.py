@@ -1,0 +1,53 @@
+"""The live progress line: steps, steps/s, recent episode return, ETA.
+
+On a terminal it is a rich progress bar; otherwise (CI, pipes, logs) a plain line is
+printed every `every` seconds so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class ProgressReporter:
+    def __init__(self, total: int, start: int = 0, every: float = 10.0) -> None:
+        self.total, self.start = total, start
+        self.t0 = time.perf_counter()
+        self.last_print = self.t0
+        self.every = every
+        self.console = Console(file=sys.stdout)
+        self.bar: Progress | None = None
+        if self.console.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} steps"),
+                TextColumn("{task.fields[sps]:>7,.0f} steps/s"),
+                TextColumn("return {task.fields[ret]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.task = self.bar.add_task("training", total=total, completed=start, sps=0.0, ret="-")
+            self.bar.start()
+
+    def update(self, step: int, episode_return: float) -> float:
+        """Show progress at `step`; returns steps/s since start (or resume)."""
+        now = time.perf_counter()
+        sps = (step - self.start) / max(now - self.t0, 1e-9)
+        ret = "-" if math.isnan(episode_return) else f"{episode_return:.1f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, sps=sps, ret=ret)
+        elif now - self.last_print >= self.every or step >= self.total:
+            self.last_print = now
+            eta = (self.total - step) / sps if sps > 0 else float("inf")
+            print(f"step {step:,}/{self.total:,}  {sps:,.0f} steps/s  return {ret}  eta {eta:,.0f}s", flush=True)
+        return sps
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,90 @@
+"""The abstract roles an algorithm is written against.
+
+Roles are plain classes: they take a `device`, hold tensors, and know nothing of where
+they run. The dataflow executor constructs them inside a worker (in this process, or in
+a Ray actor) and calls their methods; arguments and results are batches, weight dicts
+and metric dicts, all picklable. Everything a role holds comes back from `state_dict()`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from rlkit.batch import Batch
+
+Weights = dict[str, torch.Tensor]
+Metrics = dict[str, float]
+
+
+class Role(ABC):
+    """Anything placed as a fragment: constructed from keyword arguments, checkpointable."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly after `load_state_dict`."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most roles hold nothing to release
+        """Release what the role holds outside Python (env subprocesses, files)."""
+
+
+class Actor(Role):
+    """Owns environment instances and a copy of the policy."""
+
+    @abstractmethod
+    def collect(self, num_steps: int) -> tuple[Batch, Metrics]:
+        """Step the environments `num_steps` times; return experience and episode stats."""
+
+    @abstractmethod
+    def set_weights(self, weights: Weights, version: int) -> None:
+        """Take new policy parameters; rollouts collected after this carry `version`."""
+
+
+class Learner(Role):
+    """Owns trainable modules and their optimizers."""
+
+    @abstractmethod
+    def update(self, batch: Batch) -> Metrics:
+        """One round of optimization on `batch`; returns scalar metrics."""
+
+    @abstractmethod
+    def get_weights(self) -> Weights:
+        """The parameters actors need (CPU tensors)."""
+
+
+class Buffer(Role):
+    """Stores experience between actors and learners (replay, or rollout storage)."""
+
+    @abstractmethod
+    def add(self, batch: Any) -> None:
+        """Append a batch of transitions."""
+
+    @abstractmethod
+    def sample(self, n: int) -> Any:
+        """`n` transitions."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+
+class Generator(Role):
+    """RLHF rollout engine (HF `generate` or vLLM): prompts in, responses out."""
+
+    @abstractmethod
+    def generate(self, prompts: Batch) -> Batch: ...
+
+    @abstractmethod
+    def set_weights(self, weights: Weights, version: int) -> None: ...
+
+
+class Scorer(Role):
+    """RLHF scoring role: a reward model, a reference model, or a rule function."""
+
+    @abstractmethod
+    def score(self, batch: Batch) -> Batch: ...

@@ -1,0 +1,209 @@
+"""The training driver: compile an algorithm's graph, start it, loop, log, checkpoint.
+
+    config --validate--> algorithm.graph() --policy.compile--> plan --place--> placement
+           --executor.start--> runtime --train_step()*--> run directory
+
+A run directory holds config.yaml, metrics.csv, tb/ (TensorBoard), checkpoint.pt and,
+at the end, learning_curve.png. Ctrl-C finishes the current iteration, saves a
+checkpoint and prints how to resume; a second Ctrl-C stops at once (the previous
+checkpoint stays intact). `resume` continues exactly: same step counter, RNG streams,
+optimizer, environment states and logs.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from rlkit import checkpoint
+from rlkit.algorithms.base import ALGORITHMS, Algorithm
+from rlkit.config import BaseConfig
+from rlkit.dataflow.executor import EXECUTORS, Runtime
+from rlkit.dataflow.policies import POLICIES, PolicyOptions
+from rlkit.dataflow.scheduler import Placement, local_cluster, place
+from rlkit.device import resolve_device
+from rlkit.envs.registry import short_name
+from rlkit.envs.vector import probe_spec
+from rlkit.errors import CheckpointError, ConfigError
+from rlkit.metrics import MetricsLogger
+
+CONFIG_NAME = "config.yaml"
+INTERRUPTED = 130
+
+
+@dataclass
+class Built:
+    algorithm: Algorithm
+    placement: Placement
+
+
+def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
+    """Validate, resolve env and device, compile and place; nothing starts yet."""
+    config.validate()
+    resolve_device(config.device)
+    EXECUTORS.get(config.executor)
+    env_id, spec = probe_spec(config.env)
+    algo_cls.check_env(env_id, spec)
+    algorithm = algo_cls(config, env_id, spec)
+    plan = POLICIES.get(config.policy)().compile(algorithm.graph(), PolicyOptions(actors=config.actors))
+    return Built(algorithm, place(plan, local_cluster()))
+
+
+def make_config(algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]) -> BaseConfig:
+    """Defaults, then the env's preset (or the named one; "none" for no preset), then overrides."""
+    from rlkit.config import apply_overrides
+    from rlkit.envs.registry import resolve_env_id
+
+    cfg = algo_cls.config_cls()
+    presets = algo_cls.presets()
+    key = preset if preset is not None else short_name(resolve_env_id(env))
+    if preset is not None and preset.lower() != "none" and preset not in presets:
+        raise ConfigError(f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}")
+    if key in presets:
+        apply_overrides(cfg, presets[key])
+    apply_overrides(cfg, {"env": env, **overrides})
+    return cfg
+
+
+def new_run_dir(algo: str, config: BaseConfig) -> Path:
+    name = config.name or f"{algo}-{short_name(config.env)}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    path = Path(config.out) / name
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(config.out) / f"{name}-{suffix}"
+    path.mkdir(parents=True)
+    return path
+
+
+def save_config(run_dir: Path, algo: str, config: BaseConfig) -> None:
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+    text = yaml.safe_dump({"algorithm": algo, "config": values}, sort_keys=False)
+    checkpoint.atomic_write(run_dir / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+
+
+def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
+    """The algorithm and config of an existing run directory."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_NAME
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory (no {CONFIG_NAME})")
+    try:
+        data = yaml.safe_load(path.read_text())
+        algo_cls = ALGORITHMS.get(data["algorithm"])
+        return algo_cls, algo_cls.config_cls.from_dict(data["config"])
+    except (yaml.YAMLError, KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{path} is corrupt: {e}") from None
+
+
+class Trainer:
+    def __init__(self, algo_cls: type[Algorithm], config: BaseConfig, run_dir: Path | None = None) -> None:
+        self.algo_cls, self.config = algo_cls, config
+        self.built = build(algo_cls, config)
+        self.run_dir = run_dir
+        self.step = 0
+        self.iteration = 0
+        self.next_checkpoint = config.checkpoint_every
+        self.returns: deque[float] = deque(maxlen=100)
+        self.lengths: deque[float] = deque(maxlen=100)
+        self.episodes = 0
+        self._stop = False
+
+    # -- state -----------------------------------------------------------------
+    def _trainer_state(self) -> dict[str, Any]:
+        return {"step": self.step, "iteration": self.iteration, "next_checkpoint": self.next_checkpoint,
+                "returns": list(self.returns), "lengths": list(self.lengths), "episodes": self.episodes}
+
+    def _load_trainer_state(self, s: dict[str, Any]) -> None:
+        self.step, self.iteration, self.next_checkpoint = s["step"], s["iteration"], s["next_checkpoint"]
+        self.returns.extend(s["returns"])
+        self.lengths.extend(s["lengths"])
+        self.episodes = s["episodes"]
+
+    def save_checkpoint(self) -> None:
+        assert self.run_dir is not None
+        state = {"trainer": self._trainer_state(), "state": self.built.algorithm.state_dict()}
+        checkpoint.save(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, state)
+
+    # -- loop ------------------------------------------------------------------
+    def run(self, resume: bool = False) -> int:
+        """Train to `total_steps`; returns the exit code (0, or 130 when interrupted)."""
+        from rlkit.progress import ProgressReporter
+
+        cfg, algo = self.config, self.built.algorithm
+        saved: dict[str, Any] | None = None
+        if resume:
+            assert self.run_dir is not None
+            saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
+        else:
+            self.run_dir = self.run_dir or new_run_dir(self.algo_cls.name, cfg)
+            save_config(self.run_dir, self.algo_cls.name, cfg)
+        assert self.run_dir is not None
+        print(f"run directory: {self.run_dir}", flush=True)
+        print(self.built.placement.table(), flush=True)
+        runtime: Runtime = EXECUTORS.get(cfg.executor)().start(self.built.placement)
+        logger: MetricsLogger | None = None
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            algo.start(runtime)
+            if saved is not None:
+                algo.load_state_dict(saved["state"])
+                self._load_trainer_state(saved["trainer"])
+            logger = MetricsLogger(self.run_dir, cfg.to_dict(), cfg.wandb, cfg.wandb_project,
+                                   resume_step=self.step if resume else None)
+            progress = ProgressReporter(cfg.total_steps, self.step)
+            t0, start_step = time.perf_counter(), self.step
+            try:
+                while self.step < cfg.total_steps and not self._stop:
+                    result = algo.train_step()
+                    self.step += result.steps
+                    self.iteration += 1
+                    self.returns.extend(result.episodes["return"])
+                    self.lengths.extend(result.episodes["length"])
+                    self.episodes += len(result.episodes["return"])
+                    ret = sum(self.returns) / len(self.returns) if self.returns else math.nan
+                    sps = progress.update(self.step, ret)
+                    logger.log({"step": self.step, "iteration": self.iteration, "episode_return": ret,
+                                "episode_length": sum(self.lengths) / len(self.lengths) if self.lengths else math.nan,
+                                "episodes": self.episodes, **result.metrics,
+                                "time": time.perf_counter() - t0, "sps": sps})
+                    if self.step >= self.next_checkpoint and self.step < cfg.total_steps:
+                        self.save_checkpoint()
+                        while self.next_checkpoint <= self.step:
+                            self.next_checkpoint += cfg.checkpoint_every
+            finally:
+                progress.close()
+            self.save_checkpoint()
+            elapsed = time.perf_counter() - t0
+            print(f"{self.step - start_step:,} steps in {elapsed:,.1f}s "
+                  f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} steps/s)", flush=True)
+            if self._stop:
+                print(f"interrupted at step {self.step:,}; checkpoint saved.\n"
+                      f"resume with: rlkit resume {self.run_dir}", flush=True)
+                return INTERRUPTED
+            curve = logger.close()
+            logger = None
+            print(f"done: {self.run_dir}" + (f" (learning curve: {curve})" if curve else ""), flush=True)
+            return 0
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if logger is not None:
+                logger.close()
+            runtime.shutdown()
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop:  # second Ctrl-C: stop now, the last checkpoint stays as it was
+            raise KeyboardInterrupt
+        self._stop = True
+        print("\nCtrl-C: finishing this iteration and saving a checkpoint (Ctrl-C again to abort)", flush=True)
