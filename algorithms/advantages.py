@@ -29,7 +29,7 @@ def gae(
     Returns (advantages, returns), both ``[envs, steps]``.
     """
     deltas = rewards + gamma * next_values - values
-    keep = gamma * lam * (1.0 - dones.float())
+    keep = gamma * lam * (~dones.bool()).to(deltas.dtype)
     advantages = torch.empty_like(deltas)
     running = torch.zeros_like(deltas[:, 0])
     for t in range(deltas.shape[1] - 1, -1, -1):

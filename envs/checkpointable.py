@@ -1,9 +1,10 @@
 """A wrapper that lets an environment's exact state be saved and restored.
 
 Resume must continue an episode exactly where it stopped. MuJoCo envs pickle as their
-constructor arguments only, so their physics is taken with `mj_getState` (time, qpos,
-qvel, actuator state, warm start) together with the env's RNG and each wrapper's own
-counters (TimeLimit's elapsed steps, ...). Other envs pickle whole.
+constructor arguments only, so their whole `MjData` is copied (the integration state
+alone is not enough: rewards read derived quantities, such as body positions, that lag
+one step behind qpos), together with the env's RNG and each wrapper's own counters
+(TimeLimit's elapsed steps, ...). Other envs pickle whole.
 """
 
 from __future__ import annotations
@@ -35,18 +36,13 @@ class Checkpointable(gym.Wrapper):
     def get_state(self) -> dict[str, Any]:
         inner = self.env.unwrapped
         if _is_mujoco(inner):
-            import mujoco
-
-            spec = mujoco.mjtState.mjSTATE_INTEGRATION
-            physics = np.empty(mujoco.mj_stateSize(inner.model, spec))  # type: ignore[attr-defined]
-            mujoco.mj_getState(inner.model, inner.data, physics, spec)  # type: ignore[attr-defined]
             wrappers = [
                 {k: v for k, v in vars(w).items() if k != "env" and isinstance(v, _SCALARS)}
                 for w in _layers(self.env)
             ]
             return {
                 "kind": "mujoco",
-                "physics": physics,
+                "data": pickle.dumps(inner.data),
                 "rng": inner.np_random.bit_generator.state,
                 "wrappers": wrappers,
             }
@@ -61,9 +57,7 @@ class Checkpointable(gym.Wrapper):
         import mujoco
 
         inner = self.env.unwrapped
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        mujoco.mj_setState(inner.model, inner.data, state["physics"], spec)  # type: ignore[attr-defined]
-        mujoco.mj_forward(inner.model, inner.data)  # type: ignore[attr-defined]
+        mujoco.mj_copyData(inner.data, inner.model, pickle.loads(state["data"]))  # type: ignore[attr-defined]
         inner.np_random.bit_generator.state = state["rng"]
         for layer, saved in zip(_layers(self.env), state["wrappers"], strict=True):
             vars(layer).update(saved)

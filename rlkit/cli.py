@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(args.run_dir, args.episodes, args.video, args.video_length)
         return cmd_list()
     except RLKitError as e:
-        print(f"rlkit: error: {e}", file=sys.stderr)
+        print("rlkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\nrlkit: aborted", file=sys.stderr)

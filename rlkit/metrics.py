@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bo
     os.environ.setdefault("WANDB_CONFIG_DIR", str(run_dir / "wandb-config"))
     mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
     id_file = run_dir / "wandb_id"
-    run_id = id_file.read_text().strip() if resume and id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
     return wandb.init(project=project, dir=str(run_dir), config=config, mode=mode, id=run_id,
                       resume="allow", name=run_dir.name)

@@ -103,7 +103,11 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
         data = yaml.safe_load(path.read_text())
         algo_cls = ALGORITHMS.get(data["algorithm"])
         return algo_cls, algo_cls.config_cls.from_dict(data["config"])
-    except (yaml.YAMLError, KeyError, TypeError, ConfigError) as e:
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CheckpointError(f"{path} is corrupt: not valid YAML{where}") from None
+    except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{path} is corrupt: {e}") from None
 
 

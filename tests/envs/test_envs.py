@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from rlkit.envs import SHORT_NAMES, make_vector_env, probe_spec, resolve_env_id
+from rlkit.envs.vector import get_states, set_states
+from rlkit.errors import EnvError
+
+
+@pytest.mark.parametrize(("name", "env_id"), [("Humanoid", "Humanoid-v5"), ("humanoid", "Humanoid-v5"),
+                                              ("CartPole", "CartPole-v1"), ("Hopper-v4", "Hopper-v4")])
+def test_short_names_and_full_ids(name, env_id):
+    assert resolve_env_id(name) == env_id
+
+
+def test_unknown_env_suggests_names():
+    with pytest.raises(EnvError, match="unknown env 'Humanoidd'; did you mean 'Humanoid'"):
+        resolve_env_id("Humanoidd")
+
+
+def test_every_short_name_is_registered_in_gymnasium():
+    import gymnasium as gym
+
+    assert [s for s, full in SHORT_NAMES.items() if full not in gym.registry] == []
+
+
+def test_humanoid_spec():
+    env_id, spec = probe_spec("Humanoid")
+    assert env_id == "Humanoid-v5" and spec.obs_shape == (348,) and spec.action_dim == 17
+    assert not spec.discrete and spec.action_high[0] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("env", ["Humanoid", "CartPole"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_env_state_restores_exactly(env, mode):
+    """Save every env's state mid-episode, restore it into fresh envs: same futures."""
+    env_id, spec = probe_spec(env)
+    a = make_vector_env(env_id, 2, mode)
+    b = make_vector_env(env_id, 2, mode)
+    rng = np.random.default_rng(0)
+
+    def act():
+        if spec.discrete:
+            return rng.integers(0, spec.action_dim, 2)
+        return rng.uniform(-0.4, 0.4, (2, spec.action_dim))
+
+    a.reset(seed=1)
+    b.reset(seed=99)
+    for _ in range(7):
+        a.step(act())
+    set_states(b, get_states(a))
+    for _ in range(40):  # CartPole episodes end in here: autoreset RNG must match too
+        action = act()
+        oa, ra, ta, ua, _ = a.step(action)
+        ob, rb, tb, ub, _ = b.step(action)
+        np.testing.assert_array_equal(oa, ob)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(ta | ua, tb | ub)
+    a.close()
+    b.close()
+
+
+def test_state_count_mismatch_is_an_error():
+    env_id, _ = probe_spec("CartPole")
+    a = make_vector_env(env_id, 2)
+    a.reset(seed=0)
+    b = make_vector_env(env_id, 3)
+    with pytest.raises(EnvError, match="holds 2 env states; this run has 3"):
+        set_states(b, get_states(a))

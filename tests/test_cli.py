@@ -1,0 +1,164 @@
+"""The real `rlkit` command in a subprocess: bad input, an end-to-end Humanoid run with
+checkpoint, resume and video, and Ctrl-C followed by an exact resume."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rlkit import checkpoint
+
+
+def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def rows(run_dir: Path, drop: tuple[str, ...] = ("time", "sps")) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlkit: error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "ppoo", "--env", "CartPole"], ["unknown algorithm 'ppoo'", "did you mean 'ppo'"]),
+        (["run", "ppo", "--env", "Humanoidd"], ["unknown env 'Humanoidd'", "did you mean 'Humanoid'"]),
+        (["run", "ppo", "--env", "CartPole", "--lrr", "1e-3"], ["unknown option '--lrr'", "did you mean --lr"]),
+        (["run", "ppo", "--env", "CartPole", "--lr", "fast"], ["--lr: expected a number, got 'fast'"]),
+        (["run", "ppo", "--env", "CartPole", "--gamma", "1.5"], ["--gamma: must be in [0, 1]"]),
+        (["run", "ppo", "--env", "CartPole", "--total-steps", "0"], ["--total-steps: must be positive"]),
+        (["run", "ppo", "--env", "CartPole", "--total-steps", "-5"], ["--total-steps: must be positive"]),
+        (["run", "ppo", "--env", "CartPole", "--device", "cuda"], ["--device cuda: this machine has no CUDA GPU"]),
+        (["run", "ppo", "--env", "CartPole", "--preset", "Nope"], ["no preset 'Nope'"]),
+        (["run", "ppo"], ["--env is required"]),
+        (["eval", "/nonexistent/run"], ["no run directory at /nonexistent/run"]),
+        (["resume", "/nonexistent/run"], ["no run directory at /nonexistent/run"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(rlkit_cmd, cli_env, args, fragments):
+    assert_usage_error(run(rlkit_cmd, cli_env, *args), *fragments)
+
+
+@pytest.fixture(scope="module")
+def humanoid_run(tmp_path_factory, rlkit_cmd) -> Path:
+    """A short real Humanoid run through the CLI, with --wandb (offline)."""
+    import os
+
+    out = tmp_path_factory.mktemp("runs")
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(out), WANDB_CONFIG_DIR=str(out / "wcfg"))
+    result = run(rlkit_cmd, env, "run", "ppo", "--env", "Humanoid", "--total-steps", "2048", "--num-steps", "256",
+                 "--num-envs", "2", "--checkpoint-every", "1024", "--out", str(out), "--name", "h", "--wandb")
+    assert result.returncode == 0, result.stderr
+    assert f"run directory: {out / 'h'}" in result.stdout
+    return out / "h"
+
+
+def test_run_directory_holds_everything(humanoid_run: Path):
+    for name in ("config.yaml", "metrics.csv", "checkpoint.pt", "learning_curve.png"):
+        assert (humanoid_run / name).is_file(), name
+    assert [r["step"] for r in rows(humanoid_run)] == ["512", "1024", "1536", "2048"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(humanoid_run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [512, 1024, 1536, 2048]
+    assert list(humanoid_run.glob("wandb/offline-run-*")), "wandb offline run missing"
+    import yaml
+
+    saved = yaml.safe_load((humanoid_run / "config.yaml").read_text())
+    assert saved["algorithm"] == "ppo" and saved["config"]["env"] == "Humanoid"
+    assert saved["config"]["norm_obs"] is True  # from the Humanoid preset
+
+
+def test_resume_continues_and_eval_records_video(humanoid_run: Path, rlkit_cmd, cli_env):
+    result = run(rlkit_cmd, cli_env, "resume", str(humanoid_run), "--total-steps", "3072")
+    assert result.returncode == 0, result.stderr
+    assert [r["step"] for r in rows(humanoid_run)][-3:] == ["2048", "2560", "3072"]
+    state = checkpoint.load(humanoid_run / "checkpoint.pt", "ppo")
+    assert state["trainer"]["step"] == 3072
+
+    result = run(rlkit_cmd, cli_env, "eval", str(humanoid_run), "--episodes", "2", "--video", "--video-length", "40")
+    assert result.returncode == 0, result.stderr
+    assert "2 episodes: return" in result.stdout
+    videos = list((humanoid_run / "videos").glob("*.mp4"))
+    assert len(videos) == 1
+    from moviepy import VideoFileClip
+
+    clip = VideoFileClip(str(videos[0]))
+    assert clip.reader.n_frames >= 10
+    frame = clip.get_frame(0)
+    assert frame.shape[2] == 3 and frame.std() > 0  # a rendered picture, not a blank frame
+    clip.close()
+
+
+def test_checkpoint_of_another_algorithm_and_corrupt_files(humanoid_run: Path, rlkit_cmd, cli_env, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(humanoid_run, other)
+    checkpoint.save(other / "checkpoint.pt", "dqn", {})
+    assert_usage_error(run(rlkit_cmd, cli_env, "resume", str(other)), "is a 'dqn' checkpoint, not 'ppo'")
+    (other / "checkpoint.pt").write_bytes(b"\x00not a checkpoint")
+    assert_usage_error(run(rlkit_cmd, cli_env, "eval", str(other)), "corrupt")
+    (other / "config.yaml").write_text("algorithm: [unclosed")
+    assert_usage_error(run(rlkit_cmd, cli_env, "resume", str(other)), "config.yaml is corrupt")
+    (other / "config.yaml").unlink()
+    assert_usage_error(run(rlkit_cmd, cli_env, "eval", str(other)), "is not a run directory")
+
+
+def test_ctrl_c_saves_and_resume_is_exact(rlkit_cmd, cli_env, tmp_path):
+    common = ["run", "ppo", "--env", "CartPole", "--total-steps", "16384", "--checkpoint-every", "1000000",
+              "--out", str(tmp_path)]
+    full = run(rlkit_cmd, cli_env, *common, "--name", "full")
+    assert full.returncode == 0, full.stderr
+
+    proc = subprocess.Popen([*rlkit_cmd, *common, "--name", "cut"], env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    csv_path = tmp_path / "cut" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert f"resume with: rlkit resume {tmp_path / 'cut'}" in out
+    stopped_at = checkpoint.load(tmp_path / "cut" / "checkpoint.pt", "ppo")["trainer"]["step"]
+    assert 0 < stopped_at < 16384
+
+    resumed = run(rlkit_cmd, cli_env, "resume", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert len(rows(tmp_path / "full")) == 64
+
+
+def test_plan_prints_graph_plan_and_placement(rlkit_cmd, cli_env):
+    result = run(rlkit_cmd, cli_env, "plan", "ppo", "--env", "Humanoid", "--actors", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "actor --gather--> learner" in out and "learner --broadcast--> actor" in out
+    assert "OnPolicyActor x2" in out
+    assert "actor[0], actor[1], learner[0]" in out
+
+
+def test_list_shows_algorithms_envs_and_presets(rlkit_cmd, cli_env):
+    result = run(rlkit_cmd, cli_env, "list")
+    assert result.returncode == 0
+    assert "ppo" in result.stdout and "Humanoid                 Humanoid-v5" in result.stdout
+    assert "presets: CartPole" in result.stdout
