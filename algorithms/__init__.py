@@ -7,4 +7,12 @@ from rlkit.algorithms.base import ALGORITHMS, Algorithm, StepResult
 from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
 from rlkit.algorithms.ppo import PPO, PPOConfig
 
-__all__ = ["ALGORITHMS", "PPO", "Algorithm", "OnPolicy", "OnPolicyConfig", "PPOConfig", "StepResult"]
+__all__ = [
+    "ALGORITHMS",
+    "PPO",
+    "Algorithm",
+    "OnPolicy",
+    "OnPolicyConfig",
+    "PPOConfig",
+    "StepResult",
+]

@@ -52,8 +52,8 @@ class ActorCritic(nn.Module):
     def dist(self, obs: torch.Tensor) -> Distribution:
         out = self.pi(obs.flatten(1))
         if self.discrete:
-            return Categorical(logits=out)
-        return Normal(out, self.log_std.exp().expand_as(out))
+            return Categorical(logits=out, validate_args=False)
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
         """``[B]`` log-probabilities (summed over action dims when continuous)."""
@@ -66,7 +66,10 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+        self,
+        obs: torch.Tensor,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample actions with `generator`; returns (action, log_prob, value), each ``[B, ...]``."""
         out = self.pi(obs.flatten(1))
@@ -79,5 +82,5 @@ class ActorCritic(nn.Module):
         else:
             std = self.log_std.exp().expand_as(out)
             action = out if deterministic else torch.normal(out, std, generator=generator)
-            log_prob = Normal(out, std).log_prob(action).sum(-1)
+            log_prob = Normal(out, std, validate_args=False).log_prob(action).sum(-1)
         return action, log_prob, self.value(obs)

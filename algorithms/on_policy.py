@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.networks import ActorCritic
-from rlkit import batch as B
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
@@ -84,7 +84,9 @@ class OnPolicyConfig(BaseConfig):
         check(self.epochs >= 1, "epochs", "must be at least 1")
         check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
         check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
-        check(len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes")
+        check(
+            len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes"
+        )
         check(self.activation in ("tanh", "relu", "elu"), "activation", "must be tanh, relu or elu")
         check(self.advantage in ADVANTAGES, "advantage", f"must be one of {ADVANTAGES.names()}")
 
@@ -96,7 +98,9 @@ def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
 class OnPolicyActor(Actor):
     """Steps `num_envs` environments with the current policy and records rollouts."""
 
-    def __init__(self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0) -> None:
+    def __init__(
+        self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0
+    ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
@@ -106,7 +110,9 @@ class OnPolicyActor(Actor):
             self.policy = make_policy(config, spec)
         self.generator = torch.Generator().manual_seed(seed)
         self.obs_norm = ObsNormalizer(spec.obs_shape) if config.norm_obs else None
-        self.reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        self.reward_scaler = (
+            RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        )
         obs, _ = self.envs.reset(seed=seed)
         self.obs = self._normalize(obs)
         self.ep_return = np.zeros(config.num_envs)
@@ -131,8 +137,10 @@ class OnPolicyActor(Actor):
         V(final obs) on truncation and 0 on termination."""
         n, shape = self.config.num_envs, self.spec.obs_shape
         obs = torch.empty((num_steps, n, *shape))
-        actions = torch.empty((num_steps, n) if self.spec.discrete else (num_steps, n, self.spec.action_dim),
-                              dtype=torch.int64 if self.spec.discrete else torch.float32)
+        actions = torch.empty(
+            (num_steps, n) if self.spec.discrete else (num_steps, n, self.spec.action_dim),
+            dtype=torch.int64 if self.spec.discrete else torch.float32,
+        )
         log_probs, values, rewards = (torch.empty((num_steps, n)) for _ in range(3))
         dones = torch.empty((num_steps, n), dtype=torch.bool)
         terminated = torch.empty((num_steps, n), dtype=torch.bool)
@@ -141,7 +149,11 @@ class OnPolicyActor(Actor):
         for t in range(num_steps):
             obs_t = torch.from_numpy(self.obs)
             action, log_prob, value = self.policy.act(obs_t, self.generator)
-            env_action = action.numpy() if self.spec.discrete else np.clip(action.numpy(), self.low, self.high)
+            env_action = (
+                action.numpy()
+                if self.spec.discrete
+                else np.clip(action.numpy(), self.low, self.high)
+            )
             next_obs, reward, term, trunc, info = self.envs.step(env_action)
             done = term | trunc
             self._track_episodes(reward, done, episodes)
@@ -150,7 +162,9 @@ class OnPolicyActor(Actor):
             cut = trunc & ~term
             final = final_observations(info, cut)
             if final is not None:  # bootstrap from the last observation of a truncated episode
-                bootstrap[t, torch.from_numpy(cut)] = self.policy.value(torch.from_numpy(self._normalize(final, update=False)))
+                bootstrap[t, torch.from_numpy(cut)] = self.policy.value(
+                    torch.from_numpy(self._normalize(final, update=False))
+                )
             obs[t], actions[t], log_probs[t], values[t] = obs_t, action, log_prob, value
             rewards[t] = torch.from_numpy(np.asarray(reward, np.float32))
             dones[t], terminated[t] = torch.from_numpy(done), torch.from_numpy(term)
@@ -158,13 +172,23 @@ class OnPolicyActor(Actor):
         last_value = self.policy.value(torch.from_numpy(self.obs))
         next_values = torch.cat([values[1:], last_value[None]])
         next_values = torch.where(dones, bootstrap, next_values)
-        rollout = {"obs": obs, "actions": actions, "log_probs": log_probs, "values": values,
-                   "next_values": next_values, "rewards": rewards, "dones": dones, "terminated": terminated}
+        rollout = {
+            "obs": obs,
+            "actions": actions,
+            "log_probs": log_probs,
+            "values": values,
+            "next_values": next_values,
+            "rewards": rewards,
+            "dones": dones,
+            "terminated": terminated,
+        }
         rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
         rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
         return rollout, episodes
 
-    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, episodes: dict[str, list[float]]) -> None:
+    def _track_episodes(
+        self, reward: np.ndarray, done: np.ndarray, episodes: dict[str, list[float]]
+    ) -> None:
         self.ep_return += reward
         self.ep_length += 1
         for i in np.flatnonzero(done):
@@ -204,8 +228,13 @@ class OnPolicyActor(Actor):
 class OnPolicyLearner(Learner):
     """Advantages, then `epochs` passes of minibatch gradient steps on `algorithm.loss`."""
 
-    def __init__(self, algorithm: type[OnPolicy], spec: SpaceSpec, config: OnPolicyConfig,
-                 device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        algorithm: type[OnPolicy],
+        spec: SpaceSpec,
+        config: OnPolicyConfig,
+        device: torch.device | None = None,
+    ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.algorithm, self.config = algorithm, config
         self.device = device or torch.device("cpu")
@@ -222,10 +251,24 @@ class OnPolicyLearner(Learner):
         cfg = self.config
         batch = B.to(batch, self.device)
         estimator = ADVANTAGES.get(cfg.advantage)
-        advantages, returns = estimator(batch["rewards"], batch["values"], batch["next_values"],
-                                        batch["dones"], cfg.gamma, cfg.gae_lambda)
-        data = B.flatten_time({"obs": batch["obs"], "actions": batch["actions"], "log_probs": batch["log_probs"],
-                               "values": batch["values"], "advantages": advantages, "returns": returns})
+        advantages, returns = estimator(
+            batch["rewards"],
+            batch["values"],
+            batch["next_values"],
+            batch["dones"],
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        data = B.flatten_time(
+            {
+                "obs": batch["obs"],
+                "actions": batch["actions"],
+                "log_probs": batch["log_probs"],
+                "values": batch["values"],
+                "advantages": advantages,
+                "returns": returns,
+            }
+        )
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
@@ -249,15 +292,23 @@ class OnPolicyLearner(Learner):
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0) + v.detach()
                 steps += 1
-            if cfg.target_kl > 0 and "approx_kl" in stats and stats["approx_kl"].item() > cfg.target_kl:
+            if (
+                cfg.target_kl > 0
+                and "approx_kl" in stats
+                and stats["approx_kl"].item() > cfg.target_kl
+            ):
                 break
         self.updates += 1
         metrics = {k: float(v) / steps for k, v in sums.items()}
         if not math.isfinite(metrics["loss"]):
-            raise TrainingError(f"the loss became {metrics['loss']} at update {self.updates}: "
-                                "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact")
+            raise TrainingError(
+                f"the loss became {metrics['loss']} at update {self.updates}: "
+                "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact"
+            )
         var = returns.var()
-        metrics["explained_variance"] = float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
+        metrics["explained_variance"] = (
+            float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
+        )
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
@@ -265,8 +316,12 @@ class OnPolicyLearner(Learner):
         return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "updates": self.updates}
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -285,19 +340,35 @@ class OnPolicy(Algorithm):
 
     @staticmethod
     @abstractmethod
-    def loss(config: Any, policy: ActorCritic, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        config: Any, policy: ActorCritic, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scalar loss and scalar tensors to log, for one minibatch of flattened rollout:
         obs, actions, log_probs, values, advantages, returns (each ``[B, ...]``)."""
 
     def graph(self) -> LogicalGraph:
         cfg = self.config
         g = LogicalGraph(self.name)
-        g.add(Fragment("actor", self.actor_cls, {"env_id": self.env_id, "spec": self.spec, "config": cfg},
-                       Resources("cpu", cpus=1), replicas=cfg.actors))
-        accel = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[cfg.device.split(":")[0]]
-        g.add(Fragment("learner", self.learner_cls,
-                       {"algorithm": type(self), "spec": self.spec, "config": cfg},
-                       Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1)))
+        g.add(
+            Fragment(
+                "actor",
+                self.actor_cls,
+                {"env_id": self.env_id, "spec": self.spec, "config": cfg},
+                Resources("cpu", cpus=1),
+                replicas=cfg.actors,
+            )
+        )
+        accel = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[
+            cfg.device.split(":")[0]
+        ]
+        g.add(
+            Fragment(
+                "learner",
+                self.learner_cls,
+                {"algorithm": type(self), "spec": self.spec, "config": cfg},
+                Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1),
+            )
+        )
         g.connect("rollout", "actor", "learner", Pattern.GATHER, "collect", "update")
         g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
         return g
@@ -325,7 +396,9 @@ class OnPolicy(Algorithm):
         self.version = state["version"]
 
     @classmethod
-    def eval_policy(cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec) -> Callable[[np.ndarray], np.ndarray]:
+    def eval_policy(
+        cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec
+    ) -> Callable[[np.ndarray], np.ndarray]:
         assert isinstance(config, OnPolicyConfig)
         actor = state["fragments"]["actor"][0]
         policy = make_policy(config, spec)

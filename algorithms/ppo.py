@@ -39,7 +39,9 @@ class PPO(OnPolicy):
     config_cls: ClassVar[type[BaseConfig]] = PPOConfig
 
     @staticmethod
-    def loss(config: PPOConfig, policy: ActorCritic, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        config: PPOConfig, policy: ActorCritic, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dist = policy.dist(batch["obs"])
         log_ratio = policy.log_prob(dist, batch["actions"]) - batch["log_probs"]
         ratio = log_ratio.exp()

@@ -93,7 +93,9 @@ def construct(role: type, kwargs: dict[str, Any], device: str, replica: int) -> 
     params = inspect.signature(role).parameters
     extra: dict[str, Any] = {}
     if "device" in params and "device" not in kwargs:
-        extra["device"] = torch.device(TORCH_DEVICE[device]) if device in TORCH_DEVICE else torch.device(device)
+        extra["device"] = (
+            torch.device(TORCH_DEVICE[device]) if device in TORCH_DEVICE else torch.device(device)
+        )
     if "replica" in params:
         extra["replica"] = replica
     return role(**kwargs, **extra)

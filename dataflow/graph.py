@@ -106,7 +106,9 @@ class LogicalGraph:
             if end not in self.fragments:
                 raise ConfigError(f"graph {self.name}: edge {name!r} names no fragment {end!r}")
         if pattern is Pattern.ALLREDUCE and src != dst:
-            raise ConfigError(f"graph {self.name}: allreduce edge {name!r} must join a fragment to itself")
+            raise ConfigError(
+                f"graph {self.name}: allreduce edge {name!r} must join a fragment to itself"
+            )
         if pattern is not Pattern.QUEUE and bound:
             raise ConfigError(f"graph {self.name}: only queue edges have a bound ({name!r})")
         if any(e.name == name for e in self.edges):

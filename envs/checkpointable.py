@@ -19,7 +19,7 @@ _SCALARS = (int, float, bool, str, type(None), np.ndarray, np.generic)
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
-    out = []
+    out: list[gym.Env] = []
     while isinstance(env, gym.Wrapper):
         out.append(env)
         env = env.env
@@ -34,7 +34,7 @@ class Checkpointable(gym.Wrapper):
         self.index = index
 
     def get_state(self) -> dict[str, Any]:
-        inner = self.env.unwrapped
+        inner: Any = self.env.unwrapped
         if _is_mujoco(inner):
             wrappers = [
                 {k: v for k, v in vars(w).items() if k != "env" and isinstance(v, _SCALARS)}
@@ -56,8 +56,8 @@ class Checkpointable(gym.Wrapper):
             return
         import mujoco
 
-        inner = self.env.unwrapped
-        mujoco.mj_copyData(inner.data, inner.model, pickle.loads(state["data"]))  # type: ignore[attr-defined]
+        inner: Any = self.env.unwrapped
+        mujoco.mj_copyData(inner.data, inner.model, pickle.loads(state["data"]))
         inner.np_random.bit_generator.state = state["rng"]
         for layer, saved in zip(_layers(self.env), state["wrappers"], strict=True):
             vars(layer).update(saved)

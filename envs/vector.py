@@ -16,11 +16,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from rlkit.envs.checkpointable import Checkpointable
 from rlkit.envs.registry import resolve_env_id
 from rlkit.errors import EnvError
+
+VectorEnv = SyncVectorEnv | AsyncVectorEnv
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,9 @@ class SpaceSpec:
 
 def space_spec(obs_space: gym.Space, action_space: gym.Space, env_id: str = "") -> SpaceSpec:
     if not isinstance(obs_space, gym.spaces.Box):
-        raise EnvError(f"{env_id}: observation space {obs_space} is not a Box; rlkit needs array observations")
+        raise EnvError(
+            f"{env_id}: observation space {obs_space} is not a Box; rlkit needs array observations"
+        )
     if isinstance(action_space, gym.spaces.Discrete):
         return SpaceSpec(tuple(obs_space.shape), True, int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
@@ -102,7 +106,9 @@ def get_states(vec: VectorEnv) -> list[dict[str, Any]]:
 
 def set_states(vec: VectorEnv, states: list[dict[str, Any]]) -> None:
     if len(states) != vec.num_envs:
-        raise EnvError(f"checkpoint holds {len(states)} env states; this run has {vec.num_envs} envs")
+        raise EnvError(
+            f"checkpoint holds {len(states)} env states; this run has {vec.num_envs} envs"
+        )
     vec.call("set_state", states)
 
 

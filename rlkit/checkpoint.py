@@ -51,7 +51,9 @@ def load(path: Path, algorithm: str | None = None) -> dict[str, Any]:
         # Checkpoints hold numpy arrays and env states besides tensors: only load your own.
         data = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rlkit checkpoint (format {FORMAT})")
     if algorithm is not None and data.get("algorithm") != algorithm:

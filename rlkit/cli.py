@@ -44,26 +44,40 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
     from rlkit.config import field_docs, field_types, flag
 
     parser = _Parser(prog=prog, description=(config_cls.__doc__ or "").strip(), add_help=True)
-    parser.add_argument("--preset", default=None, help="Preset to start from (default: the env's; 'none' for none).")
+    parser.add_argument(
+        "--preset", default=None, help="Preset to start from (default: the env's; 'none' for none)."
+    )
     docs, types = field_docs(config_cls), field_types(config_cls)
     defaults = config_cls()
     for f in dataclasses.fields(config_cls):
         annotation = types[f.name]
         default = getattr(defaults, f.name)
         extra: dict[str, Any] = {"nargs": "?", "const": "true"} if annotation is bool else {}
-        parser.add_argument(f"--{flag(f.name)}", dest=f.name, default=argparse.SUPPRESS, metavar=_type_name(annotation),
-                            help=f"{docs.get(f.name, '')} (default: {default})", **extra)
+        parser.add_argument(
+            f"--{flag(f.name)}",
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            metavar=_type_name(annotation),
+            help=f"{docs.get(f.name, '')} (default: {default})",
+            **extra,
+        )
     return parser
 
 
-def _parse_config_args(prog: str, algo_cls: Any, argv: Sequence[str]) -> tuple[str | None, dict[str, Any]]:
+def _parse_config_args(
+    prog: str, algo_cls: Any, argv: Sequence[str]
+) -> tuple[str | None, dict[str, Any]]:
     parser = config_parser(prog, algo_cls.config_cls)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
         close = difflib.get_close_matches(bad.split("=")[0], options, n=1)
-        hint = f"; did you mean {close[0]}?" if close else f" (rlkit {prog.split()[-2]} {prog.split()[-1]} --help lists them)"
+        hint = (
+            f"; did you mean {close[0]}?"
+            if close
+            else f" (rlkit {prog.split()[-2]} {prog.split()[-1]} --help lists them)"
+        )
         what = "unknown option" if bad.startswith("-") else "unexpected argument"
         raise ConfigError(f"{what} {bad!r} for {algo_cls.name}{hint}")
     values = vars(args)
@@ -78,7 +92,9 @@ def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tupl
     preset, values = _parse_config_args(f"rlkit {command} {algo_cls.name}", algo_cls, argv)
     env = values.pop("env", None)
     if env is None:
-        raise ConfigError(f"rlkit {command} {algo_cls.name}: --env is required (rlkit list shows env names)")
+        raise ConfigError(
+            f"rlkit {command} {algo_cls.name}: --env is required (rlkit list shows env names)"
+        )
     return algo_cls, make_config(algo_cls, env, preset, values)
 
 
@@ -116,7 +132,9 @@ def cmd_resume(run_dir: str, total_steps: int | None) -> int:
 
 def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int:
     if video:
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede `import mujoco`
+        os.environ.setdefault(
+            "MUJOCO_GL", "egl"
+        )  # headless rendering; must precede `import mujoco`
     from pathlib import Path
 
     from rlkit.evaluate import evaluate
@@ -124,8 +142,10 @@ def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     result = evaluate(Path(run_dir), episodes, video, video_length)
-    print(f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
-          f"(length {sum(result.lengths) / len(result.lengths):.0f})")
+    print(
+        f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
+        f"(length {sum(result.lengths) / len(result.lengths):.0f})"
+    )
     if result.video:
         print(f"video: {result.video}")
     return 0
@@ -149,11 +169,18 @@ def cmd_list() -> int:
 
 
 def build_parser() -> _Parser:
-    parser = _Parser(prog="rlkit", description="Reinforcement learning: run, resume, evaluate and plan algorithms.")
+    parser = _Parser(
+        prog="rlkit",
+        description="Reinforcement learning: run, resume, evaluate and plan algorithms.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="train ALGO on --env ENV (see: rlkit run ALGO --help)", add_help=False)
+    run = sub.add_parser(
+        "run", help="train ALGO on --env ENV (see: rlkit run ALGO --help)", add_help=False
+    )
     run.add_argument("algorithm")
-    plan = sub.add_parser("plan", help="print ALGO's graph, plan and placement; trains nothing", add_help=False)
+    plan = sub.add_parser(
+        "plan", help="print ALGO's graph, plan and placement; trains nothing", add_help=False
+    )
     plan.add_argument("algorithm")
     resume = sub.add_parser("resume", help="continue a run from its checkpoint")
     resume.add_argument("run_dir")
@@ -161,7 +188,9 @@ def build_parser() -> _Parser:
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10)
-    ev.add_argument("--video", action="store_true", help="record the first episode as MP4 (RUN_DIR/videos)")
+    ev.add_argument(
+        "--video", action="store_true", help="record the first episode as MP4 (RUN_DIR/videos)"
+    )
     ev.add_argument("--video-length", type=int, default=500, help="frames to record at most")
     sub.add_parser("list", help="algorithms, presets, env short names, policies, executors")
     return parser

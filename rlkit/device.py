@@ -29,7 +29,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         return torch.device("npu") if npu_available() else torch.device("cpu")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"--device {name}: this machine has no CUDA GPU; use --device cpu or auto")
+        raise DeviceError(
+            f"--device {name}: this machine has no CUDA GPU; use --device cpu or auto"
+        )
     if kind == "npu" and not npu_available():
         raise DeviceError(
             f"--device {name}: no Ascend NPU (torch_npu) here; use --device cpu or auto"

@@ -28,8 +28,13 @@ class EvalResult:
         return float(np.std(self.returns))
 
 
-def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, video_length: int = 500,
-             seed: int | None = None) -> EvalResult:
+def evaluate(
+    run_dir: Path,
+    episodes: int = 10,
+    video: bool = False,
+    video_length: int = 500,
+    seed: int | None = None,
+) -> EvalResult:
     """Run `episodes` deterministic episodes with the checkpointed policy.
 
     With `video`, the first episode is recorded (up to `video_length` frames) into
@@ -45,8 +50,14 @@ def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, video_lengt
     if video:
         from gymnasium.wrappers import RecordVideo
 
-        env = RecordVideo(env, str(video_dir), episode_trigger=lambda i: i == 0, name_prefix="eval",
-                          video_length=video_length, disable_logger=True)
+        env = RecordVideo(
+            env,
+            str(video_dir),
+            episode_trigger=lambda i: i == 0,
+            name_prefix="eval",
+            video_length=video_length,
+            disable_logger=True,
+        )
     base = config.seed + 1_000_003 if seed is None else seed
     returns, lengths = [], []
     try:
@@ -62,9 +73,23 @@ def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, video_lengt
             lengths.append(length)
     finally:
         env.close()
-    clip = max(video_dir.glob("eval*.mp4"), key=lambda p: p.stat().st_mtime, default=None) if video else None
+    clip = (
+        max(video_dir.glob("eval*.mp4"), key=lambda p: p.stat().st_mtime, default=None)
+        if video
+        else None
+    )
     result = EvalResult(returns, lengths, clip)
-    (run_dir / "eval.json").write_text(json.dumps(
-        {"episodes": episodes, "mean": result.mean, "std": result.std, "returns": returns,
-         "lengths": lengths, "video": str(clip) if clip else None}, indent=2))
+    (run_dir / "eval.json").write_text(
+        json.dumps(
+            {
+                "episodes": episodes,
+                "mean": result.mean,
+                "std": result.std,
+                "returns": returns,
+                "lengths": lengths,
+                "video": str(clip) if clip else None,
+            },
+            indent=2,
+        )
+    )
     return result

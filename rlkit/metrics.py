@@ -82,12 +82,21 @@ def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bo
 
     os.environ.setdefault("WANDB_DIR", str(run_dir))
     os.environ.setdefault("WANDB_CONFIG_DIR", str(run_dir / "wandb-config"))
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    mode = os.environ.get("WANDB_MODE") or (
+        "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    )
     id_file = run_dir / "wandb_id"
     run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
-    return wandb.init(project=project, dir=str(run_dir), config=config, mode=mode, id=run_id,
-                      resume="allow", name=run_dir.name)
+    return wandb.init(
+        project=project,
+        dir=str(run_dir),
+        config=config,
+        mode=mode,  # type: ignore[arg-type]
+        id=run_id,
+        resume="allow",
+        name=run_dir.name,
+    )
 
 
 def plot_learning_curve(csv_path: Path, png_path: Path) -> Path | None:
@@ -96,7 +105,11 @@ def plot_learning_curve(csv_path: Path, png_path: Path) -> Path | None:
         return None
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    points = [(float(r["step"]), float(r["episode_return"])) for r in rows if r.get("episode_return") not in (None, "", "nan")]
+    points = [
+        (float(r["step"]), float(r["episode_return"]))
+        for r in rows
+        if r.get("episode_return") not in (None, "", "nan")
+    ]
     import matplotlib
 
     matplotlib.use("Agg")

@@ -32,7 +32,9 @@ class ProgressReporter:
                 TimeRemainingColumn(),
                 console=self.console,
             )
-            self.task = self.bar.add_task("training", total=total, completed=start, sps=0.0, ret="-")
+            self.task = self.bar.add_task(
+                "training", total=total, completed=start, sps=0.0, ret="-"
+            )
             self.bar.start()
 
     def update(self, step: int, episode_return: float) -> float:
@@ -45,7 +47,10 @@ class ProgressReporter:
         elif now - self.last_print >= self.every or step >= self.total:
             self.last_print = now
             eta = (self.total - step) / sps if sps > 0 else float("inf")
-            print(f"step {step:,}/{self.total:,}  {sps:,.0f} steps/s  return {ret}  eta {eta:,.0f}s", flush=True)
+            print(
+                f"step {step:,}/{self.total:,}  {sps:,.0f} steps/s  return {ret}  eta {eta:,.0f}s",
+                flush=True,
+            )
         return sps
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ class Role(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most roles hold nothing to release
+    def close(self) -> None:
         """Release what the role holds outside Python (env subprocesses, files)."""
 
 
@@ -38,7 +38,7 @@ class Actor(Role):
     """Owns environment instances and a copy of the policy."""
 
     @abstractmethod
-    def collect(self, num_steps: int) -> tuple[Batch, Metrics]:
+    def collect(self, num_steps: int) -> tuple[Batch, dict[str, Any]]:
         """Step the environments `num_steps` times; return experience and episode stats."""
 
     @abstractmethod

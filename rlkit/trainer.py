@@ -54,11 +54,15 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     env_id, spec = probe_spec(config.env)
     algo_cls.check_env(env_id, spec)
     algorithm = algo_cls(config, env_id, spec)
-    plan = POLICIES.get(config.policy)().compile(algorithm.graph(), PolicyOptions(actors=config.actors))
+    plan = POLICIES.get(config.policy)().compile(
+        algorithm.graph(), PolicyOptions(actors=config.actors)
+    )
     return Built(algorithm, place(plan, local_cluster()))
 
 
-def make_config(algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]) -> BaseConfig:
+def make_config(
+    algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]
+) -> BaseConfig:
     """Defaults, then the env's preset (or the named one; "none" for no preset), then overrides."""
     from rlkit.config import apply_overrides
     from rlkit.envs.registry import resolve_env_id
@@ -67,7 +71,9 @@ def make_config(algo_cls: type[Algorithm], env: str, preset: str | None, overrid
     presets = algo_cls.presets()
     key = preset if preset is not None else short_name(resolve_env_id(env))
     if preset is not None and preset.lower() != "none" and preset not in presets:
-        raise ConfigError(f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}")
+        raise ConfigError(
+            f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}"
+        )
     if key in presets:
         apply_overrides(cfg, presets[key])
     apply_overrides(cfg, {"env": env, **overrides})
@@ -75,7 +81,10 @@ def make_config(algo_cls: type[Algorithm], env: str, preset: str | None, overrid
 
 
 def new_run_dir(algo: str, config: BaseConfig) -> Path:
-    name = config.name or f"{algo}-{short_name(config.env)}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = (
+        config.name
+        or f"{algo}-{short_name(config.env)}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    )
     path = Path(config.out) / name
     suffix = 1
     while path.exists():
@@ -112,7 +121,9 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
 
 
 class Trainer:
-    def __init__(self, algo_cls: type[Algorithm], config: BaseConfig, run_dir: Path | None = None) -> None:
+    def __init__(
+        self, algo_cls: type[Algorithm], config: BaseConfig, run_dir: Path | None = None
+    ) -> None:
         self.algo_cls, self.config = algo_cls, config
         self.built = build(algo_cls, config)
         self.run_dir = run_dir
@@ -126,11 +137,21 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
-        return {"step": self.step, "iteration": self.iteration, "next_checkpoint": self.next_checkpoint,
-                "returns": list(self.returns), "lengths": list(self.lengths), "episodes": self.episodes}
+        return {
+            "step": self.step,
+            "iteration": self.iteration,
+            "next_checkpoint": self.next_checkpoint,
+            "returns": list(self.returns),
+            "lengths": list(self.lengths),
+            "episodes": self.episodes,
+        }
 
     def _load_trainer_state(self, s: dict[str, Any]) -> None:
-        self.step, self.iteration, self.next_checkpoint = s["step"], s["iteration"], s["next_checkpoint"]
+        self.step, self.iteration, self.next_checkpoint = (
+            s["step"],
+            s["iteration"],
+            s["next_checkpoint"],
+        )
         self.returns.extend(s["returns"])
         self.lengths.extend(s["lengths"])
         self.episodes = s["episodes"]
@@ -164,8 +185,13 @@ class Trainer:
             if saved is not None:
                 algo.load_state_dict(saved["state"])
                 self._load_trainer_state(saved["trainer"])
-            logger = MetricsLogger(self.run_dir, cfg.to_dict(), cfg.wandb, cfg.wandb_project,
-                                   resume_step=self.step if resume else None)
+            logger = MetricsLogger(
+                self.run_dir,
+                cfg.to_dict(),
+                cfg.wandb,
+                cfg.wandb_project,
+                resume_step=self.step if resume else None,
+            )
             progress = ProgressReporter(cfg.total_steps, self.step)
             t0, start_step = time.perf_counter(), self.step
             try:
@@ -178,10 +204,20 @@ class Trainer:
                     self.episodes += len(result.episodes["return"])
                     ret = sum(self.returns) / len(self.returns) if self.returns else math.nan
                     sps = progress.update(self.step, ret)
-                    logger.log({"step": self.step, "iteration": self.iteration, "episode_return": ret,
-                                "episode_length": sum(self.lengths) / len(self.lengths) if self.lengths else math.nan,
-                                "episodes": self.episodes, **result.metrics,
-                                "time": time.perf_counter() - t0, "sps": sps})
+                    logger.log(
+                        {
+                            "step": self.step,
+                            "iteration": self.iteration,
+                            "episode_return": ret,
+                            "episode_length": sum(self.lengths) / len(self.lengths)
+                            if self.lengths
+                            else math.nan,
+                            "episodes": self.episodes,
+                            **result.metrics,
+                            "time": time.perf_counter() - t0,
+                            "sps": sps,
+                        }
+                    )
                     if self.step >= self.next_checkpoint and self.step < cfg.total_steps:
                         self.save_checkpoint()
                         while self.next_checkpoint <= self.step:
@@ -190,15 +226,24 @@ class Trainer:
                 progress.close()
             self.save_checkpoint()
             elapsed = time.perf_counter() - t0
-            print(f"{self.step - start_step:,} steps in {elapsed:,.1f}s "
-                  f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} steps/s)", flush=True)
+            print(
+                f"{self.step - start_step:,} steps in {elapsed:,.1f}s "
+                f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} steps/s)",
+                flush=True,
+            )
             if self._stop:
-                print(f"interrupted at step {self.step:,}; checkpoint saved.\n"
-                      f"resume with: rlkit resume {self.run_dir}", flush=True)
+                print(
+                    f"interrupted at step {self.step:,}; checkpoint saved.\n"
+                    f"resume with: rlkit resume {self.run_dir}",
+                    flush=True,
+                )
                 return INTERRUPTED
             curve = logger.close()
             logger = None
-            print(f"done: {self.run_dir}" + (f" (learning curve: {curve})" if curve else ""), flush=True)
+            print(
+                f"done: {self.run_dir}" + (f" (learning curve: {curve})" if curve else ""),
+                flush=True,
+            )
             return 0
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -210,4 +255,7 @@ class Trainer:
         if self._stop:  # second Ctrl-C: stop now, the last checkpoint stays as it was
             raise KeyboardInterrupt
         self._stop = True
-        print("\nCtrl-C: finishing this iteration and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+        print(
+            "\nCtrl-C: finishing this iteration and saving a checkpoint (Ctrl-C again to abort)",
+            flush=True,
+        )

@@ -14,7 +14,9 @@ import pytest
 from rlkit import checkpoint
 
 
-def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -36,13 +38,31 @@ def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str
     ("args", "fragments"),
     [
         (["run", "ppoo", "--env", "CartPole"], ["unknown algorithm 'ppoo'", "did you mean 'ppo'"]),
-        (["run", "ppo", "--env", "Humanoidd"], ["unknown env 'Humanoidd'", "did you mean 'Humanoid'"]),
-        (["run", "ppo", "--env", "CartPole", "--lrr", "1e-3"], ["unknown option '--lrr'", "did you mean --lr"]),
-        (["run", "ppo", "--env", "CartPole", "--lr", "fast"], ["--lr: expected a number, got 'fast'"]),
+        (
+            ["run", "ppo", "--env", "Humanoidd"],
+            ["unknown env 'Humanoidd'", "did you mean 'Humanoid'"],
+        ),
+        (
+            ["run", "ppo", "--env", "CartPole", "--lrr", "1e-3"],
+            ["unknown option '--lrr'", "did you mean --lr"],
+        ),
+        (
+            ["run", "ppo", "--env", "CartPole", "--lr", "fast"],
+            ["--lr: expected a number, got 'fast'"],
+        ),
         (["run", "ppo", "--env", "CartPole", "--gamma", "1.5"], ["--gamma: must be in [0, 1]"]),
-        (["run", "ppo", "--env", "CartPole", "--total-steps", "0"], ["--total-steps: must be positive"]),
-        (["run", "ppo", "--env", "CartPole", "--total-steps", "-5"], ["--total-steps: must be positive"]),
-        (["run", "ppo", "--env", "CartPole", "--device", "cuda"], ["--device cuda: this machine has no CUDA GPU"]),
+        (
+            ["run", "ppo", "--env", "CartPole", "--total-steps", "0"],
+            ["--total-steps: must be positive"],
+        ),
+        (
+            ["run", "ppo", "--env", "CartPole", "--total-steps", "-5"],
+            ["--total-steps: must be positive"],
+        ),
+        (
+            ["run", "ppo", "--env", "CartPole", "--device", "cuda"],
+            ["--device cuda: this machine has no CUDA GPU"],
+        ),
         (["run", "ppo", "--env", "CartPole", "--preset", "Nope"], ["no preset 'Nope'"]),
         (["run", "ppo"], ["--env is required"]),
         (["eval", "/nonexistent/run"], ["no run directory at /nonexistent/run"]),
@@ -60,9 +80,30 @@ def humanoid_run(tmp_path_factory, rlkit_cmd) -> Path:
     import os
 
     out = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(out), WANDB_CONFIG_DIR=str(out / "wcfg"))
-    result = run(rlkit_cmd, env, "run", "ppo", "--env", "Humanoid", "--total-steps", "2048", "--num-steps", "256",
-                 "--num-envs", "2", "--checkpoint-every", "1024", "--out", str(out), "--name", "h", "--wandb")
+    env = dict(
+        os.environ, WANDB_MODE="offline", WANDB_DIR=str(out), WANDB_CONFIG_DIR=str(out / "wcfg")
+    )
+    result = run(
+        rlkit_cmd,
+        env,
+        "run",
+        "ppo",
+        "--env",
+        "Humanoid",
+        "--total-steps",
+        "2048",
+        "--num-steps",
+        "256",
+        "--num-envs",
+        "2",
+        "--checkpoint-every",
+        "1024",
+        "--out",
+        str(out),
+        "--name",
+        "h",
+        "--wandb",
+    )
     assert result.returncode == 0, result.stderr
     assert f"run directory: {out / 'h'}" in result.stdout
     return out / "h"
@@ -92,7 +133,17 @@ def test_resume_continues_and_eval_records_video(humanoid_run: Path, rlkit_cmd, 
     state = checkpoint.load(humanoid_run / "checkpoint.pt", "ppo")
     assert state["trainer"]["step"] == 3072
 
-    result = run(rlkit_cmd, cli_env, "eval", str(humanoid_run), "--episodes", "2", "--video", "--video-length", "40")
+    result = run(
+        rlkit_cmd,
+        cli_env,
+        "eval",
+        str(humanoid_run),
+        "--episodes",
+        "2",
+        "--video",
+        "--video-length",
+        "40",
+    )
     assert result.returncode == 0, result.stderr
     assert "2 episodes: return" in result.stdout
     videos = list((humanoid_run / "videos").glob("*.mp4"))
@@ -106,13 +157,17 @@ def test_resume_continues_and_eval_records_video(humanoid_run: Path, rlkit_cmd, 
     clip.close()
 
 
-def test_checkpoint_of_another_algorithm_and_corrupt_files(humanoid_run: Path, rlkit_cmd, cli_env, tmp_path):
+def test_checkpoint_of_another_algorithm_and_corrupt_files(
+    humanoid_run: Path, rlkit_cmd, cli_env, tmp_path
+):
     import shutil
 
     other = tmp_path / "other"
     shutil.copytree(humanoid_run, other)
     checkpoint.save(other / "checkpoint.pt", "dqn", {})
-    assert_usage_error(run(rlkit_cmd, cli_env, "resume", str(other)), "is a 'dqn' checkpoint, not 'ppo'")
+    assert_usage_error(
+        run(rlkit_cmd, cli_env, "resume", str(other)), "is a 'dqn' checkpoint, not 'ppo'"
+    )
     (other / "checkpoint.pt").write_bytes(b"\x00not a checkpoint")
     assert_usage_error(run(rlkit_cmd, cli_env, "eval", str(other)), "corrupt")
     (other / "config.yaml").write_text("algorithm: [unclosed")
@@ -122,13 +177,28 @@ def test_checkpoint_of_another_algorithm_and_corrupt_files(humanoid_run: Path, r
 
 
 def test_ctrl_c_saves_and_resume_is_exact(rlkit_cmd, cli_env, tmp_path):
-    common = ["run", "ppo", "--env", "CartPole", "--total-steps", "16384", "--checkpoint-every", "1000000",
-              "--out", str(tmp_path)]
+    common = [
+        "run",
+        "ppo",
+        "--env",
+        "CartPole",
+        "--total-steps",
+        "16384",
+        "--checkpoint-every",
+        "1000000",
+        "--out",
+        str(tmp_path),
+    ]
     full = run(rlkit_cmd, cli_env, *common, "--name", "full")
     assert full.returncode == 0, full.stderr
 
-    proc = subprocess.Popen([*rlkit_cmd, *common, "--name", "cut"], env=cli_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*rlkit_cmd, *common, "--name", "cut"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     csv_path = tmp_path / "cut" / "metrics.csv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

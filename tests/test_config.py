@@ -50,7 +50,14 @@ def test_bad_overrides_name_the_field(values, message):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("total_steps", 0), ("total_steps", -5), ("gamma", 1.5), ("num_envs", 0), ("clip_coef", 0.0), ("lr", -1.0)],
+    [
+        ("total_steps", 0),
+        ("total_steps", -5),
+        ("gamma", 1.5),
+        ("num_envs", 0),
+        ("clip_coef", 0.0),
+        ("lr", -1.0),
+    ],
 )
 def test_validate_rejects_out_of_range(field, value):
     cfg = PPOConfig()
@@ -80,5 +87,7 @@ def test_registry_suggests_close_names():
 
 def test_config_roundtrips_through_dict():
     cfg = PPOConfig(hidden=(32, 16), lr=1e-3)
-    again = PPOConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()})
+    again = PPOConfig.from_dict(
+        {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
+    )
     assert again == cfg

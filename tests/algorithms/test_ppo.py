@@ -18,12 +18,20 @@ DISCRETE = SpaceSpec((4,), True, 2)
 CONTINUOUS = SpaceSpec((3,), False, 2, (-1.0, -1.0), (1.0, 1.0))
 
 
-def minibatch(policy: ActorCritic, spec: SpaceSpec, n: int = 32, shift: float = 0.0) -> dict[str, torch.Tensor]:
+def minibatch(
+    policy: ActorCritic, spec: SpaceSpec, n: int = 32, shift: float = 0.0
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(n, *spec.obs_shape, generator=g)
     actions, log_probs, values = policy.act(obs, g)
-    return {"obs": obs, "actions": actions, "log_probs": log_probs + shift, "values": values,
-            "advantages": torch.randn(n, generator=g), "returns": torch.randn(n, generator=g)}
+    return {
+        "obs": obs,
+        "actions": actions,
+        "log_probs": log_probs + shift,
+        "values": values,
+        "advantages": torch.randn(n, generator=g),
+        "returns": torch.randn(n, generator=g),
+    }
 
 
 @pytest.mark.parametrize("spec", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
@@ -57,8 +65,10 @@ def test_value_loss_and_its_clipping():
     _, stats = PPO.loss(cfg, policy, mb)
     torch.testing.assert_close(stats["value_loss"], 0.5 * (v - mb["returns"]).pow(2).mean())
     mb["values"] = v + 5.0  # the rollout's values are far away: the clipped branch is larger
-    clipped = 0.5 * torch.max((v - mb["returns"]).pow(2),
-                              (mb["values"] - 0.2 - mb["returns"]).pow(2)).mean()
+    clipped = (
+        0.5
+        * torch.max((v - mb["returns"]).pow(2), (mb["values"] - 0.2 - mb["returns"]).pow(2)).mean()
+    )
     _, stats = PPO.loss(PPOConfig(clip_vloss=True), policy, mb)
     torch.testing.assert_close(stats["value_loss"], clipped)
 

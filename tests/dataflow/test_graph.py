@@ -28,7 +28,9 @@ from rlkit.errors import ConfigError, PlacementError
 class Stub:
     """A role that records its calls; stands in for roles whose algorithm is not built yet."""
 
-    def __init__(self, width: int = 2, device: torch.device | None = None, replica: int = 0) -> None:
+    def __init__(
+        self, width: int = 2, device: torch.device | None = None, replica: int = 0
+    ) -> None:
         self.width, self.device, self.replica = width, device, replica
         self.received: list[Any] = []
 
@@ -67,7 +69,9 @@ def offpolicy_graph(prioritized: bool) -> LogicalGraph:
     g.connect("batch", "buffer", "learner", Pattern.GATHER, "sample", "update")
     g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
     if prioritized:
-        g.connect("priorities", "learner", "buffer", Pattern.GATHER, "priorities", "update_priorities")
+        g.connect(
+            "priorities", "learner", "buffer", Pattern.GATHER, "priorities", "update_priorities"
+        )
     return g
 
 
@@ -124,7 +128,9 @@ def test_graph_shapes_compile_and_place(name: str):
 
 
 def test_rlhf_graph_has_five_roles_and_grpo_drops_the_critic():
-    assert {"generator", "reference", "reward", "critic", "policy"} <= set(rlhf_graph(False).fragments)
+    assert {"generator", "reference", "reward", "critic", "policy"} <= set(
+        rlhf_graph(False).fragments
+    )
     assert "critic" not in rlhf_graph(True, critic=False).fragments
 
 
@@ -140,7 +146,10 @@ def test_infeasible_plan_is_refused_with_what_to_change():
     g = LogicalGraph("needs-gpu")
     g.add(Fragment("learner", Stub, resources=Resources("gpu", gpus=1)))
     plan = POLICIES.get("local")().compile(g, PolicyOptions())
-    with pytest.raises(PlacementError, match="learner needs 1 GPU; the cluster has 0 free: use --device cpu or add a GPU node"):
+    with pytest.raises(
+        PlacementError,
+        match="learner needs 1 GPU; the cluster has 0 free: use --device cpu or add a GPU node",
+    ):
         place(plan, Cluster([Node("head", cpus=2)]))
 
 
@@ -149,8 +158,14 @@ def test_infeasible_plan_is_refused_with_what_to_change():
     [
         (lambda g: g.add(Fragment("actor", Stub)), "declared twice"),
         (lambda g: g.connect("x", "actor", "nowhere", "gather"), "names no fragment 'nowhere'"),
-        (lambda g: g.connect("x", "actor", "learner", "allreduce"), "must join a fragment to itself"),
-        (lambda g: g.connect("x", "actor", "learner", "gather", bound=3), "only queue edges have a bound"),
+        (
+            lambda g: g.connect("x", "actor", "learner", "allreduce"),
+            "must join a fragment to itself",
+        ),
+        (
+            lambda g: g.connect("x", "actor", "learner", "gather", bound=3),
+            "only queue edges have a bound",
+        ),
         (lambda g: g.connect("x", "actor", "learner", "teleport"), "teleport"),
     ],
 )

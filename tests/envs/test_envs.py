@@ -6,8 +6,15 @@ from rlkit.envs.vector import get_states, set_states
 from rlkit.errors import EnvError
 
 
-@pytest.mark.parametrize(("name", "env_id"), [("Humanoid", "Humanoid-v5"), ("humanoid", "Humanoid-v5"),
-                                              ("CartPole", "CartPole-v1"), ("Hopper-v4", "Hopper-v4")])
+@pytest.mark.parametrize(
+    ("name", "env_id"),
+    [
+        ("Humanoid", "Humanoid-v5"),
+        ("humanoid", "Humanoid-v5"),
+        ("CartPole", "CartPole-v1"),
+        ("Hopper-v4", "Hopper-v4"),
+    ],
+)
 def test_short_names_and_full_ids(name, env_id):
     assert resolve_env_id(name) == env_id
 

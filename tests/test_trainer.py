@@ -1,0 +1,36 @@
+"""Trainer behaviour that the CLI tests do not reach: a NaN loss stops training with a
+clear error and leaves the last checkpoint intact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlkit import checkpoint
+from rlkit.algorithms import ALGORITHMS, PPO
+from rlkit.errors import TrainingError
+from rlkit.trainer import Trainer, make_config
+
+
+class NaNPPO(PPO):
+    """PPO whose loss turns to NaN: stands for a diverging run."""
+
+    @staticmethod
+    def loss(config, policy, batch):
+        loss, stats = PPO.loss(config, policy, batch)
+        return loss * torch.nan, stats
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    ppo = ALGORITHMS.get("ppo")
+    overrides = {"total_steps": 512, "checkpoint_every": 256, "out": str(tmp_path), "name": "r"}
+    cfg = make_config(ppo, "CartPole", None, overrides)
+    assert Trainer(ppo, cfg).run() == 0
+    run_dir = tmp_path / "r"
+    before = (run_dir / "checkpoint.pt").read_bytes()
+
+    cfg.total_steps = 1024
+    with pytest.raises(TrainingError, match="the loss became nan .* the last checkpoint is intact"):
+        Trainer(NaNPPO, cfg, run_dir).run(resume=True)
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert checkpoint.load(run_dir / "checkpoint.pt", "ppo")["trainer"]["step"] == 512
