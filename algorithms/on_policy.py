@@ -27,7 +27,8 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
 from rlkit.envs.normalize import ObsNormalizer, RewardScaler
-from rlkit.envs.vector import SpaceSpec, final_observations, get_states, make_vector_env, set_states
+from rlkit.envs.runner import EnvRunner
+from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import TrainingError
 from rlkit.roles import Actor, Learner, Metrics, Weights
 
@@ -98,34 +99,17 @@ def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
 class OnPolicyActor(Actor):
     """Steps `num_envs` environments with the current policy and records rollouts."""
 
-    def __init__(
-        self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0
-    ) -> None:
+    def __init__(self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
-        self.envs = make_vector_env(env_id, config.num_envs, config.vector)
+        self.runner = EnvRunner(env_id, spec, config.num_envs, config.vector, seed, config.norm_obs)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.policy = make_policy(config, spec)
         self.generator = torch.Generator().manual_seed(seed)
-        self.obs_norm = ObsNormalizer(spec.obs_shape) if config.norm_obs else None
-        self.reward_scaler = (
-            RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
-        )
-        obs, _ = self.envs.reset(seed=seed)
-        self.obs = self._normalize(obs)
-        self.ep_return = np.zeros(config.num_envs)
-        self.ep_length = np.zeros(config.num_envs, np.int64)
+        self.reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
         self.version = 0
-        if not spec.discrete:
-            self.low = np.array(spec.action_low, np.float32)
-            self.high = np.array(spec.action_high, np.float32)
-
-    def _normalize(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
-        if self.obs_norm is None:
-            return np.asarray(obs, np.float32)
-        return self.obs_norm(obs, update)
 
     def set_weights(self, weights: Weights, version: int) -> None:
         self.policy.load_state_dict(weights)
@@ -135,41 +119,32 @@ class OnPolicyActor(Actor):
     def collect(self, num_steps: int) -> tuple[Batch, dict[str, list[float]]]:
         """Rollout fields are ``[num_envs, num_steps, ...]``; `next_values` is V(s') with
         V(final obs) on truncation and 0 on termination."""
-        n, shape = self.config.num_envs, self.spec.obs_shape
-        obs = torch.empty((num_steps, n, *shape))
-        actions = torch.empty(
-            (num_steps, n) if self.spec.discrete else (num_steps, n, self.spec.action_dim),
-            dtype=torch.int64 if self.spec.discrete else torch.float32,
-        )
+        n, spec = self.config.num_envs, self.spec
+        obs = torch.empty((num_steps, n, *spec.obs_shape))
+        if spec.discrete:
+            actions = torch.empty((num_steps, n), dtype=torch.int64)
+        else:
+            actions = torch.empty((num_steps, n, spec.action_dim))
         log_probs, values, rewards = (torch.empty((num_steps, n)) for _ in range(3))
         dones = torch.empty((num_steps, n), dtype=torch.bool)
         terminated = torch.empty((num_steps, n), dtype=torch.bool)
         bootstrap = torch.zeros((num_steps, n))
-        episodes: dict[str, list[float]] = {"return": [], "length": []}
         for t in range(num_steps):
-            obs_t = torch.from_numpy(self.obs)
+            obs_t = torch.from_numpy(self.runner.obs)
             action, log_prob, value = self.policy.act(obs_t, self.generator)
-            env_action = (
-                action.numpy()
-                if self.spec.discrete
-                else np.clip(action.numpy(), self.low, self.high)
-            )
-            next_obs, reward, term, trunc, info = self.envs.step(env_action)
-            done = term | trunc
-            self._track_episodes(reward, done, episodes)
+            step = self.runner.step(action.numpy())
+            reward = step.reward
             if self.reward_scaler is not None:
-                reward = self.reward_scaler(reward, done)
-            cut = trunc & ~term
-            final = final_observations(info, cut)
-            if final is not None:  # bootstrap from the last observation of a truncated episode
-                bootstrap[t, torch.from_numpy(cut)] = self.policy.value(
-                    torch.from_numpy(self._normalize(final, update=False))
-                )
+                reward = self.reward_scaler(reward, step.done)
+            if step.final_obs is not None and step.truncated.any():
+                # bootstrap from the last observation of a truncated (not terminated) episode
+                cut = step.truncated[step.done] & ~step.terminated[step.done]
+                rows = np.flatnonzero(step.done)[cut]
+                bootstrap[t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
             obs[t], actions[t], log_probs[t], values[t] = obs_t, action, log_prob, value
-            rewards[t] = torch.from_numpy(np.asarray(reward, np.float32))
-            dones[t], terminated[t] = torch.from_numpy(done), torch.from_numpy(term)
-            self.obs = self._normalize(next_obs)
-        last_value = self.policy.value(torch.from_numpy(self.obs))
+            rewards[t] = torch.from_numpy(reward)
+            dones[t], terminated[t] = torch.from_numpy(step.done), torch.from_numpy(step.terminated)
+        last_value = self.policy.value(torch.from_numpy(self.runner.obs))
         next_values = torch.cat([values[1:], last_value[None]])
         next_values = torch.where(dones, bootstrap, next_values)
         rollout = {
@@ -184,45 +159,27 @@ class OnPolicyActor(Actor):
         }
         rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
         rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
-        return rollout, episodes
-
-    def _track_episodes(
-        self, reward: np.ndarray, done: np.ndarray, episodes: dict[str, list[float]]
-    ) -> None:
-        self.ep_return += reward
-        self.ep_length += 1
-        for i in np.flatnonzero(done):
-            episodes["return"].append(float(self.ep_return[i]))
-            episodes["length"].append(float(self.ep_length[i]))
-        self.ep_return[done] = 0.0
-        self.ep_length[done] = 0
+        return rollout, self.runner.pop_episodes()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy.state_dict(),
             "generator": self.generator.get_state(),
-            "obs_norm": self.obs_norm.rms.state_dict() if self.obs_norm else None,
+            "runner": self.runner.state_dict(),
             "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
-            "envs": get_states(self.envs),
-            "obs": self.obs.copy(),
-            "ep_return": self.ep_return.copy(),
-            "ep_length": self.ep_length.copy(),
             "version": self.version,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.generator.set_state(state["generator"])
-        if self.obs_norm is not None:
-            self.obs_norm.rms.load_state_dict(state["obs_norm"])
+        self.runner.load_state_dict(state["runner"])
         if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
-        set_states(self.envs, state["envs"])
-        self.obs, self.version = state["obs"].copy(), state["version"]
-        self.ep_return, self.ep_length = state["ep_return"].copy(), state["ep_length"].copy()
+        self.version = state["version"]
 
     def close(self) -> None:
-        self.envs.close()
+        self.runner.close()
 
 
 class OnPolicyLearner(Learner):
@@ -403,9 +360,10 @@ class OnPolicy(Algorithm):
         actor = state["fragments"]["actor"][0]
         policy = make_policy(config, spec)
         policy.load_state_dict(actor["policy"])
-        norm = ObsNormalizer(spec.obs_shape) if actor["obs_norm"] is not None else None
+        saved_norm = actor["runner"]["obs_norm"]
+        norm = ObsNormalizer(spec.obs_shape) if saved_norm is not None else None
         if norm is not None:
-            norm.rms.load_state_dict(actor["obs_norm"])
+            norm.rms.load_state_dict(saved_norm)
 
         def act(obs: np.ndarray) -> np.ndarray:
             x = norm(obs, update=False) if norm is not None else np.asarray(obs, np.float32)

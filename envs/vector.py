@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from rlkit.envs.checkpointable import Checkpointable
@@ -110,10 +109,3 @@ def set_states(vec: VectorEnv, states: list[dict[str, Any]]) -> None:
             f"checkpoint holds {len(states)} env states; this run has {vec.num_envs} envs"
         )
     vec.call("set_state", states)
-
-
-def final_observations(info: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
-    """Stacked final observations of the envs that just ended, or None."""
-    if not done.any() or "final_obs" not in info:
-        return None
-    return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
