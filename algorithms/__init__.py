@@ -1,18 +1,27 @@
-"""Algorithms: templates (OnPolicy, ...) and the algorithms built on them.
+"""Algorithms: templates (OnPolicy, OffPolicy) and the algorithms built on them.
 
 Importing this package registers every built-in algorithm in `ALGORITHMS`.
 """
 
 from rlkit.algorithms.base import ALGORITHMS, Algorithm, StepResult
+from rlkit.algorithms.dqn import DQN, DQNConfig
+from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
 from rlkit.algorithms.ppo import PPO, PPOConfig
+from rlkit.algorithms.sac import SAC, SACConfig
 
 __all__ = [
     "ALGORITHMS",
+    "DQN",
     "PPO",
+    "SAC",
     "Algorithm",
+    "DQNConfig",
+    "OffPolicy",
+    "OffPolicyConfig",
     "OnPolicy",
     "OnPolicyConfig",
     "PPOConfig",
+    "SACConfig",
     "StepResult",
 ]

@@ -94,6 +94,11 @@ class Algorithm(ABC):
     ) -> Callable[[np.ndarray], np.ndarray]:
         """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]`` from a checkpoint."""
 
+    def current_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic policy of actor replica 0 as it is now (for periodic evaluation)."""
+        actor = self.runtime["actor"].one("state_dict")
+        return self.eval_policy({"fragments": {"actor": [actor]}}, self.config, self.spec)
+
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
         """Env short name -> field overrides, from ``algorithms/presets/NAME.yaml``."""

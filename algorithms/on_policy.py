@@ -99,7 +99,9 @@ def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
 class OnPolicyActor(Actor):
     """Steps `num_envs` environments with the current policy and records rollouts."""
 
-    def __init__(self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0) -> None:
+    def __init__(
+        self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0
+    ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
@@ -108,7 +110,9 @@ class OnPolicyActor(Actor):
             torch.manual_seed(seed)
             self.policy = make_policy(config, spec)
         self.generator = torch.Generator().manual_seed(seed)
-        self.reward_scaler = RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        self.reward_scaler = (
+            RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        )
         self.version = 0
 
     def set_weights(self, weights: Weights, version: int) -> None:

@@ -117,12 +117,17 @@ def place(plan: Plan, cluster: Cluster) -> Placement:
                 placement.slots.append(Slot(w, node.name, kind))
                 break
         else:
-            raise PlacementError(_explain(w, kind, need, cluster))
+            raise PlacementError(_explain(w, kind, need, cluster, plan))
     return placement
 
 
-def _explain(w: Worker, kind: str, need: float, cluster: Cluster) -> str:
-    who = ", ".join(sorted({f for f, _ in w.members}))
+def _explain(w: Worker, kind: str, need: float, cluster: Cluster, plan: Plan) -> str:
+    fragments = sorted({f for f, _ in w.members})
+    if kind != "cpu":  # name the fragments that asked for the accelerator, not their neighbours
+        fragments = [
+            f for f in fragments if plan.fragment(f).resources.device != "cpu"
+        ] or fragments
+    who = ", ".join(fragments)
     if kind != "cpu":
         have = cluster.total(kind)
         label = kind.upper()

@@ -58,7 +58,7 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
             dest=f.name,
             default=argparse.SUPPRESS,
             metavar=_type_name(annotation),
-            help=f"{docs.get(f.name, '')} (default: {default})",
+            help=f"{docs.get(f.name, '')} (default: {default}; an env preset may set it)",
             **extra,
         )
     return parser
@@ -213,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RLKitError as e:
         print("rlkit: error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `rlkit list | head`: the reader left, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\nrlkit: aborted", file=sys.stderr)
         return 130

@@ -51,6 +51,12 @@ class BaseConfig:
     """Run directory name; empty means ALGO-ENV-SEED-TIMESTAMP."""
     checkpoint_every: int = 50_000
     """Save a checkpoint every this many environment steps (and at the end)."""
+    log_every: int = 0
+    """Write a metrics row every this many environment steps; 0 means every iteration."""
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many environment steps (0: never)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation."""
     wandb: bool = False
     """Also log to Weights & Biases (offline when there is no network)."""
     wandb_project: str = "rlkit"
@@ -63,6 +69,9 @@ class BaseConfig:
         check(self.actors >= 1, "actors", "must be at least 1")
         check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
         check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
+        check(self.log_every >= 0, "log_every", "must be >= 0")
+        check(self.eval_every >= 0, "eval_every", "must be >= 0")
+        check(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         check(bool(self.env), "env", "must name an environment")
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from rlkit import checkpoint
 from rlkit.envs.vector import make_env, probe_spec
+from rlkit.errors import CheckpointError
 from rlkit.trainer import load_run
 
 
@@ -28,6 +31,24 @@ class EvalResult:
         return float(np.std(self.returns))
 
 
+def run_episodes(
+    env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
+) -> tuple[list[float], list[int]]:
+    """Play `episodes` episodes (reset seeds seed, seed+1, ...); their returns and lengths."""
+    returns, lengths = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, length, done = 0.0, 0, False
+        while not done:
+            obs, reward, term, trunc, _ = env.step(act(np.asarray(obs)[None])[0])
+            total += float(reward)
+            length += 1
+            done = bool(term or trunc)
+        returns.append(total)
+        lengths.append(length)
+    return returns, lengths
+
+
 def evaluate(
     run_dir: Path,
     episodes: int = 10,
@@ -44,7 +65,12 @@ def evaluate(
     algo_cls, config = load_run(run_dir)
     state = checkpoint.load(run_dir / checkpoint.CHECKPOINT, algo_cls.name)
     env_id, spec = probe_spec(config.env)
-    act = algo_cls.eval_policy(state["state"], config, spec)
+    try:
+        act = algo_cls.eval_policy(state["state"], config, spec)
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{run_dir / checkpoint.CHECKPOINT} does not fit this run's layout ({type(e).__name__}: {e})"
+        ) from None
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     video_dir = run_dir / "videos"
     if video:
@@ -59,18 +85,8 @@ def evaluate(
             disable_logger=True,
         )
     base = config.seed + 1_000_003 if seed is None else seed
-    returns, lengths = [], []
     try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=base + i)
-            total, length, done = 0.0, 0, False
-            while not done:
-                obs, reward, term, trunc, _ = env.step(act(np.asarray(obs)[None])[0])
-                total += float(reward)
-                length += 1
-                done = bool(term or trunc)
-            returns.append(total)
-            lengths.append(length)
+        returns, lengths = run_episodes(env, act, episodes, base)
     finally:
         env.close()
     clip = (

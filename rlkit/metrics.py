@@ -49,21 +49,31 @@ class MetricsLogger:
         return header
 
     def log(self, row: dict[str, float]) -> None:
-        """Append one row; `row["step"]` is the x axis everywhere."""
+        """Append one row; `row["step"]` is the x axis everywhere. A key seen for the first
+        time (e.g. learner metrics once off-policy learning starts) adds a column."""
         step = int(row["step"])
-        new_file = self.columns is None
         if self.columns is None:
             self.columns = ["step", *[k for k in row if k != "step"]]
+            self._rewrite([])
+        elif any(k not in self.columns for k in row):
+            with open(self.csv_path, newline="") as f:
+                old = list(csv.DictReader(f))
+            self.columns += [k for k in row if k not in self.columns]
+            self._rewrite(old)
         with open(self.csv_path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new_file:
-                writer.writerow(self.columns)
-            writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
+            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)):
                 self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        assert self.columns is not None
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.columns)
+            writer.writerows([[r.get(c, "") for c in self.columns] for r in rows])
 
     def close(self) -> Path | None:
         """Flush everything and draw the learning curve; returns the PNG path."""

@@ -46,7 +46,7 @@ class ProgressReporter:
             self.bar.update(self.task, completed=step, sps=sps, ret=ret)
         elif now - self.last_print >= self.every or step >= self.total:
             self.last_print = now
-            eta = (self.total - step) / sps if sps > 0 else float("inf")
+            eta = max(0.0, (self.total - step) / sps) if sps > 0 else float("inf")
             print(
                 f"step {step:,}/{self.total:,}  {sps:,.0f} steps/s  return {ret}  eta {eta:,.0f}s",
                 flush=True,

@@ -16,7 +16,10 @@ import torch
 from rlkit.batch import Batch
 
 Weights = dict[str, torch.Tensor]
-Metrics = dict[str, float]
+Metrics = dict[str, Any]
+"""Scalar metrics (floats, or 0-d tensors that the driver averages and converts once per
+iteration to avoid a device sync per gradient step), plus optional per-sample outputs
+such as ``priorities`` for prioritized replay."""
 
 
 class Role(ABC):

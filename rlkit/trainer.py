@@ -68,9 +68,9 @@ def make_config(
     from rlkit.envs.registry import resolve_env_id
 
     cfg = algo_cls.config_cls()
-    presets = algo_cls.presets()
-    key = preset if preset is not None else short_name(resolve_env_id(env))
-    if preset is not None and preset.lower() != "none" and preset not in presets:
+    presets = {k.lower(): v for k, v in algo_cls.presets().items()}
+    key = (preset if preset is not None else short_name(resolve_env_id(env))).lower()
+    if preset is not None and key != "none" and key not in presets:
         raise ConfigError(
             f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}"
         )
@@ -110,7 +110,13 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
         raise CheckpointError(f"{run_dir} is not a run directory (no {CONFIG_NAME})")
     try:
         data = yaml.safe_load(path.read_text())
-        algo_cls = ALGORITHMS.get(data["algorithm"])
+        name = data["algorithm"]
+        if name not in ALGORITHMS:
+            raise CheckpointError(
+                f"{run_dir} was written by algorithm {name!r}, which is not registered here: "
+                "import the module that registers it (see docs/custom_algorithm.md)"
+            )
+        algo_cls = ALGORITHMS.get(name)
         return algo_cls, algo_cls.config_cls.from_dict(data["config"])
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -133,6 +139,10 @@ class Trainer:
         self.returns: deque[float] = deque(maxlen=100)
         self.lengths: deque[float] = deque(maxlen=100)
         self.episodes = 0
+        self.next_log = config.log_every
+        self.next_eval = config.eval_every
+        self.eval_env: Any = None
+        self.pending: dict[str, tuple[float, int]] = {}  # metric (sum, count) since the last row
         self._stop = False
 
     # -- state -----------------------------------------------------------------
@@ -144,6 +154,9 @@ class Trainer:
             "returns": list(self.returns),
             "lengths": list(self.lengths),
             "episodes": self.episodes,
+            "next_log": self.next_log,
+            "next_eval": self.next_eval,
+            "pending": dict(self.pending),
         }
 
     def _load_trainer_state(self, s: dict[str, Any]) -> None:
@@ -155,6 +168,8 @@ class Trainer:
         self.returns.extend(s["returns"])
         self.lengths.extend(s["lengths"])
         self.episodes = s["episodes"]
+        self.next_log, self.pending = s["next_log"], dict(s["pending"])
+        self.next_eval = s["next_eval"]
 
     def save_checkpoint(self) -> None:
         assert self.run_dir is not None
@@ -183,8 +198,21 @@ class Trainer:
         try:
             algo.start(runtime)
             if saved is not None:
-                algo.load_state_dict(saved["state"])
-                self._load_trainer_state(saved["trainer"])
+                try:
+                    algo.load_state_dict(saved["state"])
+                    self._load_trainer_state(saved["trainer"])
+                except (KeyError, ValueError, RuntimeError) as e:
+                    raise CheckpointError(
+                        f"{self.run_dir / checkpoint.CHECKPOINT} does not fit this run's layout "
+                        f"({type(e).__name__}: {e}); it was written by another rlkit version or config"
+                    ) from None
+                if self.step >= cfg.total_steps:
+                    print(
+                        f"run already complete at step {self.step:,}; "
+                        f"extend it with: rlkit resume {self.run_dir} --total-steps N",
+                        flush=True,
+                    )
+                save_config(self.run_dir, self.algo_cls.name, cfg)  # a raised --total-steps sticks
             logger = MetricsLogger(
                 self.run_dir,
                 cfg.to_dict(),
@@ -204,20 +232,19 @@ class Trainer:
                     self.episodes += len(result.episodes["return"])
                     ret = sum(self.returns) / len(self.returns) if self.returns else math.nan
                     sps = progress.update(self.step, ret)
-                    logger.log(
-                        {
-                            "step": self.step,
-                            "iteration": self.iteration,
-                            "episode_return": ret,
-                            "episode_length": sum(self.lengths) / len(self.lengths)
-                            if self.lengths
-                            else math.nan,
-                            "episodes": self.episodes,
-                            **result.metrics,
-                            "time": time.perf_counter() - t0,
-                            "sps": sps,
-                        }
+                    for key, value in result.metrics.items():
+                        total, count = self.pending.get(key, (0.0, 0))
+                        self.pending[key] = (total + float(value), count + 1)
+                    evaluation = (
+                        self._evaluate() if cfg.eval_every and self.step >= self.next_eval else {}
                     )
+                    if (
+                        evaluation
+                        or cfg.log_every == 0
+                        or self.step >= self.next_log
+                        or self.step >= cfg.total_steps
+                    ):
+                        self._log_row(logger, ret, time.perf_counter() - t0, sps, evaluation)
                     if self.step >= self.next_checkpoint and self.step < cfg.total_steps:
                         self.save_checkpoint()
                         while self.next_checkpoint <= self.step:
@@ -247,9 +274,53 @@ class Trainer:
             return 0
         finally:
             signal.signal(signal.SIGINT, previous)
+            if self.eval_env is not None:
+                self.eval_env.close()
             if logger is not None:
                 logger.close()
             runtime.shutdown()
+
+    def _evaluate(self) -> dict[str, float]:
+        """Deterministic episodes with the current policy, on an env of its own (seeded the
+        same way every time, so an evaluation does not disturb training or resume)."""
+        from rlkit.envs.vector import make_env
+        from rlkit.evaluate import run_episodes
+
+        algo = self.built.algorithm
+        if self.eval_env is None:
+            self.eval_env = make_env(algo.env_id)
+        returns, _ = run_episodes(
+            self.eval_env,
+            algo.current_policy(),
+            self.config.eval_episodes,
+            self.config.seed + 2_000_003,
+        )
+        while self.next_eval <= self.step:
+            self.next_eval += self.config.eval_every
+        return {"eval_return": sum(returns) / len(returns), "eval_return_min": min(returns)}
+
+    def _log_row(
+        self, logger: MetricsLogger, ret: float, elapsed: float, sps: float, extra: dict[str, float]
+    ) -> None:
+        """One metrics row: episode stats now, learner metrics averaged since the last row."""
+        lengths = sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
+        means = {k: total / count for k, (total, count) in self.pending.items()}
+        row = {
+            "step": self.step,
+            "iteration": self.iteration,
+            "episode_return": ret,
+            "episode_length": lengths,
+            "episodes": self.episodes,
+            **means,
+            **extra,
+            "time": elapsed,
+            "sps": sps,
+        }
+        logger.log(row)
+        self.pending.clear()
+        if self.config.log_every:
+            while self.next_log <= self.step:
+                self.next_log += self.config.log_every
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._stop:  # second Ctrl-C: stop now, the last checkpoint stays as it was

@@ -232,3 +232,10 @@ def test_list_shows_algorithms_envs_and_presets(rlkit_cmd, cli_env):
     assert result.returncode == 0
     assert "ppo" in result.stdout and "Humanoid                 Humanoid-v5" in result.stdout
     assert "presets: CartPole" in result.stdout
+
+
+def test_output_to_a_closed_pipe_is_not_an_error(rlkit_cmd, cli_env):
+    result = subprocess.run(" ".join(rlkit_cmd) + " list | head -1", shell=True, env=cli_env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("algorithms:")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

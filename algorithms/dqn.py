@@ -1,0 +1,212 @@
+"""Deep Q-Networks (Mnih et al. 2015) with double Q-learning (van Hasselt et al. 2016),
+an optional dueling head (Wang et al. 2016), n-step returns and prioritized replay
+(both done by the replay buffer), Huber loss and a linear epsilon schedule."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlkit.algorithms.base import ALGORITHMS
+from rlkit.algorithms.networks import mlp
+from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLearnerBase
+from rlkit.batch import Batch
+from rlkit.config import BaseConfig, check
+from rlkit.envs.vector import SpaceSpec
+from rlkit.errors import EnvError
+from rlkit.roles import Learner, Weights
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    """DQN: the off-policy fields plus exploration, target sync and the Q head."""
+
+    lr: float = 1e-4
+    """Adam learning rate."""
+    batch_size: int = 32
+    """Transitions per gradient step."""
+    train_freq: int = 4
+    """Environment steps per env between update rounds."""
+    tau: float = 1.0
+    """Target update rate at each sync (1 = hard copy)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the Q network."""
+    target_update_interval: int = 10_000
+    """Environment steps between target network syncs."""
+    exploration_fraction: float = 0.1
+    """Fraction of the run over which epsilon decays linearly."""
+    eps_start: float = 1.0
+    """Initial exploration rate."""
+    eps_end: float = 0.05
+    """Final exploration rate."""
+    double: bool = True
+    """Double DQN: the online network picks the next action, the target network rates it."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A)."""
+    max_grad_norm: float = 10.0
+    """Gradient clipping by global norm (0 disables)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.target_update_interval >= 1, "target_update_interval", "must be at least 1")
+        check(0.0 < self.exploration_fraction <= 1.0, "exploration_fraction", "must be in (0, 1]")
+        check(
+            0.0 <= self.eps_end <= self.eps_start <= 1.0,
+            "eps_start",
+            "needs 0 <= eps_end <= eps_start <= 1",
+        )
+        check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
+
+
+class QNetwork(nn.Module):
+    """``obs [B, ...] -> Q [B, actions]``; optionally a dueling head."""
+
+    def __init__(self, spec: SpaceSpec, hidden: tuple[int, ...], dueling: bool = False) -> None:
+        super().__init__()
+        obs_dim = int(np.prod(spec.obs_shape))
+        self.dueling = dueling
+        self.trunk = mlp([obs_dim, *hidden], "relu", np.sqrt(2))
+        self.trunk.append(nn.ReLU())
+        self.advantage = nn.Linear(hidden[-1], spec.action_dim)
+        self.value = nn.Linear(hidden[-1], 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(obs.flatten(1))
+        a = self.advantage(h)
+        if self.value is None:
+            return a
+        return self.value(h) + a - a.mean(-1, keepdim=True)
+
+
+def td_targets(
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    terminated: torch.Tensor,
+    double: bool,
+) -> torch.Tensor:
+    """``r + discount * (1 - terminated) * Q_target(s', a*)`` with ``a*`` chosen by the
+    online network (double) or the target network (vanilla). `reward` is the n-step return
+    and `discount` is ``gamma ** n`` as the replay buffer returns them. All ``[B]`` but the
+    Q values ``[B, actions]``."""
+    if double:
+        best = next_q_online.argmax(-1, keepdim=True)
+        next_v = next_q_target.gather(-1, best).squeeze(-1)
+    else:
+        next_v = next_q_target.max(-1).values
+    return reward + discount * (~terminated).to(reward.dtype) * next_v
+
+
+class DQNLearner(OffPolicyLearnerBase):
+    def __init__(
+        self, spec: SpaceSpec, config: DQNConfig, device: torch.device | None = None
+    ) -> None:
+        super().__init__(spec, config, device)
+        self.cfg = config
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.q = QNetwork(spec, config.hidden, config.dueling).to(self.device)
+        self.target = copy.deepcopy(self.q)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr, foreach=True)
+
+    def update(self, batch: Batch) -> dict[str, Any]:
+        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with torch.no_grad():
+            next_q_target = self.target(b["next_obs"])
+            next_q_online = self.q(b["next_obs"]) if self.cfg.double else next_q_target
+            target = td_targets(
+                next_q_online,
+                next_q_target,
+                b["reward"],
+                b["discount"],
+                b["terminated"],
+                self.cfg.double,
+            )
+        q = self.q(b["obs"]).gather(-1, b["action"].long()[:, None]).squeeze(-1)
+        elementwise = F.smooth_l1_loss(q, target, reduction="none")
+        loss = (elementwise * b["weights"]).mean() if "weights" in b else elementwise.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        td = (q - target).detach()
+        return {"loss": loss.detach(), "q": q.detach().mean(), "priorities": td.abs() + 1e-6}
+
+    def sync_target(self) -> None:
+        self.polyak(self.target, self.q, self.cfg.tau)
+
+    def get_weights(self) -> Weights:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.q.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]
+
+
+@ALGORITHMS.register("dqn")
+class DQN(OffPolicy):
+    name = "dqn"
+    config_cls: ClassVar[type[BaseConfig]] = DQNConfig
+    learner_cls: ClassVar[type[Learner]] = DQNLearner
+    config: DQNConfig
+
+    @classmethod
+    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
+        if not spec.discrete:
+            raise EnvError(
+                f"DQN needs discrete actions and {env_id} has continuous ones: "
+                f"use SAC (rlkit run sac --env {env_id}) or PPO"
+            )
+
+    @staticmethod
+    def make_actor_policy(config: Any, spec: SpaceSpec) -> nn.Module:
+        return QNetwork(spec, config.hidden, config.dueling)
+
+    @staticmethod
+    def explore(
+        policy: nn.Module,
+        obs: torch.Tensor,
+        generator: torch.Generator,
+        epsilon: float,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        q = policy(obs)
+        actions = q.argmax(-1).numpy()
+        random = rng.random(len(actions)) < epsilon
+        if random.any():
+            actions[random] = rng.integers(0, q.shape[-1], int(random.sum()))
+        return actions
+
+    @staticmethod
+    def greedy(policy: nn.Module, obs: torch.Tensor) -> np.ndarray:
+        return policy(obs).argmax(-1).numpy()
+
+    def epsilon(self) -> float:
+        cfg = self.config
+        frac = min(1.0, self.env_steps / (cfg.exploration_fraction * cfg.total_steps))
+        return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+
+    def after_round(self) -> None:
+        interval = self.config.target_update_interval
+        steps_per_round = self.config.train_freq * self.config.num_envs * self.config.actors
+        if self.env_steps // interval > (self.env_steps - steps_per_round) // interval:
+            self.runtime["learner"].call("sync_target")
