@@ -57,6 +57,8 @@ class BaseConfig:
     """Evaluate the deterministic policy every this many environment steps (0: never)."""
     eval_episodes: int = 10
     """Episodes per periodic evaluation."""
+    target_return: float = float("inf")
+    """Stop early once a periodic evaluation's mean return reaches this (inf: never)."""
     wandb: bool = False
     """Also log to Weights & Biases (offline when there is no network)."""
     wandb_project: str = "rlkit"

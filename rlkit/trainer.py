@@ -142,6 +142,7 @@ class Trainer:
         self.next_log = config.log_every
         self.next_eval = config.eval_every
         self.eval_env: Any = None
+        self.reached_target = False
         self.pending: dict[str, tuple[float, int]] = {}  # metric (sum, count) since the last row
         self._stop = False
 
@@ -245,6 +246,14 @@ class Trainer:
                         or self.step >= cfg.total_steps
                     ):
                         self._log_row(logger, ret, time.perf_counter() - t0, sps, evaluation)
+                    if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
+                        print(
+                            f"evaluation return {evaluation['eval_return']:.1f} reached "
+                            f"--target-return {cfg.target_return:g} at step {self.step:,}",
+                            flush=True,
+                        )
+                        self.reached_target = True
+                        break
                     if self.step >= self.next_checkpoint and self.step < cfg.total_steps:
                         self.save_checkpoint()
                         while self.next_checkpoint <= self.step:

@@ -38,7 +38,13 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
 
 def test_periodic_evaluation_writes_eval_columns(tmp_path):
     ppo = ALGORITHMS.get("ppo")
-    overrides = {"total_steps": 1024, "eval_every": 512, "eval_episodes": 2, "out": str(tmp_path), "name": "e"}
+    overrides = {
+        "total_steps": 1024,
+        "eval_every": 512,
+        "eval_episodes": 2,
+        "out": str(tmp_path),
+        "name": "e",
+    }
     cfg = make_config(ppo, "cartpole", "CARTPOLE", overrides)  # presets are case-insensitive too
     assert Trainer(ppo, cfg).run() == 0
     import csv
@@ -47,7 +53,9 @@ def test_periodic_evaluation_writes_eval_columns(tmp_path):
         rows = list(csv.DictReader(f))
     evaluated = [int(r["step"]) for r in rows if r["eval_return"]]
     assert evaluated == [512, 1024]
-    assert all(float(r["eval_return"]) >= 8 for r in rows if r["eval_return"])  # CartPole lasts >= 8 steps
+    assert all(
+        float(r["eval_return"]) >= 8 for r in rows if r["eval_return"]
+    )  # CartPole lasts >= 8 steps
 
 
 def test_a_run_of_an_unregistered_algorithm_says_so(tmp_path):
