@@ -114,7 +114,9 @@ class DQNLearner(OffPolicyLearnerBase):
             torch.manual_seed(config.seed)
             self.q = QNetwork(spec, config.hidden, config.dueling).to(self.device)
         self.target = copy.deepcopy(self.q)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr, foreach=True)
+        self.optimizer = torch.optim.Adam(
+            self.q.parameters(), lr=config.lr, fused=self.device.type in ("cpu", "cuda")
+        )
 
     def update(self, batch: Batch) -> dict[str, Any]:
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

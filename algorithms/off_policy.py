@@ -161,7 +161,9 @@ class OffPolicyActor(Actor):
         torch.set_num_threads(config.torch_threads)
         self.algorithm, self.config, self.spec = algorithm, config, spec
         seed = config.seed + 10_007 * replica
-        self.runner = EnvRunner(env_id, spec, config.num_envs, config.vector, seed)
+        self.runner = EnvRunner(
+            env_id, spec, config.num_envs, config.vector, seed, workers=config.env_workers
+        )
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.policy = algorithm.make_actor_policy(config, spec)

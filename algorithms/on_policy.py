@@ -22,6 +22,7 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
@@ -105,10 +106,13 @@ class OnPolicyActor(Actor):
         torch.set_num_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
-        self.runner = EnvRunner(env_id, spec, config.num_envs, config.vector, seed, config.norm_obs)
+        self.runner = EnvRunner(
+            env_id, spec, config.num_envs, config.vector, seed, config.norm_obs, config.env_workers
+        )
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.policy = make_policy(config, spec)
+        self.flat = FlatParameters(self.policy)
         self.generator = torch.Generator().manual_seed(seed)
         self.reward_scaler = (
             RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
@@ -116,7 +120,7 @@ class OnPolicyActor(Actor):
         self.version = 0
 
     def set_weights(self, weights: Weights, version: int) -> None:
-        self.policy.load_state_dict(weights)
+        self.flat.set(weights["flat"])
         self.version = version
 
     @torch.no_grad()
@@ -202,7 +206,10 @@ class OnPolicyLearner(Learner):
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.policy = make_policy(config, spec).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
+        self.flat = FlatParameters(self.policy)
+        self.optimizer = torch.optim.Adam(
+            [self.flat.param], lr=config.lr, eps=1e-5, fused=self.device.type in ("cpu", "cuda")
+        )
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         per_update = config.num_steps * config.num_envs * config.actors
         self.total_updates = max(1, math.ceil(config.total_steps / per_update))
@@ -220,15 +227,10 @@ class OnPolicyLearner(Learner):
             cfg.gamma,
             cfg.gae_lambda,
         )
+        # scalars packed in one [n, 4] tensor: a minibatch is three gathers, not six
+        scalars = torch.stack([batch["log_probs"], batch["values"], advantages, returns], -1)
         data = B.flatten_time(
-            {
-                "obs": batch["obs"],
-                "actions": batch["actions"],
-                "log_probs": batch["log_probs"],
-                "values": batch["values"],
-                "advantages": advantages,
-                "returns": returns,
-            }
+            {"obs": batch["obs"], "actions": batch["actions"], "scalars": scalars}
         )
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
@@ -239,15 +241,23 @@ class OnPolicyLearner(Learner):
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator).to(self.device)
             for start in range(0, n, cfg.minibatch_size):
-                mb = B.index(data, order[start : start + cfg.minibatch_size])
-                if cfg.norm_adv and mb["advantages"].numel() > 1:
-                    adv = mb["advantages"]
-                    mb["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+                rows = B.index(data, order[start : start + cfg.minibatch_size])
+                log_probs, values, adv, ret = rows["scalars"].unbind(-1)
+                if cfg.norm_adv and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                mb = {
+                    "obs": rows["obs"],
+                    "actions": rows["actions"],
+                    "log_probs": log_probs,
+                    "values": values,
+                    "advantages": adv,
+                    "returns": ret,
+                }
                 loss, stats = self.algorithm.loss(cfg, self.policy, mb)
-                self.optimizer.zero_grad(set_to_none=True)
+                self.flat.zero_grad()
                 loss.backward()
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                    self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizer.step()
                 stats = {"loss": loss, **stats}
                 for k, v in stats.items():
@@ -274,7 +284,7 @@ class OnPolicyLearner(Learner):
         return metrics
 
     def get_weights(self) -> Weights:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+        return {"flat": self.flat.get()}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -137,8 +137,12 @@ class SACLearner(OffPolicyLearnerBase):
             self.actor = SquashedGaussian(spec, config.hidden).to(self.device)
             self.critic = EnsembleQ(spec, config.hidden, config.critics).to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.q_lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(
+            self.actor.parameters(), lr=config.lr, fused=self.device.type in ("cpu", "cuda")
+        )
+        self.critic_opt = torch.optim.Adam(
+            self.critic.parameters(), lr=config.q_lr, fused=self.device.type in ("cpu", "cuda")
+        )
         self.target_entropy = config.target_entropy or -float(spec.action_dim)
         self.log_alpha = torch.tensor(
             math.log(max(config.alpha, 1e-8)), device=self.device, requires_grad=True

@@ -41,10 +41,18 @@ class EnvStep:
 
 
 class EnvRunner:
-    def __init__(self, env_id: str, spec: SpaceSpec, num_envs: int, mode: str, seed: int,
-                 norm_obs: bool = False) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        spec: SpaceSpec,
+        num_envs: int,
+        mode: str,
+        seed: int,
+        norm_obs: bool = False,
+        workers: int = 0,
+    ) -> None:
         self.spec, self.num_envs = spec, num_envs
-        self.envs = make_vector_env(env_id, num_envs, mode)
+        self.envs = make_vector_env(env_id, num_envs, mode, workers)
         self.obs_norm = ObsNormalizer(spec.obs_shape) if norm_obs else None
         obs, _ = self.envs.reset(seed=seed)
         self.obs = self.normalize(obs)
@@ -75,7 +83,9 @@ class EnvRunner:
                 self.episodes["length"].append(float(self.ep_length[i]))
             self.ep_return[done] = 0.0
             self.ep_length[done] = 0
-            final = self.normalize(np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]), update=False)
+            final = self.normalize(
+                np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]), update=False
+            )
         self.obs = self.normalize(next_obs)
         return EnvStep(self.obs, np.asarray(reward, np.float32), term, trunc, final)
 

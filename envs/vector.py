@@ -8,6 +8,7 @@ observation is already the next episode's first, and the last one is in
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from rlkit.envs.checkpointable import Checkpointable
 from rlkit.envs.registry import resolve_env_id
+from rlkit.envs.workers import WorkerVectorEnv
 from rlkit.errors import EnvError
 
-VectorEnv = SyncVectorEnv | AsyncVectorEnv
+VectorEnv = SyncVectorEnv | AsyncVectorEnv | WorkerVectorEnv
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,13 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def make_vector_env(env_id: str, num_envs: int, mode: str = "sync") -> VectorEnv:
-    """`num_envs` copies of `env_id`; mode "async" runs each in a subprocess (shared memory)."""
+def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", workers: int = 0) -> VectorEnv:
+    """`num_envs` copies of `env_id`. Modes: "sync" (gymnasium, this process), "async"
+    (gymnasium, one subprocess per env), "workers" (rlkit: `workers` processes, default one
+    per core, each stepping a slice of the envs in shared memory)."""
     fns = [partial(make_env, env_id, i) for i in range(num_envs)]
+    if mode == "workers":
+        return WorkerVectorEnv(fns, workers or os.cpu_count() or 1)
     if mode == "sync":
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     if mode == "async":
@@ -96,7 +102,7 @@ def make_vector_env(env_id: str, num_envs: int, mode: str = "sync") -> VectorEnv
             return AsyncVectorEnv(
                 fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP, context="fork"
             )
-    raise EnvError(f"vector mode {mode!r} is not sync or async")
+    raise EnvError(f"vector mode {mode!r} is not sync, async or workers")
 
 
 def get_states(vec: VectorEnv) -> list[dict[str, Any]]:

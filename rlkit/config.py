@@ -35,8 +35,11 @@ class BaseConfig:
     """Learner device: auto (cuda, then npu, then cpu), cpu, cuda[:i] or npu[:i]."""
     num_envs: int = 1
     """Parallel environments per actor."""
-    vector: Literal["sync", "async"] = "sync"
-    """Vector env: sync (one process) or async (one subprocess per env, shared memory)."""
+    vector: Literal["sync", "async", "workers"] = "sync"
+    """Vector env: sync (in process), async (gymnasium, a process per env), workers (rlkit:
+    env_workers processes stepping slices of the envs in shared memory)."""
+    env_workers: int = 0
+    """Worker processes for --vector workers; 0 means one per CPU core."""
     actors: int = 1
     """Actor replicas (each owns num_envs environments)."""
     executor: str = "local"
@@ -68,6 +71,7 @@ class BaseConfig:
         """Raise ConfigError naming the first field out of range."""
         check(self.total_steps > 0, "total_steps", "must be positive")
         check(self.num_envs >= 1, "num_envs", "must be at least 1")
+        check(self.env_workers >= 0, "env_workers", "must be >= 0")
         check(self.actors >= 1, "actors", "must be at least 1")
         check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
         check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")

@@ -37,7 +37,7 @@ def test_humanoid_spec():
 
 
 @pytest.mark.parametrize("env", ["Humanoid", "CartPole"])
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "workers"])
 def test_env_state_restores_exactly(env, mode):
     """Save every env's state mid-episode, restore it into fresh envs: same futures."""
     env_id, spec = probe_spec(env)
@@ -73,3 +73,33 @@ def test_state_count_mismatch_is_an_error():
     b = make_vector_env(env_id, 3)
     with pytest.raises(EnvError, match="holds 2 env states; this run has 3"):
         set_states(b, get_states(a))
+
+
+@pytest.mark.parametrize("env", ["Humanoid", "CartPole"])
+def test_worker_vector_env_steps_exactly_like_sync(env):
+    """rlkit's shared-memory workers give the same trajectories as gymnasium's sync vector
+    env, including autoreset (SAME_STEP) and the final observations of ended episodes."""
+    env_id, spec = probe_spec(env)
+    sync = make_vector_env(env_id, 3, "sync")
+    workers = make_vector_env(env_id, 3, "workers", workers=2)
+    rng = np.random.default_rng(0)
+    o1, _ = sync.reset(seed=5)
+    o2, _ = workers.reset(seed=5)
+    np.testing.assert_array_equal(o1, o2)
+    ended = 0
+    for _ in range(60):
+        if spec.discrete:
+            action = rng.integers(0, spec.action_dim, 3)
+        else:
+            action = rng.uniform(-0.4, 0.4, (3, spec.action_dim)).astype(np.float32)
+        a, b = sync.step(action), workers.step(action)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        done = a[2] | a[3]
+        if done.any():
+            ended += int(done.sum())
+            for i in np.flatnonzero(done):
+                np.testing.assert_array_equal(a[4]["final_obs"][i], b[4]["final_obs"][i])
+    assert ended > 0
+    sync.close()
+    workers.close()

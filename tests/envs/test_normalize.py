@@ -32,5 +32,7 @@ def test_reward_scaler_divides_by_return_std_and_resets_on_done():
     state = scaler.state_dict()
     other = RewardScaler(2, 0.9)
     other.load_state_dict(state)
-    np.testing.assert_array_equal(other(np.array([2.0, 0.5]), np.array([False, False])),
-                                  scaler(np.array([2.0, 0.5]), np.array([False, False])))
+    np.testing.assert_array_equal(
+        other(np.array([2.0, 0.5]), np.array([False, False])),
+        scaler(np.array([2.0, 0.5]), np.array([False, False])),
+    )
