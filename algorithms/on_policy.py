@@ -137,21 +137,41 @@ class OnPolicyActor(Actor):
         dones = torch.empty((num_steps, n), dtype=torch.bool)
         terminated = torch.empty((num_steps, n), dtype=torch.bool)
         bootstrap = torch.zeros((num_steps, n))
+        groups = self.runner.groups
+
+        def launch(t: int, g: int) -> None:
+            """Act for group g at step t and start its envs stepping."""
+            sl = groups[g]
+            obs_g = torch.from_numpy(self.runner.obs[sl])
+            action, log_prob, value = self.policy.act(obs_g, self.generator)
+            obs[t, sl], actions[t, sl], log_probs[t, sl], values[t, sl] = (
+                obs_g,
+                action,
+                log_prob,
+                value,
+            )
+            self.runner.step_async(g, action.numpy())
+
+        # Pipelined over env groups: while one worker steps its envs, the policy runs for
+        # the next group. With a single group this is the plain act-step loop.
+        for g in range(len(groups)):
+            launch(0, g)
         for t in range(num_steps):
-            obs_t = torch.from_numpy(self.runner.obs)
-            action, log_prob, value = self.policy.act(obs_t, self.generator)
-            step = self.runner.step(action.numpy())
-            reward = step.reward
-            if self.reward_scaler is not None:
-                reward = self.reward_scaler(reward, step.done)
-            if step.final_obs is not None and step.truncated.any():
-                # bootstrap from the last observation of a truncated (not terminated) episode
-                cut = step.truncated[step.done] & ~step.terminated[step.done]
-                rows = np.flatnonzero(step.done)[cut]
-                bootstrap[t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
-            obs[t], actions[t], log_probs[t], values[t] = obs_t, action, log_prob, value
-            rewards[t] = torch.from_numpy(reward)
-            dones[t], terminated[t] = torch.from_numpy(step.done), torch.from_numpy(step.terminated)
+            for g, sl in enumerate(groups):
+                step = self.runner.step_wait(g)
+                reward = step.reward
+                if self.reward_scaler is not None:
+                    reward = self.reward_scaler(reward, step.done, sl)
+                if step.final_obs is not None and step.truncated.any():
+                    # bootstrap from the last observation of a truncated (not terminated) episode
+                    cut = step.truncated[step.done] & ~step.terminated[step.done]
+                    rows = np.flatnonzero(step.done)[cut] + (sl.start or 0)
+                    bootstrap[t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
+                rewards[t, sl] = torch.from_numpy(reward)
+                dones[t, sl] = torch.from_numpy(step.done)
+                terminated[t, sl] = torch.from_numpy(step.terminated)
+                if t + 1 < num_steps:
+                    launch(t + 1, g)
         last_value = self.policy.value(torch.from_numpy(self.runner.obs))
         next_values = torch.cat([values[1:], last_value[None]])
         next_values = torch.where(dones, bootstrap, next_values)

@@ -54,10 +54,14 @@ class RewardScaler:
         self.returns = np.zeros(num_envs, np.float64)
         self.gamma, self.clip, self.eps = gamma, clip, eps
 
-    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self.returns = self.returns * self.gamma + reward
-        self.rms.update(self.returns)
-        self.returns[done] = 0.0
+    def __call__(
+        self, reward: np.ndarray, done: np.ndarray, envs: slice = slice(None)
+    ) -> np.ndarray:
+        """Scale the rewards of the envs `envs` (all by default)."""
+        returns = self.returns[envs] * self.gamma + reward
+        self.rms.update(returns)
+        returns[done] = 0.0
+        self.returns[envs] = returns
         out = reward / np.sqrt(self.rms.var + self.eps)
         return np.clip(out, -self.clip, self.clip).astype(np.float32)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from rlkit.envs.normalize import ObsNormalizer
 from rlkit.envs.vector import SpaceSpec, get_states, make_vector_env, set_states
+from rlkit.envs.workers import WorkerVectorEnv
 
 
 @dataclass
@@ -56,6 +57,7 @@ class EnvRunner:
         self.obs_norm = ObsNormalizer(spec.obs_shape) if norm_obs else None
         obs, _ = self.envs.reset(seed=seed)
         self.obs = self.normalize(obs)
+        self._pending = np.empty(0)
         self.ep_return = np.zeros(num_envs)
         self.ep_length = np.zeros(num_envs, np.int64)
         self.episodes: dict[str, list[float]] = {"return": [], "length": []}
@@ -68,26 +70,66 @@ class EnvRunner:
             return np.asarray(obs, np.float32)
         return self.obs_norm(obs, update)
 
-    def step(self, actions: np.ndarray) -> EnvStep:
-        """Step with `actions` (continuous ones are clipped to the action bounds)."""
+    @property
+    def groups(self) -> list[slice]:
+        """Env slices that step independently: one per worker process under
+        ``--vector workers`` (so inference for one slice overlaps stepping of another),
+        otherwise one slice of all envs."""
+        return list(getattr(self.envs, "groups", [slice(0, self.num_envs)]))
+
+    def step_async(self, group: int, actions: np.ndarray) -> None:
+        """Start a step of the envs of `group` (continuous actions are clipped to bounds)."""
         if not self.spec.discrete:
             actions = np.clip(actions, self.low, self.high)
-        next_obs, reward, term, trunc, info = self.envs.step(actions)
+        if isinstance(self.envs, WorkerVectorEnv):
+            self.envs.step_async(group, actions)
+        else:
+            self._pending = actions
+
+    def step_wait(self, group: int) -> EnvStep:
+        """Finish the step of `group`; the returned arrays cover its envs only."""
+        if isinstance(self.envs, WorkerVectorEnv):
+            next_obs, reward, term, trunc, info = self.envs.step_wait(group)
+        else:
+            next_obs, reward, term, trunc, info = self.envs.step(self._pending)
+        sl = self.groups[group]
         done = term | trunc
-        self.ep_return += reward
-        self.ep_length += 1
+        self.ep_return[sl] += reward
+        self.ep_length[sl] += 1
         final = None
         if done.any():
-            for i in np.flatnonzero(done):
+            rows = np.flatnonzero(done)
+            for i in rows + (sl.start or 0):
                 self.episodes["return"].append(float(self.ep_return[i]))
                 self.episodes["length"].append(float(self.ep_length[i]))
-            self.ep_return[done] = 0.0
-            self.ep_length[done] = 0
-            final = self.normalize(
-                np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]), update=False
-            )
-        self.obs = self.normalize(next_obs)
-        return EnvStep(self.obs, np.asarray(reward, np.float32), term, trunc, final)
+                self.ep_return[i] = 0.0
+                self.ep_length[i] = 0
+            final = self.normalize(np.stack([info["final_obs"][i] for i in rows]), update=False)
+        obs = self.normalize(next_obs)
+        # a new array, never an in-place update: callers hold zero-copy views of the old one
+        self.obs = (
+            obs
+            if len(self.groups) == 1
+            else np.concatenate([self.obs[: sl.start], obs, self.obs[sl.stop :]])
+        )
+        return EnvStep(obs, np.asarray(reward, np.float32), term, trunc, final)
+
+    def step(self, actions: np.ndarray) -> EnvStep:
+        """Step every env with `actions` (all groups, in order)."""
+        if len(self.groups) == 1:
+            self.step_async(0, actions)
+            return self.step_wait(0)
+        for g, sl in enumerate(self.groups):
+            self.step_async(g, actions[sl])
+        parts = [self.step_wait(g) for g in range(len(self.groups))]
+        finals = [p.final_obs for p in parts if p.final_obs is not None]
+        return EnvStep(
+            self.obs.copy(),
+            np.concatenate([p.reward for p in parts]),
+            np.concatenate([p.terminated for p in parts]),
+            np.concatenate([p.truncated for p in parts]),
+            np.concatenate(finals) if finals else None,
+        )
 
     def pop_episodes(self) -> dict[str, list[float]]:
         """Returns and lengths of the episodes that ended since the last call."""

@@ -25,6 +25,7 @@ import numpy as np
 from rlkit.errors import EnvError
 
 EnvFn = Callable[[], gym.Env]
+Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
 
 class _Arrays:
@@ -110,45 +111,62 @@ class WorkerVectorEnv:
         self.shared = _Arrays(self.specs)
         ctx = mp.get_context("fork")
         bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+        self.groups = [
+            slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        """The env slice of each worker; `step_async` / `step_wait` address one of them."""
         self.conns: list[Connection] = []
         self.procs = []
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for sl in self.groups:
             parent, child = ctx.Pipe()
-            p = ctx.Process(
-                target=_worker,
-                args=(env_fns[lo:hi], int(lo), self.specs, self.shared.shm.name, child),
-                daemon=True,
-            )
+            args = (env_fns[sl], sl.start, self.specs, self.shared.shm.name, child)
+            p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
             self.procs.append(p)
         self.closed = False
 
+    @staticmethod
+    def _recv(conn: Connection) -> Any:
+        try:
+            status, value = conn.recv()
+        except EOFError:
+            raise EnvError("an environment worker process died; see its error above") from None
+        if status == "error":
+            raise EnvError(f"an environment worker failed: {value}")
+        return value
+
     def _all(self, cmd: str, arg: Any = None) -> list[Any]:
         for c in self.conns:
             c.send((cmd, arg))
-        out = []
-        for c in self.conns:
-            try:
-                status, value = c.recv()
-            except EOFError:
-                raise EnvError("an environment worker process died; see its error above") from None
-            if status == "error":
-                raise EnvError(f"an environment worker failed: {value}")
-            out.append(value)
-        return out
+        return [self._recv(c) for c in self.conns]
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         self._all("reset", seed)
         return self.shared.arrays["obs"].copy(), {}
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step_async(self, group: int, actions: np.ndarray) -> None:
+        """Start stepping the envs of `group` (one worker) with that slice's `actions`."""
+        self.shared.arrays["action"][self.groups[group]] = actions
+        self.conns[group].send(("step", None))
+
+    def step_wait(self, group: int) -> Step:
+        """Finish the step of `group`; the arrays cover that group's envs only."""
+        self._recv(self.conns[group])
+        a, sl = self.shared.arrays, self.groups[group]
+        term, trunc = a["terminated"][sl].copy(), a["truncated"][sl].copy()
+        info: dict[str, Any] = {}
+        if (term | trunc).any():
+            info["final_obs"] = a["final_obs"][sl].copy()
+        return a["obs"][sl].copy(), a["reward"][sl].copy(), term, trunc, info
+
+    def step(self, actions: np.ndarray) -> Step:
+        for g, sl in enumerate(self.groups):
+            self.step_async(g, actions[sl])
+        for g in range(len(self.groups)):
+            self._recv(self.conns[g])
         a = self.shared.arrays
-        a["action"][:] = actions
-        self._all("step")
         term, trunc = a["terminated"].copy(), a["truncated"].copy()
         info: dict[str, Any] = {}
         if (term | trunc).any():

@@ -179,6 +179,8 @@ def test_checkpoint_of_another_algorithm_and_corrupt_files(
 CTRL_C_RUNS = {
     # algorithm, env, extra flags, total steps, rows before Ctrl-C, rows in a full run
     "ppo": (["ppo", "--env", "CartPole"], 16384, 4, 64),
+    # shared-memory env workers, two groups pipelined: env states come back from 2 processes
+    "ppo-workers": (["ppo", "--env", "CartPole", "--vector", "workers", "--env-workers", "2"], 16384, 4, 64),
     # off-policy: interrupted after learning started, so the replay contents, the buffer's
     # sampling RNG and the optimizer must all come back for the rows to match
     "dqn": (["dqn", "--env", "CartPole", "--log-every", "512"], 6144, 4, 12),
@@ -205,7 +207,7 @@ def test_ctrl_c_saves_and_resume_is_exact(rlkit_cmd, cli_env, tmp_path, algo):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert f"resume with: rlkit resume {tmp_path / 'cut'}" in out
-    stopped_at = checkpoint.load(tmp_path / "cut" / "checkpoint.pt", algo)["trainer"]["step"]
+    stopped_at = checkpoint.load(tmp_path / "cut" / "checkpoint.pt", args[0])["trainer"]["step"]
     assert 0 < stopped_at < total
 
     resumed = run(rlkit_cmd, cli_env, "resume", str(tmp_path / "cut"))

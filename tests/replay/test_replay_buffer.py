@@ -232,3 +232,25 @@ def test_share_obs_halves_memory_and_matches():
     again = ReplayBuffer(100, FIELDS, seed=0, share_obs=True)
     again.load_state_dict(shared.state_dict())
     np.testing.assert_array_equal(again.sample(30)["next_obs"], shared.sample(30)["next_obs"])
+
+
+def test_non_contiguous_and_awkward_inputs():
+    rb = ReplayBuffer(10, FIELDS, seed=0)
+    b = batch(0, 4)
+    b["obs"] = np.asfortranarray(np.repeat(np.arange(4, dtype=np.float32)[:, None], 3, 1))
+    b["action"] = np.arange(16, dtype=np.int64).reshape(4, 4)[:, ::2]  # strided view
+    rb.add(b)
+    s = rb.state_dict()["core"]["fields"]
+    np.testing.assert_array_equal(s["obs"][:, 2], np.arange(4))
+    np.testing.assert_array_equal(s["action"][:, 1], [2, 6, 10, 14])
+    t = {k: torch.as_tensor(v) for k, v in transition(1).items() if k != "reward"}
+    t["reward"] = torch.ones((), dtype=torch.float64)
+    with pytest.raises(BufferError, match="'reward' has dtype float64"):
+        rb.add(t)
+    t["reward"] = torch.ones((), requires_grad=True)  # read as plain data
+    rb.add(t)
+    with pytest.raises(BufferError, match="does not fit"):
+        ReplayBuffer(4, {"x": ((), np.int8)}).add({"x": 300})
+    with pytest.raises(BufferError, match="float"):
+        ReplayBuffer(4, {"x": ((), np.int64)}).add({"x": 1.5})
+    assert len(rb) == 5 and rb.sample(5)["reward"].max() == 3.0
