@@ -17,7 +17,8 @@ import torch
 
 from rlkit import batch as B
 from rlkit.dataflow.plan import Plan
-from rlkit.dataflow.scheduler import Placement
+from rlkit.dataflow.scheduler import Cluster, Placement, local_cluster
+from rlkit.device import resolve_device
 from rlkit.registry import Registry
 
 TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda", "npu": "npu"}
@@ -81,6 +82,20 @@ class Runtime:
 
 
 class Executor(ABC):
+    """Runs placed plans. Constructed with the run's config (for e.g. a cluster address);
+    `cluster()` tells the scheduler what resources exist before anything starts."""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    def cluster(self) -> Cluster:
+        """The resources plans are placed onto (default: this machine)."""
+        return local_cluster()
+
+    def check_device(self, device: str) -> None:
+        """Refuse a device this executor cannot provide (local: this machine's devices)."""
+        resolve_device(device)
+
     @abstractmethod
     def start(self, placement: Placement) -> Runtime: ...
 

@@ -43,9 +43,13 @@ class BaseConfig:
     actors: int = 1
     """Actor replicas (each owns num_envs environments)."""
     executor: str = "local"
-    """Dataflow executor: local (in-process; the default)."""
+    """Dataflow executor: local (in-process; the default) or ray."""
     policy: str = "local"
     """Distribution policy that compiles the algorithm's graph into a plan."""
+    address: str = ""
+    """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""
+    learners: int = 1
+    """Learner replicas (data-parallel, for distribution policies that support it)."""
     torch_threads: int = 1
     """Torch intra-op threads per process; 1 is fastest for small networks on few cores."""
     out: str = "runs"
@@ -73,6 +77,7 @@ class BaseConfig:
         check(self.num_envs >= 1, "num_envs", "must be at least 1")
         check(self.env_workers >= 0, "env_workers", "must be >= 0")
         check(self.actors >= 1, "actors", "must be at least 1")
+        check(self.learners >= 1, "learners", "must be at least 1")
         check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
         check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
         check(self.log_every >= 0, "log_every", "must be >= 0")

@@ -27,10 +27,9 @@ import yaml
 from rlkit import checkpoint
 from rlkit.algorithms.base import ALGORITHMS, Algorithm
 from rlkit.config import BaseConfig
-from rlkit.dataflow.executor import EXECUTORS, Runtime
+from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
-from rlkit.dataflow.scheduler import Placement, local_cluster, place
-from rlkit.device import resolve_device
+from rlkit.dataflow.scheduler import Placement, place
 from rlkit.envs.registry import short_name
 from rlkit.envs.vector import probe_spec
 from rlkit.errors import CheckpointError, ConfigError
@@ -44,20 +43,20 @@ INTERRUPTED = 130
 class Built:
     algorithm: Algorithm
     placement: Placement
+    executor: Executor
 
 
 def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     """Validate, resolve env and device, compile and place; nothing starts yet."""
     config.validate()
-    resolve_device(config.device)
-    EXECUTORS.get(config.executor)
+    executor = EXECUTORS.get(config.executor)(config)
+    executor.check_device(config.device)
     env_id, spec = probe_spec(config.env)
     algo_cls.check_env(env_id, spec)
     algorithm = algo_cls(config, env_id, spec)
-    plan = POLICIES.get(config.policy)().compile(
-        algorithm.graph(), PolicyOptions(actors=config.actors)
-    )
-    return Built(algorithm, place(plan, local_cluster()))
+    options = PolicyOptions(actors=config.actors, learners=config.learners)
+    plan = POLICIES.get(config.policy)().compile(algorithm.graph(), options)
+    return Built(algorithm, place(plan, executor.cluster()), executor)
 
 
 def make_config(
@@ -193,7 +192,7 @@ class Trainer:
         assert self.run_dir is not None
         print(f"run directory: {self.run_dir}", flush=True)
         print(self.built.placement.table(), flush=True)
-        runtime: Runtime = EXECUTORS.get(cfg.executor)().start(self.built.placement)
+        runtime: Runtime = self.built.executor.start(self.built.placement)
         logger: MetricsLogger | None = None
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
