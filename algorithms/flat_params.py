@@ -31,6 +31,12 @@ class FlatParameters:
                 p.grad = self.param.grad[offset : offset + n].view_as(p)
                 offset += n
 
+    @property
+    def grad(self) -> torch.Tensor:
+        """The flat gradient (every parameter's .grad is a view into it)."""
+        assert self.param.grad is not None
+        return self.param.grad
+
     def zero_grad(self) -> None:
         assert self.param.grad is not None
         self.param.grad.zero_()

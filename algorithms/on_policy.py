@@ -22,6 +22,7 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.data_parallel import DataParallel
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
@@ -91,6 +92,13 @@ class OnPolicyConfig(BaseConfig):
         )
         check(self.activation in ("tanh", "relu", "elu"), "activation", "must be tanh, relu or elu")
         check(self.advantage in ADVANTAGES, "advantage", f"must be one of {ADVANTAGES.names()}")
+        envs = self.num_envs * self.actors
+        check(
+            envs % self.learners == 0,
+            "learners",
+            f"must divide the {envs} envs (num_envs x actors)",
+        )
+        check(self.minibatch_size % self.learners == 0, "learners", "must divide --minibatch-size")
 
 
 def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
@@ -219,10 +227,12 @@ class OnPolicyLearner(Learner):
         spec: SpaceSpec,
         config: OnPolicyConfig,
         device: torch.device | None = None,
+        replica: int = 0,
     ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.algorithm, self.config = algorithm, config
         self.device = device or torch.device("cpu")
+        self.dp = DataParallel(replica, config.learners, self.device)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.policy = make_policy(config, spec).to(self.device)
@@ -256,15 +266,17 @@ class OnPolicyLearner(Learner):
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
         n = B.batch_size(data)
+        size = cfg.minibatch_size // self.dp.world  # data parallel: each replica's share
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator).to(self.device)
-            for start in range(0, n, cfg.minibatch_size):
-                rows = B.index(data, order[start : start + cfg.minibatch_size])
+            for start in range(0, n, size):
+                rows = B.index(data, order[start : start + size])
                 log_probs, values, adv, ret = rows["scalars"].unbind(-1)
                 if cfg.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    mean, std = self.dp.mean_std(adv)  # over the whole minibatch, all replicas
+                    adv = (adv - mean) / (std + 1e-8)
                 mb = {
                     "obs": rows["obs"],
                     "actions": rows["actions"],
@@ -276,6 +288,7 @@ class OnPolicyLearner(Learner):
                 loss, stats = self.algorithm.loss(cfg, self.policy, mb)
                 self.flat.zero_grad()
                 loss.backward()
+                self.dp.average_(self.flat.grad)
                 if cfg.max_grad_norm > 0:
                     self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizer.step()
@@ -283,11 +296,9 @@ class OnPolicyLearner(Learner):
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0) + v.detach()
                 steps += 1
-            if (
-                cfg.target_kl > 0
-                and "approx_kl" in stats
-                and stats["approx_kl"].item() > cfg.target_kl
-            ):
+            # every replica must take the same decision, or the all-reduces deadlock
+            kl = stats.get("approx_kl") if cfg.target_kl > 0 else None
+            if kl is not None and self.dp.average_(kl.detach().clone()).item() > cfg.target_kl:
                 break
         self.updates += 1
         metrics = {k: float(v) / steps for k, v in sums.items()}
@@ -305,6 +316,17 @@ class OnPolicyLearner(Learner):
 
     def get_weights(self) -> Weights:
         return {"flat": self.flat.get()}
+
+    def rendezvous(self) -> str:
+        """Replica 0: an address for the data-parallel group (see `join`)."""
+        return self.dp.rendezvous()
+
+    def join(self, address: str) -> None:
+        """Join the data-parallel group of `config.learners` replicas."""
+        self.dp.join(address)
+
+    def close(self) -> None:
+        self.dp.leave()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -358,22 +380,33 @@ class OnPolicy(Algorithm):
                 self.learner_cls,
                 {"algorithm": type(self), "spec": self.spec, "config": cfg},
                 Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1),
+                replicas=cfg.learners,
             )
         )
-        g.connect("rollout", "actor", "learner", Pattern.GATHER, "collect", "update")
+        rollout = Pattern.GATHER if cfg.learners == 1 else Pattern.SCATTER
+        g.connect("rollout", "actor", "learner", rollout, "collect", "update")
         g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
+        if cfg.learners > 1:
+            g.connect("gradients", "learner", "learner", Pattern.ALLREDUCE)
         return g
 
     def start(self, runtime: Any) -> None:
         super().start(runtime)
         self.version = 0
-        self.runtime["actor"].call("set_weights", self.runtime["learner"].one("get_weights"), 0)
+        learner = self.runtime["learner"]
+        if learner.size > 1:  # data-parallel learners form their all-reduce group
+            learner.call("join", learner.one("rendezvous"))
+        self.runtime["actor"].call("set_weights", learner.one("get_weights"), 0)
 
     def train_step(self) -> StepResult:
         actors, learner = self.runtime["actor"], self.runtime["learner"]
         results = actors.call("collect", self.config.num_steps)
         rollout = B.cat([r[0] for r in results])
-        metrics = learner.one("update", rollout)
+        if learner.size == 1:
+            metrics = learner.one("update", rollout)
+        else:  # each replica takes a shard of the envs; gradients are all-reduced
+            parts = learner.scatter("update", rollout)
+            metrics = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
         self.version += 1
         actors.call("set_weights", learner.one("get_weights"), self.version)
         episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}

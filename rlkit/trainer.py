@@ -50,6 +50,8 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     """Validate, resolve env and device, compile and place; nothing starts yet."""
     config.validate()
     executor = EXECUTORS.get(config.executor)(config)
+    if config.learners > 1 and config.executor == "local":
+        raise ConfigError("--learners > 1 needs learners in parallel processes: use --executor ray")
     executor.check_device(config.device)
     env_id, spec = probe_spec(config.env)
     algo_cls.check_env(env_id, spec)

@@ -1,0 +1,70 @@
+"""dp-learner: two learner replicas on gloo, each updating on half the rollout, end with
+the parameters of one learner updating on the whole rollout (to float tolerance)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import torch
+
+from rlkit import batch as B
+from rlkit.algorithms import PPO, PPOConfig
+from rlkit.algorithms.data_parallel import DataParallel
+from rlkit.algorithms.on_policy import OnPolicyLearner
+from rlkit.envs import SpaceSpec
+
+SPEC = SpaceSpec((5,), False, 2, (-1.0, -1.0), (1.0, 1.0))
+ENVS, STEPS = 4, 8
+
+
+def config(learners: int) -> PPOConfig:
+    # one minibatch per epoch (the whole batch): the gradient of the mean loss over the
+    # batch is then the average of the replicas' gradients over their halves
+    return PPOConfig(num_envs=ENVS, num_steps=STEPS, minibatch_size=ENVS * STEPS, epochs=3,
+                     anneal_lr=False, learners=learners, hidden=(16,), torch_threads=1)
+
+
+def rollout() -> B.Batch:
+    g = torch.Generator().manual_seed(0)
+    shape = (ENVS, STEPS)
+    return {
+        "obs": torch.randn(*shape, 5, generator=g),
+        "actions": torch.randn(*shape, 2, generator=g),
+        "log_probs": torch.randn(*shape, generator=g) - 2,
+        "values": torch.randn(*shape, generator=g),
+        "next_values": torch.randn(*shape, generator=g),
+        "rewards": torch.randn(*shape, generator=g),
+        "dones": torch.rand(*shape, generator=g) < 0.2,
+        "terminated": torch.zeros(*shape, dtype=torch.bool),
+    }
+
+
+def replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
+    learner = OnPolicyLearner(PPO, SPEC, config(2), replica=rank)
+    learner.join(address)
+    metrics = learner.update(part)
+    out.put((rank, learner.flat.get(), metrics["loss"]))
+    learner.close()
+
+
+def test_two_learners_equal_one_learner_on_the_whole_batch():
+    single = OnPolicyLearner(PPO, SPEC, config(1))
+    before = single.flat.get()
+    single.update(rollout())
+    expected = single.flat.get()
+
+    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    parts = B.split(rollout(), 2)
+    procs = [ctx.Process(target=replica, args=(r, address, parts[r], out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (_, params0, loss0), (_, params1, loss1) = results
+    torch.testing.assert_close(params0, params1)  # the replicas stay identical
+    torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(before, expected)  # the update did move the parameters
