@@ -12,7 +12,7 @@ import numpy as np
 
 from rlkit import checkpoint
 from rlkit.envs.vector import make_env, probe_spec
-from rlkit.errors import CheckpointError
+from rlkit.errors import CheckpointError, EnvError
 from rlkit.trainer import load_run
 
 
@@ -87,6 +87,8 @@ def evaluate(
     base = config.seed + 1_000_003 if seed is None else seed
     try:
         returns, lengths = run_episodes(env, act, episodes, base)
+    except gym.error.DependencyNotInstalled as e:
+        raise EnvError(f"rendering {env_id} needs an extra package: {e}") from None
     finally:
         env.close()
     clip = (

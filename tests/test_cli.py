@@ -243,3 +243,30 @@ def test_output_to_a_closed_pipe_is_not_an_error(rlkit_cmd, cli_env):
     )
     assert result.stdout.startswith("algorithms:")
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("algo", "env", "flags"),
+    [
+        ("dqn", "CartPole", ["--learning-starts", "256", "--total-steps", "1024"]),
+        ("sac", "Pendulum", ["--learning-starts", "128", "--total-steps", "400", "--log-every", "200"]),
+    ],
+)
+def test_off_policy_run_eval_video_and_plan(rlkit_cmd, cli_env, tmp_path, algo, env, flags):
+    result = run(rlkit_cmd, cli_env, "run", algo, "--env", env, *flags, "--out", str(tmp_path), "--name", "r")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "learning_curve.png").is_file()
+    assert "critic_loss" in rows(tmp_path / "r")[-1] or "loss" in rows(tmp_path / "r")[-1]
+    state = checkpoint.load(tmp_path / "r" / "checkpoint.pt", algo)
+    saved = state["state"]["fragments"]["replay"][0]["buffer"]["core"]
+    assert saved["total"] == state["trainer"]["step"]  # every transition is in the checkpoint
+    result = run(rlkit_cmd, cli_env, "eval", str(tmp_path / "r"), "--episodes", "1", "--video", "--video-length", "20")
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "r" / "videos").glob("*.mp4"))
+    result = run(rlkit_cmd, cli_env, "plan", algo, "--env", env)
+    assert "actor --queue--> replay" in result.stdout and "replay --gather--> learner" in result.stdout
+
+
+def test_wrong_action_space_is_refused_with_a_suggestion(rlkit_cmd, cli_env):
+    assert_usage_error(run(rlkit_cmd, cli_env, "run", "dqn", "--env", "Pendulum"), "DQN needs discrete actions", "use SAC")
+    assert_usage_error(run(rlkit_cmd, cli_env, "run", "sac", "--env", "CartPole"), "SAC needs continuous actions", "use DQN")

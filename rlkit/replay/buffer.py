@@ -359,6 +359,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def update_priorities(self, indices: Any, priorities: Any) -> None:
         """Sets the priorities of rows by the `indices` that `sample` returned. Rows written
         over since they were sampled are skipped. Priorities must be finite and >= 0."""
+        if (
+            type(indices) is np.ndarray
+            and type(priorities) is np.ndarray
+            and indices.dtype == np.int64
+            and priorities.dtype == np.float64
+            and indices.ndim == priorities.ndim == 1
+        ):  # the common case, straight from sample(): no conversion
+            self._ready().update_priorities(indices, priorities)
+            return
         idx = _as_numpy(indices).reshape(-1)
         if idx.dtype.kind not in "iu":
             raise BufferError(f"indices must be integers, got dtype {idx.dtype}")
