@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
+from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLearnerBase
 from rlkit.batch import Batch
@@ -75,13 +76,22 @@ class QNetwork(nn.Module):
         self.trunk.append(nn.ReLU())
         self.advantage = nn.Linear(hidden[-1], spec.action_dim)
         self.value = nn.Linear(hidden[-1], 1) if dueling else None
+        # called functionally in forward: nn.Module.__call__ costs ~10 us a layer, which
+        # is most of the time of a small MLP on a CPU
+        self.hidden_layers = tuple(m for m in self.trunk if isinstance(m, nn.Linear))
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        h = obs.flatten(1)
+        for layer in self.hidden_layers:
+            h = torch.relu(F.linear(h, layer.weight, layer.bias))
+        return h
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(obs.flatten(1))
-        a = self.advantage(h)
+        h = self.features(obs)
+        a = F.linear(h, self.advantage.weight, self.advantage.bias)
         if self.value is None:
             return a
-        return self.value(h) + a - a.mean(-1, keepdim=True)
+        return F.linear(h, self.value.weight, self.value.bias) + a - a.mean(-1, keepdim=True)
 
 
 def td_targets(
@@ -113,38 +123,44 @@ class DQNLearner(OffPolicyLearnerBase):
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.q = QNetwork(spec, config.hidden, config.dueling).to(self.device)
-        self.target = copy.deepcopy(self.q)
-        self.optimizer = torch.optim.Adam(
-            self.q.parameters(), lr=config.lr, fused=self.device.type in ("cpu", "cuda")
-        )
+        self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.flat, self.target_flat = FlatParameters(self.q), FlatParameters(self.target)
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam([self.flat.param], lr=config.lr, fused=fused)
 
     def update(self, batch: Batch) -> dict[str, Any]:
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        n = b["obs"].shape[0]
         with torch.no_grad():
             next_q_target = self.target(b["next_obs"])
-            next_q_online = self.q(b["next_obs"]) if self.cfg.double else next_q_target
-            target = td_targets(
-                next_q_online,
-                next_q_target,
-                b["reward"],
-                b["discount"],
-                b["terminated"],
-                self.cfg.double,
-            )
-        q = self.q(b["obs"]).gather(-1, b["action"].long()[:, None]).squeeze(-1)
+        if self.cfg.double:  # one pass of the online network over obs and next_obs together
+            both = self.q(torch.cat([b["obs"], b["next_obs"]]))
+            q_all, next_q_online = both[:n], both[n:].detach()
+        else:
+            q_all, next_q_online = self.q(b["obs"]), next_q_target
+        target = td_targets(
+            next_q_online,
+            next_q_target,
+            b["reward"],
+            b["discount"],
+            b["terminated"],
+            self.cfg.double,
+        )
+        q = q_all.gather(-1, b["action"].long()[:, None]).squeeze(-1)
         elementwise = F.smooth_l1_loss(q, target, reduction="none")
         loss = (elementwise * b["weights"]).mean() if "weights" in b else elementwise.mean()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.flat.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+            self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
         td = (q - target).detach()
         return {"loss": loss.detach(), "q": q.detach().mean(), "priorities": td.abs() + 1e-6}
 
+    @torch.no_grad()
     def sync_target(self) -> None:
-        self.polyak(self.target, self.q, self.cfg.tau)
+        self.target_flat.param.lerp_(self.flat.param, self.cfg.tau)
 
     def get_weights(self) -> Weights:
         return {k: v.detach().to("cpu", copy=True) for k, v in self.q.state_dict().items()}

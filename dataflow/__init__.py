@@ -31,3 +31,7 @@ __all__ = [
     "local_cluster",
     "place",
 ]
+
+# registers the "ray" executor and the multi-actor / colocate policies (Ray is imported
+# only when used, so this costs nothing without it)
+from rlkit.dataflow import ray_executor  # noqa: E402,F401

@@ -75,6 +75,10 @@ class Runtime:
     def __getitem__(self, fragment: str) -> WorkerGroup:
         return self.groups[fragment]
 
+    def restarts(self) -> int:
+        """Worker processes restarted since the start (always 0 in one process)."""
+        return 0
+
     def shutdown(self) -> None:
         """Close every replica that has a `close()` (environments, subprocesses)."""
         for g in self.groups.values():

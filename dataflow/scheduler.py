@@ -98,11 +98,12 @@ class Placement:
 
 
 def place(plan: Plan, cluster: Cluster) -> Placement:
-    """First-fit placement of each worker; PlacementError if one cannot fit anywhere."""
+    """First-fit placement of each worker (accelerator workers first, so CPU workers do not
+    take the room on accelerator nodes); PlacementError if one cannot fit anywhere."""
     free = {n.name: {"cpu": n.cpus, "gpu": n.gpus, "npu": n.npus} for n in cluster.nodes}
-    placement = Placement(plan)
     local_only = plan.policy == "local"
-    for w in plan.workers:
+    slots: dict[str, Slot] = {}
+    for w in sorted(plan.workers, key=lambda w: w.device == "cpu"):
         kind = w.device
         if kind == "auto":
             kind = "gpu" if cluster.total("gpu") else "npu" if cluster.total("npu") else "cpu"
@@ -114,14 +115,16 @@ def place(plan: Plan, cluster: Cluster) -> Placement:
                 room["cpu"] -= w.cpus
                 if kind != "cpu":
                     room[kind] -= need
-                placement.slots.append(Slot(w, node.name, kind))
+                slots[w.name] = Slot(w, node.name, kind)
                 break
         else:
-            raise PlacementError(_explain(w, kind, need, cluster, plan))
-    return placement
+            raise PlacementError(_explain(w, kind, need, free, plan))
+    return Placement(plan, [slots[w.name] for w in plan.workers])
 
 
-def _explain(w: Worker, kind: str, need: float, cluster: Cluster, plan: Plan) -> str:
+def _explain(
+    w: Worker, kind: str, need: float, free: dict[str, dict[str, float]], plan: Plan
+) -> str:
     fragments = sorted({f for f, _ in w.members})
     if kind != "cpu":  # name the fragments that asked for the accelerator, not their neighbours
         fragments = [
@@ -129,14 +132,14 @@ def _explain(w: Worker, kind: str, need: float, cluster: Cluster, plan: Plan) ->
         ] or fragments
     who = ", ".join(fragments)
     if kind != "cpu":
-        have = cluster.total(kind)
+        have = sum(room[kind] for room in free.values())
         label = kind.upper()
         return (
             f"{who} needs {need:g} {label}; the cluster has {have:g} free: "
             f"use --device cpu or add a {label} node"
         )
-    have = max(n.cpus for n in cluster.nodes)
+    have = max(room["cpu"] for room in free.values())
     return (
-        f"{who} needs {w.cpus:g} CPUs on one node; the largest node has {have:g}: "
+        f"{who} needs {w.cpus:g} CPUs on one node; the most free on any node is {have:g}: "
         "use fewer --actors or add nodes"
     )

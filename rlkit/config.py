@@ -44,8 +44,9 @@ class BaseConfig:
     """Actor replicas (each owns num_envs environments)."""
     executor: str = "local"
     """Dataflow executor: local (in-process; the default) or ray."""
-    policy: str = "local"
-    """Distribution policy that compiles the algorithm's graph into a plan."""
+    policy: str = "auto"
+    """Distribution policy: auto (local with --executor local, multi-actor with ray),
+    local, multi-actor, colocate."""
     address: str = ""
     """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""
     learners: int = 1

@@ -57,7 +57,10 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     algo_cls.check_env(env_id, spec)
     algorithm = algo_cls(config, env_id, spec)
     options = PolicyOptions(actors=config.actors, learners=config.learners)
-    plan = POLICIES.get(config.policy)().compile(algorithm.graph(), options)
+    policy = config.policy
+    if policy == "auto":  # one process for the local executor; a worker per replica on Ray
+        policy = "local" if config.executor == "local" else "multi-actor"
+    plan = POLICIES.get(policy)().compile(algorithm.graph(), options)
     return Built(algorithm, place(plan, executor.cluster()), executor)
 
 
@@ -144,6 +147,7 @@ class Trainer:
         self.next_eval = config.eval_every
         self.eval_env: Any = None
         self.reached_target = False
+        self.runtime: Runtime | None = None
         self.pending: dict[str, tuple[float, int]] = {}  # metric (sum, count) since the last row
         self._stop = False
 
@@ -195,6 +199,7 @@ class Trainer:
         print(f"run directory: {self.run_dir}", flush=True)
         print(self.built.placement.table(), flush=True)
         runtime: Runtime = self.built.executor.start(self.built.placement)
+        self.runtime = runtime
         logger: MetricsLogger | None = None
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
@@ -323,6 +328,7 @@ class Trainer:
             "episodes": self.episodes,
             **means,
             **extra,
+            "restarts": self.runtime.restarts() if self.runtime is not None else 0,
             "time": elapsed,
             "sps": sps,
         }

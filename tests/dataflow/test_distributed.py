@@ -1,0 +1,97 @@
+"""The multi-actor and colocate policies compile graphs into workers and placement
+groups, and refuse what they cannot carry. No Ray needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.dataflow import POLICIES, Cluster, Fragment, LogicalGraph, Node, PolicyOptions, place
+from rlkit.dataflow.distributed import ClusterWorker
+from rlkit.dataflow.graph import Resources
+from rlkit.errors import ConfigError, PlacementError
+
+
+class Role:
+    pass
+
+
+def ppo_graph(actors: int = 3) -> LogicalGraph:
+    g = LogicalGraph("ppo")
+    g.add(Fragment("actor", Role, replicas=actors))
+    g.add(Fragment("learner", Role, resources=Resources("auto", gpus=1)))
+    g.connect("rollout", "actor", "learner", "gather", "collect", "update")
+    g.connect("weights", "learner", "actor", "broadcast", "get_weights", "set_weights")
+    return g
+
+
+def rlhf_graph(group: str | None, policy_replicas: int = 1) -> LogicalGraph:
+    g = LogicalGraph("rlhf")
+    share = Resources("gpu", cpus=0.5, gpus=0.25)
+    g.add(Fragment("prompts", Role))
+    for name, n in (("generator", 2), ("reference", 1), ("reward", 1), ("critic", 1)):
+        g.add(Fragment(name, Role, resources=share, replicas=n, colocate=group))
+    g.add(Fragment("policy", Role, resources=share, replicas=policy_replicas, colocate=group))
+    g.connect("prompts", "prompts", "generator", "scatter", "produce", "generate")
+    g.connect("grads", "policy", "policy", "allreduce")
+    g.connect("weights", "policy", "generator", "broadcast", "get_weights", "set_weights")
+    return g
+
+
+def compile_(policy: str, graph: LogicalGraph, **options: int):
+    return POLICIES.get(policy)().compile(graph, PolicyOptions(**options))
+
+
+def test_multi_actor_gives_every_replica_a_worker_and_spreads_actors():
+    plan = compile_("multi-actor", ppo_graph(3), actors=3)
+    assert [w.name for w in plan.workers] == ["actor-0", "actor-1", "actor-2", "learner"]
+    assert all(isinstance(w, ClusterWorker) for w in plan.workers)
+    actors = [w for w in plan.workers if w.name.startswith("actor")]
+    assert {(w.group, w.strategy, w.cpus) for w in actors} == {("actor", "SPREAD", 1.0)}
+    learner = plan.workers[-1]
+    assert (learner.device, learner.gpus, learner.strategy) == ("auto", 1.0, "PACK")
+    assert {t.how for t in plan.transports} == {"object-store"}
+    placement = place(plan, Cluster([Node("cpu", 2), Node("gpu", 4, gpus=1)]))
+    assert placement.slot("actor-0").node == "cpu" and placement.slot("actor-2").node == "gpu"
+    assert placement.device_of("learner") == "gpu"  # auto settles on what the cluster has
+
+
+def test_colocate_shares_one_worker_and_one_device_share():
+    plan = compile_("colocate", rlhf_graph("hybrid"))
+    by_name = {w.name: w for w in plan.workers}
+    assert set(by_name) == {"prompts", "hybrid"}
+    hybrid = by_name["hybrid"]
+    assert len(hybrid.members) == 6 and hybrid.strategy == "PACK"
+    # time-shared: the largest share of a member, not the sum
+    assert (hybrid.device, hybrid.cpus, hybrid.gpus) == ("gpu", 0.5, 0.25)
+    assert dict(t for t in ((t.edge.name, t.how) for t in plan.transports))["grads"] == "collective"
+
+
+def test_separate_placement_of_the_rlhf_graph_needs_a_share_per_replica():
+    plan = compile_("multi-actor", rlhf_graph(None))
+    assert len(plan.workers) == 7
+    placement = place(plan, Cluster([Node("head", 2), Node("gpu", 4, gpus=2)]))
+    assert {placement.slot(w.name).node for w in plan.workers[1:]} == {"gpu"}
+    with pytest.raises(PlacementError, match="needs 0.25 GPU"):
+        place(plan, Cluster([Node("head", 8), Node("gpu", 8, gpus=1)]))
+
+
+@pytest.mark.parametrize("policy", ["multi-actor", "colocate"])
+def test_several_learners_need_dp_learner(policy: str):
+    with pytest.raises(ConfigError, match="--learners 2: .*dp-learner is needed for several"):
+        compile_(policy, rlhf_graph("hybrid"), learners=2)
+    with pytest.raises(ConfigError, match="'policy' has 2 replicas joined by all-reduce"):
+        compile_(policy, rlhf_graph("hybrid", policy_replicas=2))
+
+
+def test_colocate_refuses_what_it_cannot_share():
+    with pytest.raises(ConfigError, match="declares no colocation group.*multi-actor"):
+        compile_("colocate", ppo_graph())
+    g = LogicalGraph("mixed")
+    g.add(Fragment("a", Role, resources=Resources("gpu", gpus=1), colocate="x"))
+    g.add(Fragment("b", Role, resources=Resources("npu", gpus=1), colocate="x"))
+    with pytest.raises(ConfigError, match="group 'x' mixes accelerator kinds"):
+        compile_("colocate", g)
+
+
+def test_policies_are_registered_beside_local():
+    assert {"local", "multi-actor", "colocate"} <= set(POLICIES)
