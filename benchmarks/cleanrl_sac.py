@@ -67,6 +67,8 @@ class QNet(nn.Module):
 
 class Policy(nn.Module):
     LOG_STD_LO, LOG_STD_HI = -5.0, 2.0
+    half_range: torch.Tensor
+    mid: torch.Tensor
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray) -> None:
         super().__init__()

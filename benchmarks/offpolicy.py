@@ -217,8 +217,8 @@ def worker_sac_update_only(n: int, seed: int) -> dict[str, Any]:
     from rlkit.trainer import make_config
 
     torch.set_num_threads(1)
-    algo = ALGORITHMS.get("sac")
-    cfg = make_config(algo, "Humanoid", None, {"q_lr": 3e-4, "policy_frequency": 1, "seed": seed, "torch_threads": 1})
+    algo: Any = ALGORITHMS.get("sac")
+    cfg: Any = make_config(algo, "Humanoid", None, {"q_lr": 3e-4, "policy_frequency": 1, "seed": seed, "torch_threads": 1})
     _, spec = probe_spec(cfg.env)
     learner = algo.learner_cls(spec, cfg)
     g = torch.Generator().manual_seed(seed)
@@ -255,8 +255,8 @@ def worker_dqn_update_only(n: int, seed: int) -> dict[str, Any]:
     from rlkit.trainer import make_config
 
     torch.set_num_threads(1)
-    algo = ALGORITHMS.get("dqn")
-    cfg = make_config(algo, "CartPole", None, {"double": False, "seed": seed, "torch_threads": 1})
+    algo: Any = ALGORITHMS.get("dqn")
+    cfg: Any = make_config(algo, "CartPole", None, {"double": False, "seed": seed, "torch_threads": 1})
     _, spec = probe_spec(cfg.env)
     learner = algo.learner_cls(spec, cfg)
     g = torch.Generator().manual_seed(seed)
@@ -514,7 +514,7 @@ def profile_breakdown(path: Path, kind: str, wall_s: float, steps: int) -> tuple
     sync_target = _cum(st, "dqn.py", "sync_target") if kind == "dqn" else 0.0
     get_w = _cum(st, alg, "get_weights")
     set_w = _cum(st, "off_policy.py", "set_weights")
-    total = st.total_tt
+    total = st.total_tt  # type: ignore[attr-defined]
     # polyak in SAC runs inside update; in DQN inside sync_target (outside update)
     fwd = update - backward - adam - zero - clip - (polyak if kind == "sac" else 0.0)
     parts = [
@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     if a.worker:
-        fn = WORKERS[a.worker]
+        fn: Any = WORKERS[a.worker]
         out = fn(a.n, a.seed, a.profile_to) if a.profile_to else fn(a.n, a.seed)
         a.result.write_text(json.dumps(out))
         return 0
