@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib
 import os
 import platform
 import subprocess
@@ -244,6 +245,15 @@ class TorchRL(Contender):
         from tensordict import TensorDict
         from torchrl.data import LazyTensorStorage, PrioritizedSampler, TensorDictReplayBuffer
 
+        if per:
+            try:  # PrioritizedSampler's sum tree lives in TorchRL's prebuilt C++ extension
+                importlib.import_module("torchrl._torchrl")
+            except ImportError as e:
+                why = "undefined symbol" if "undefined symbol" in str(e) else type(e).__name__
+                raise RuntimeError(
+                    f"TorchRL's prebuilt C++ extension (torchrl._torchrl) does not load against "
+                    f"torch {torch.__version__} ({why}), so PrioritizedSampler cannot run"
+                ) from e
         sampler = PrioritizedSampler(capacity, alpha=0.6, beta=0.4) if per else None
         kw = {"sampler": sampler} if sampler is not None else {}
         self.rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), batch_size=N, **kw)
