@@ -146,3 +146,34 @@ class ColocatePolicy(DistributionPolicy):
             group=group,
             strategy="PACK",
         )
+
+
+@POLICIES.register("dp-learner")
+class DataParallelLearnerPolicy(DistributionPolicy):
+    """As multi-actor, plus K learner replicas joined by an all-reduce edge.
+
+    The replicas of an all-reduced fragment are packed (one placement group, PACK) so
+    their collectives stay on one node when it has room; each replica is its own
+    process, as torch.distributed needs (gloo on CPU, nccl on CUDA, hccl on NPU).
+    """
+
+    name = "dp-learner"
+
+    def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
+        reduced = {e.src for e in graph.edges if e.pattern is Pattern.ALLREDUCE}
+        if options.learners > 1 and not any(
+            graph.fragments[f].replicas == options.learners for f in reduced
+        ):
+            raise ConfigError(
+                f"--learners {options.learners}: graph {graph.name} has no data-parallel learner "
+                "(no all-reduce edge among learner replicas); this algorithm supports one learner"
+            )
+        workers: list[Worker] = []
+        for fragment in graph.fragments.values():
+            replicas = _replica_workers(fragment)
+            if fragment.name in reduced:
+                for w in replicas:
+                    w.strategy = "PACK"
+            workers += replicas
+        replicas_of = {name: f.replicas for name, f in graph.fragments.items()}
+        return Plan(graph, self.name, workers, _transports(graph), replicas_of)

@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rlkit.dataflow.distributed import ClusterWorker  # also registers the policies
@@ -298,6 +299,29 @@ class RayRuntime(Runtime):
         self.executor.stop_ray()
 
 
+def init_ray(**kwargs: Any) -> None:
+    """`ray.init(**kwargs)`, from a directory that cannot shadow the installed rlkit.
+
+    Ray puts the driver's working directory on every worker's sys.path. Started from a
+    source checkout of rlkit with a regular (non-editable) install, the checkout's
+    `rlkit/` (without the compiled replay extension) would shadow the installed package
+    in the workers. So when ./rlkit is not the rlkit this process imported, Ray is
+    started from Ray's own temp directory instead.
+    """
+    import rlkit
+
+    here = Path.cwd()
+    mine = Path(rlkit.__file__).resolve().parent
+    shadow = (here / "rlkit").is_dir() and (here / "rlkit").resolve() != mine
+    if shadow:
+        os.chdir(tempfile.gettempdir())
+    try:
+        _ray().init(**kwargs)
+    finally:
+        if shadow:
+            os.chdir(here)
+
+
 @EXECUTORS.register("ray")
 class RayExecutor(Executor):
     """Runs a placed plan on a Ray cluster: started here (`--address ""`, the default) or
@@ -325,7 +349,7 @@ class RayExecutor(Executor):
         address = str(getattr(self.config, "address", "") or "")
         if address:
             try:
-                ray.init(address=address, logging_level=logging.WARNING)
+                init_ray(address=address, logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ConfigError(
                     f"--address {address}: cannot join a Ray cluster ({str(e).splitlines()[0]}); "
@@ -334,7 +358,7 @@ class RayExecutor(Executor):
             return
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local cluster
         self._temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")  # short: socket paths
-        ray.init(
+        init_ray(
             include_dashboard=False,
             logging_level=logging.WARNING,
             _temp_dir=self._temp_dir,

@@ -45,8 +45,8 @@ class BaseConfig:
     executor: str = "local"
     """Dataflow executor: local (in-process; the default) or ray."""
     policy: str = "auto"
-    """Distribution policy: auto (local with --executor local, multi-actor with ray),
-    local, multi-actor, colocate."""
+    """Distribution policy: auto (local with --executor local; multi-actor, or dp-learner
+    with --learners > 1, on ray), local, multi-actor, dp-learner, colocate."""
     address: str = ""
     """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""
     learners: int = 1

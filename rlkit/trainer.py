@@ -59,7 +59,10 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     options = PolicyOptions(actors=config.actors, learners=config.learners)
     policy = config.policy
     if policy == "auto":  # one process for the local executor; a worker per replica on Ray
-        policy = "local" if config.executor == "local" else "multi-actor"
+        if config.executor == "local":
+            policy = "local"
+        else:
+            policy = "dp-learner" if config.learners > 1 else "multi-actor"
     plan = POLICIES.get(policy)().compile(algorithm.graph(), options)
     return Built(algorithm, place(plan, executor.cluster()), executor)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from rlkit.dataflow.ray_executor import init_ray
+
 RAY_CPUS = 4
 GPU_NODE = {"num_cpus": 4, "num_gpus": 2}
 NPU_NODE = {"num_cpus": 2, "resources": {"NPU": 2}}
@@ -48,7 +50,7 @@ class RayState:
         if self.kind == "local" and ray.is_initialized():
             return
         self.stop()
-        ray.init(
+        init_ray(
             num_cpus=RAY_CPUS,
             include_dashboard=False,
             logging_level="WARNING",
@@ -70,7 +72,7 @@ class RayState:
         self.cluster.add_node(**GPU_NODE)
         self.cluster.add_node(**NPU_NODE)
         self.cluster.wait_for_nodes()
-        ray.init(address=self.cluster.address, logging_level="WARNING")
+        init_ray(address=self.cluster.address, logging_level="WARNING")
         self.kind = "nodes"
         return self.cluster
 
