@@ -186,7 +186,8 @@ def run_raw(procs: int, steps: int, tmp: Path) -> dict[str, float]:
 
 
 CONTENDERS = {"rlkit": "rlkit PPO (sync vector env, preset default)", "sb3": "Stable-Baselines3 PPO",
-              "rlkit-async": "rlkit PPO (`--vector async`)"}
+              "rlkit-async": "rlkit PPO (`--vector async`)",
+              "rlkit-workers": "rlkit PPO (`--vector workers`: 2 env processes, pipelined inference)"}
 
 
 def fmt(x: float) -> str:
@@ -212,7 +213,7 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
     rows.append(["raw Humanoid-v5, random actions, 2 processes (sum)", fmt(raw_two),
                  " / ".join(fmt(r["sps"]) for r in raw2), "", "100%", fmt(raw_two_cpu), "", "100%", "", ""])
     ratio, cpu_ratio = sps["rlkit"] / sps["sb3"], cpu["rlkit"] / cpu["sb3"]
-    best = max(("rlkit", "rlkit-async"), key=lambda k: sps[k])
+    best = max(("rlkit", "rlkit-async", "rlkit-workers"), key=lambda k: sps[k])
     lines = ["## PPO on Humanoid-v5: rlkit vs Stable-Baselines3", ""]
     if quick:
         lines += ["**QUICK SMOKE RUN (`--quick`): one repeat of a few PPO updates; the figures are not a "
@@ -223,12 +224,13 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end). "
         f"Each run trains for {steps:,} env steps ({steps // PER_UPDATE} PPO updates of {PER_UPDATE:,} steps); "
         f"{repeats} repeat(s); contenders run one at a time, each in its own subprocess, alternating "
-        "rlkit / SB3 / rlkit async within each repeat, with the raw-env runs at the start of each repeat. "
+        "rlkit / SB3 / rlkit async / rlkit workers within each repeat, with the raw-env runs at the start of each repeat. "
         "Throughput is env-steps per wall second of the training loop (start-up, imports, env and network "
         "construction and end-of-run artifacts excluded for both sides), median of the repeats, the "
         "individual repeats beside it. \"per CPU s\" divides by the CPU time of the (single) training process "
         "over the same loop instead: it is far less sensitive to other load on a shared machine, and is "
-        "what one uncontended core would give (not shown for async, whose env stepping runs in subprocesses).",
+        "what one uncontended core would give (not shown for async and workers, whose env stepping runs in "
+        "subprocesses).",
         "",
         table(["contender", "steps/s (median)", "repeats", "vs SB3", "of raw 2-process limit",
                "steps per CPU s", "vs SB3 (CPU)", "of 2-core limit (CPU)", "process wall s",
@@ -325,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run directory of the separate 1M-step run, for the return paragraph")
     p.add_argument("--long-run-only", action="store_true",
                    help="rewrite only the 1M-step paragraph of the section (from --long-run); runs nothing")
-    p.add_argument("--worker", choices=["rlkit", "rlkit-async", "sb3", "raw"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["rlkit", "rlkit-async", "rlkit-workers", "sb3", "raw"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -336,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             out = worker_rlkit(a.steps, a.seed, "sync")
         elif a.worker == "rlkit-async":
             out = worker_rlkit(a.steps, a.seed, "async")
+        elif a.worker == "rlkit-workers":
+            out = worker_rlkit(a.steps, a.seed, "workers")
         elif a.worker == "sb3":
             out = worker_sb3(a.steps, a.seed)
         else:
@@ -388,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = {k: median([r["cpu_sps"] for r in v]) for k, v in results.items()}
     print(f"rlkit {sps['rlkit']:,.0f} / SB3 {sps['sb3']:,.0f} = {sps['rlkit'] / sps['sb3']:.2f}x "
           f"(per CPU s: {cpu['rlkit'] / cpu['sb3']:.2f}x); rlkit async {sps['rlkit-async']:,.0f}; "
+          f"rlkit workers {sps['rlkit-workers']:,.0f} = {sps['rlkit-workers'] / sps['sb3']:.2f}x; "
           f"raw 1 proc {median([r['sps'] for r in raw1]):,.0f}, 2 procs {median([r['sps'] for r in raw2]):,.0f}; "
           f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md")
     return 0
