@@ -27,6 +27,7 @@ from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.executor import Pending
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
 from rlkit.envs.normalize import ObsNormalizer, RewardScaler
 from rlkit.envs.runner import EnvRunner
@@ -77,6 +78,9 @@ class OnPolicyConfig(BaseConfig):
     """Hidden activation: tanh, relu or elu."""
     log_std_init: float = 0.0
     """Initial log std of the Gaussian policy (continuous actions)."""
+    overlap: bool = False
+    """Collect the next rollout while the learner updates on this one (policy one version
+    stale, corrected by the importance ratio); runs in parallel with --executor ray."""
 
     def validate(self) -> None:
         super().validate()
@@ -393,6 +397,7 @@ class OnPolicy(Algorithm):
     def start(self, runtime: Any) -> None:
         super().start(runtime)
         self.version = 0
+        self.pending: Pending | None = None
         learner = self.runtime["learner"]
         if learner.size > 1:  # data-parallel learners form their all-reduce group
             learner.call("join", learner.one("rendezvous"))
@@ -400,7 +405,14 @@ class OnPolicy(Algorithm):
 
     def train_step(self) -> StepResult:
         actors, learner = self.runtime["actor"], self.runtime["learner"]
-        results = actors.call("collect", self.config.num_steps)
+        n = self.config.num_steps
+        if not self.config.overlap:
+            results = actors.call("collect", n)
+        else:
+            # the rollout started last step; start the next one before updating, so the
+            # actors collect (with the weights they have) while the learner works
+            results = (self.pending or actors.call_async("collect", n)).wait()
+            self.pending = actors.call_async("collect", n)
         rollout = B.cat([r[0] for r in results])
         if learner.size == 1:
             metrics = learner.one("update", rollout)
@@ -409,15 +421,21 @@ class OnPolicy(Algorithm):
             metrics = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
         self.version += 1
         actors.call("set_weights", learner.one("get_weights"), self.version)
+        if self.config.overlap:
+            metrics["policy_lag"] = float(self.version - 1 - rollout["version"].float().mean())
         episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}
-        steps = self.config.num_steps * self.config.num_envs * actors.size
+        steps = n * self.config.num_envs * actors.size
         return StepResult(steps, metrics, episodes)
 
     def driver_state(self) -> dict[str, Any]:
-        return {"version": self.version}
+        # an in-flight rollout (--overlap) is part of the state: resume must consume it
+        pending = self.pending.wait() if self.pending is not None else None
+        return {"version": self.version, "pending": pending}
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.version = state["version"]
+        pending = state.get("pending")
+        self.pending = Pending.done(pending) if pending is not None else None
 
     @classmethod
     def eval_policy(

@@ -24,6 +24,26 @@ from rlkit.registry import Registry
 TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda", "npu": "npu"}
 
 
+class Pending:
+    """Results of a group call that may still be running (see `WorkerGroup.call_async`)."""
+
+    def __init__(self, wait: Any) -> None:
+        self._wait = wait
+        self._results: list[Any] | None = None
+
+    @classmethod
+    def done(cls, results: list[Any]) -> Pending:
+        p = cls(None)
+        p._results = results
+        return p
+
+    def wait(self) -> list[Any]:
+        """Block until every replica answered; results in replica order."""
+        if self._results is None:
+            self._results = self._wait()
+        return self._results
+
+
 class WorkerGroup(ABC):
     """The replicas of one fragment, addressed together."""
 
@@ -41,6 +61,11 @@ class WorkerGroup(ABC):
     @abstractmethod
     def one(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run `method` on replica 0 only (e.g. `get_weights` of a single learner)."""
+
+    def call_async(self, method: str, *args: Any) -> Pending:
+        """Start `method` on every replica and return at once; `wait()` for the results.
+        Executors without parallel workers run it right away (same results, no overlap)."""
+        return Pending.done(self.call(method, *args))
 
     def scatter(self, method: str, batch: B.Batch) -> list[Any]:
         """Split `batch` across the replicas and run `method` on each part."""

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.dataflow.distributed import ClusterWorker  # also registers the policies
-from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime, WorkerGroup, construct
+from rlkit.dataflow.executor import EXECUTORS, Executor, Pending, Runtime, WorkerGroup, construct
 from rlkit.dataflow.plan import Plan
 from rlkit.dataflow.scheduler import Cluster, Node, Placement, Slot
 from rlkit.device import DEVICES, npu_available
@@ -224,6 +224,12 @@ class RayGroup(WorkerGroup):
 
     def call_each(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
         return self._run(method, args, {})
+
+    def call_async(self, method: str, *args: Any) -> Pending:
+        """Submit `method` to every replica now; the replicas run while the driver goes on."""
+        all_args = [args] * self.size
+        refs = self.submit(method, all_args, {})
+        return Pending(lambda: self.collect(method, all_args, {}, refs))
 
     def one(self, method: str, *args: Any, **kwargs: Any) -> Any:
         head = RayGroup(self.name, self.hosts[:1], self.replicas[:1])

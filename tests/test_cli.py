@@ -180,6 +180,8 @@ CTRL_C_RUNS = {
     # algorithm, env, extra flags, total steps, rows before Ctrl-C, rows in a full run
     "ppo": (["ppo", "--env", "CartPole"], 16384, 4, 64),
     # shared-memory env workers, two groups pipelined: env states come back from 2 processes
+    # --overlap: the rollout in flight at the checkpoint is saved and consumed on resume
+    "ppo-overlap": (["ppo", "--env", "CartPole", "--overlap"], 16384, 4, 64),
     "ppo-workers": (["ppo", "--env", "CartPole", "--vector", "workers", "--env-workers", "2"], 16384, 4, 64),
     # off-policy: interrupted after learning started, so the replay contents, the buffer's
     # sampling RNG and the optimizer must all come back for the rows to match
