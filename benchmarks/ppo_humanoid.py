@@ -57,7 +57,7 @@ HP: dict[str, Any] = dict(num_envs=NUM_ENVS, num_steps=NUM_STEPS, minibatch_size
 
 
 # -- workers (each runs in its own subprocess) ------------------------------------------------
-def worker_rlkit(steps: int, seed: int, vector: str) -> dict[str, Any]:
+def worker_rlkit(steps: int, seed: int, vector: str, **extra: Any) -> dict[str, Any]:
     import torch
 
     from rlkit.algorithms import ALGORITHMS
@@ -67,7 +67,7 @@ def worker_rlkit(steps: int, seed: int, vector: str) -> dict[str, Any]:
     algo = ALGORITHMS.get("ppo")
     with tempfile.TemporaryDirectory(prefix="bench_ppo_") as out:
         overrides = {"total_steps": steps, "out": out, "name": "run", "seed": seed, "vector": vector,
-                     "torch_threads": 1}
+                     "torch_threads": 1, **extra}
         cfg = make_config(algo, "Humanoid", None, overrides)
         for key, value in HP.items():  # the preset must still be what this benchmark claims
             assert getattr(cfg, key) == value, f"rlkit preset changed: {key}={getattr(cfg, key)!r}, expected {value!r}"
@@ -89,7 +89,7 @@ def worker_rlkit(steps: int, seed: int, vector: str) -> dict[str, Any]:
             last = list(csv.DictReader(f))[-1]
     loop_steps, loop_s = int(last["step"]), float(last["time"])
     # With async envs the stepping happens in subprocesses, so this process's CPU time says little.
-    cpu_sps = loop_steps / (cpu[1] - cpu[0]) if vector == "sync" else math.nan
+    cpu_sps = loop_steps / (cpu[1] - cpu[0]) if vector == "sync" and not extra else math.nan
     return {"steps": loop_steps, "loop_s": loop_s, "sps": loop_steps / loop_s, "cpu_sps": cpu_sps,
             "return": float(last["episode_return"])}
 
@@ -187,7 +187,8 @@ def run_raw(procs: int, steps: int, tmp: Path) -> dict[str, float]:
 
 CONTENDERS = {"rlkit": "rlkit PPO (sync vector env, preset default)", "sb3": "Stable-Baselines3 PPO",
               "rlkit-async": "rlkit PPO (`--vector async`)",
-              "rlkit-workers": "rlkit PPO (`--vector workers`: 2 env processes, pipelined inference)"}
+              "rlkit-workers": "rlkit PPO (`--vector workers`: 2 env processes, pipelined inference)",
+              "rlkit-overlap": "rlkit PPO (`--executor ray --overlap`: collection overlaps the update)"}
 
 
 def fmt(x: float) -> str:
@@ -213,7 +214,7 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
     rows.append(["raw Humanoid-v5, random actions, 2 processes (sum)", fmt(raw_two),
                  " / ".join(fmt(r["sps"]) for r in raw2), "", "100%", fmt(raw_two_cpu), "", "100%", "", ""])
     ratio, cpu_ratio = sps["rlkit"] / sps["sb3"], cpu["rlkit"] / cpu["sb3"]
-    best = max(("rlkit", "rlkit-async", "rlkit-workers"), key=lambda k: sps[k])
+    best = max(("rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap"), key=lambda k: sps[k])
     lines = ["## PPO on Humanoid-v5: rlkit vs Stable-Baselines3", ""]
     if quick:
         lines += ["**QUICK SMOKE RUN (`--quick`): one repeat of a few PPO updates; the figures are not a "
@@ -224,7 +225,7 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end). "
         f"Each run trains for {steps:,} env steps ({steps // PER_UPDATE} PPO updates of {PER_UPDATE:,} steps); "
         f"{repeats} repeat(s); contenders run one at a time, each in its own subprocess, alternating "
-        "rlkit / SB3 / rlkit async / rlkit workers within each repeat, with the raw-env runs at the start of each repeat. "
+        "rlkit / SB3 / rlkit async / rlkit workers / rlkit overlap within each repeat, with the raw-env runs at the start of each repeat. "
         "Throughput is env-steps per wall second of the training loop (start-up, imports, env and network "
         "construction and end-of-run artifacts excluded for both sides), median of the repeats, the "
         "individual repeats beside it. \"per CPU s\" divides by the CPU time of the (single) training process "
@@ -258,7 +259,10 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         "is `mse(returns, clipped prediction)` while rlkit's is `0.5 * max(unclipped, clipped)` squared "
         "error (CleanRL's form); SB3 bootstraps truncated episodes by adding gamma V(final obs) to the "
         "reward, rlkit via the next value; rlkit's loop time includes its metrics logging (metrics.csv, "
-        "TensorBoard). The return column is a sanity check only (a few updates into training).",
+        "TensorBoard). The return column is a sanity check only (a few updates into training). The overlap "
+        "row is a different schedule, not the same algorithm step for step: its actors collect rollout k+1 "
+        "with the policy before update k (one version stale, corrected by PPO's importance ratio), in a Ray "
+        "actor process beside the learner's; its loop time includes Ray's object transfers.",
         "",
         "Reproduce (from the repository root, with the `bench` extra installed):",
         "",
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run directory of the separate 1M-step run, for the return paragraph")
     p.add_argument("--long-run-only", action="store_true",
                    help="rewrite only the 1M-step paragraph of the section (from --long-run); runs nothing")
-    p.add_argument("--worker", choices=["rlkit", "rlkit-async", "rlkit-workers", "sb3", "raw"],
+    p.add_argument("--worker", choices=["rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap", "sb3", "raw"],
                    help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -341,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             out = worker_rlkit(a.steps, a.seed, "async")
         elif a.worker == "rlkit-workers":
             out = worker_rlkit(a.steps, a.seed, "workers")
+        elif a.worker == "rlkit-overlap":  # one policy version stale: not the same algorithm step for step
+            out = worker_rlkit(a.steps, a.seed, "sync", executor="ray", overlap=True)
         elif a.worker == "sb3":
             out = worker_sb3(a.steps, a.seed)
         else:
@@ -394,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rlkit {sps['rlkit']:,.0f} / SB3 {sps['sb3']:,.0f} = {sps['rlkit'] / sps['sb3']:.2f}x "
           f"(per CPU s: {cpu['rlkit'] / cpu['sb3']:.2f}x); rlkit async {sps['rlkit-async']:,.0f}; "
           f"rlkit workers {sps['rlkit-workers']:,.0f} = {sps['rlkit-workers'] / sps['sb3']:.2f}x; "
+          f"rlkit overlap {sps['rlkit-overlap']:,.0f} = {sps['rlkit-overlap'] / sps['sb3']:.2f}x; "
           f"raw 1 proc {median([r['sps'] for r in raw1]):,.0f}, 2 procs {median([r['sps'] for r in raw2]):,.0f}; "
           f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md")
     return 0
