@@ -20,7 +20,6 @@ from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLea
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.envs.vector import SpaceSpec
-from rlkit.errors import EnvError
 from rlkit.roles import Learner, Weights
 
 
@@ -185,15 +184,10 @@ class DQN(OffPolicy):
     name = "dqn"
     config_cls: ClassVar[type[BaseConfig]] = DQNConfig
     learner_cls: ClassVar[type[Learner]] = DQNLearner
+    discrete = True
+    instead = "sac"
     config: DQNConfig
 
-    @classmethod
-    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
-        if not spec.discrete:
-            raise EnvError(
-                f"DQN needs discrete actions and {env_id} has continuous ones: "
-                f"use SAC (rlkit run sac --env {env_id}) or PPO"
-            )
 
     @staticmethod
     def make_actor_policy(config: Any, spec: SpaceSpec) -> nn.Module:

@@ -29,6 +29,7 @@ from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
+from rlkit.errors import EnvError
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rlkit.roles import Actor, Buffer, Learner, Weights
 
@@ -236,7 +237,20 @@ class OffPolicy(Algorithm):
 
     config_cls: ClassVar[type[BaseConfig]] = OffPolicyConfig
     learner_cls: ClassVar[type[Learner]]
+    discrete: ClassVar[bool]
+    """The kind of action space the algorithm acts in: discrete (DQN) or continuous (SAC)."""
+    instead: ClassVar[str] = ""
+    """The algorithm to suggest for the other kind of action space."""
     config: OffPolicyConfig
+
+    @classmethod
+    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
+        if spec.discrete != cls.discrete:
+            need, have = ("discrete", "continuous") if cls.discrete else ("continuous", "discrete")
+            raise EnvError(
+                f"{cls.name.upper()} needs {need} actions and {env_id} has {have} ones: "
+                f"use {cls.instead.upper()} (rlkit run {cls.instead} --env {env_id}) or PPO"
+            )
 
     @staticmethod
     @abstractmethod

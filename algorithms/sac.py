@@ -20,7 +20,6 @@ from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLea
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.envs.vector import SpaceSpec
-from rlkit.errors import EnvError
 from rlkit.roles import Learner, Weights
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -229,15 +228,10 @@ class SAC(OffPolicy):
     name = "sac"
     config_cls: ClassVar[type[BaseConfig]] = SACConfig
     learner_cls: ClassVar[type[Learner]] = SACLearner
+    discrete = False
+    instead = "dqn"
     config: SACConfig
 
-    @classmethod
-    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
-        if spec.discrete:
-            raise EnvError(
-                f"SAC needs continuous actions and {env_id} has discrete ones: "
-                f"use DQN (rlkit run dqn --env {env_id}) or PPO"
-            )
 
     @staticmethod
     def make_actor_policy(config: Any, spec: SpaceSpec) -> nn.Module:
