@@ -188,7 +188,6 @@ class DQN(OffPolicy):
     instead = "sac"
     config: DQNConfig
 
-
     @staticmethod
     def make_actor_policy(config: Any, spec: SpaceSpec) -> nn.Module:
         return QNetwork(spec, config.hidden, config.dueling)

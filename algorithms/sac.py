@@ -232,7 +232,6 @@ class SAC(OffPolicy):
     instead = "dqn"
     config: SACConfig
 
-
     @staticmethod
     def make_actor_policy(config: Any, spec: SpaceSpec) -> nn.Module:
         return SquashedGaussian(spec, config.hidden)
