@@ -162,7 +162,7 @@ class DQNLearner(OffPolicyLearnerBase):
         self.target_flat.param.lerp_(self.flat.param, self.cfg.tau)
 
     def get_weights(self) -> Weights:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.q.state_dict().items()}
+        return self.cpu_weights(self.q)
 
     def state_dict(self) -> dict[str, Any]:
         return {

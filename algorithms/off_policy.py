@@ -302,15 +302,12 @@ class OffPolicy(Algorithm):
                 Resources("cpu", cpus=0, memory_gb=cfg.buffer_size * row_bytes / 2**30),
             )
         )
-        accel = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[
-            cfg.device.split(":")[0]
-        ]
         g.add(
             Fragment(
                 "learner",
                 self.learner_cls,
                 {"spec": self.spec, "config": cfg},
-                Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1),
+                Resources.for_device(cfg.device),
             )
         )
         g.connect(
@@ -406,6 +403,11 @@ class OffPolicyLearnerBase(Learner):
         self.device = device or torch.device("cpu")
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.updates = 0
+
+    @staticmethod
+    def cpu_weights(module: nn.Module) -> Weights:
+        """A CPU copy of `module`'s state dict (what actors load)."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     @staticmethod
     @torch.no_grad()

@@ -375,15 +375,12 @@ class OnPolicy(Algorithm):
                 replicas=cfg.actors,
             )
         )
-        accel = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[
-            cfg.device.split(":")[0]
-        ]
         g.add(
             Fragment(
                 "learner",
                 self.learner_cls,
                 {"algorithm": type(self), "spec": self.spec, "config": cfg},
-                Resources(accel, cpus=1, gpus=0 if accel == "cpu" else 1),
+                Resources.for_device(cfg.device),
                 replicas=cfg.learners,
             )
         )

@@ -195,7 +195,7 @@ class SACLearner(OffPolicyLearnerBase):
         return out
 
     def get_weights(self) -> Weights:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.actor.state_dict().items()}
+        return self.cpu_weights(self.actor)
 
     def state_dict(self) -> dict[str, Any]:
         return {

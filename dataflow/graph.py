@@ -37,6 +37,13 @@ class Resources:
     """Accelerator share per replica when device is gpu/npu (0.5 = half a device)."""
     memory_gb: float = 0.0
 
+    @classmethod
+    def for_device(cls, device: str, cpus: float = 1.0) -> Resources:
+        """What a learner needs for a torch device name (``cpu``, ``cuda:1``, ``npu``, ``auto``):
+        one whole accelerator unless it is cpu."""
+        kind = {"cpu": "cpu", "cuda": "gpu", "npu": "npu", "auto": "auto"}[device.split(":")[0]]
+        return cls(kind, cpus=cpus, gpus=0.0 if kind == "cpu" else 1.0)
+
     def __post_init__(self) -> None:
         if self.device not in DEVICE_KINDS:
             raise ConfigError(f"fragment device {self.device!r} is not one of {DEVICE_KINDS}")
