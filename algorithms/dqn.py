@@ -115,9 +115,13 @@ def td_targets(
 
 class DQNLearner(OffPolicyLearnerBase):
     def __init__(
-        self, spec: SpaceSpec, config: DQNConfig, device: torch.device | None = None
+        self,
+        spec: SpaceSpec,
+        config: DQNConfig,
+        device: torch.device | None = None,
+        replica: int = 0,
     ) -> None:
-        super().__init__(spec, config, device)
+        super().__init__(spec, config, device, replica)
         self.cfg = config
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
@@ -150,6 +154,7 @@ class DQNLearner(OffPolicyLearnerBase):
         loss = (elementwise * b["weights"]).mean() if "weights" in b else elementwise.mean()
         self.flat.zero_grad()
         loss.backward()
+        self.dp.average_(self.flat.grad)  # data-parallel replicas: one all-reduce
         if self.cfg.max_grad_norm > 0:
             self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
         self.optimizer.step()

@@ -14,7 +14,7 @@ prioritized replay and its beta schedule, update rounds, weight pushes) lives he
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,13 +23,14 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.data_parallel import DataParallel
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.executor import Runtime
+from rlkit.dataflow.executor import Pending, Runtime, WorkerGroup
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
-from rlkit.errors import EnvError
+from rlkit.errors import ConfigError, EnvError
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rlkit.roles import Actor, Buffer, Learner, Weights
 
@@ -108,9 +109,12 @@ class Replay(Buffer):
     each stream. `sample` returns torch tensors that share memory with the sampled arrays.
     """
 
-    def __init__(self, spec: SpaceSpec, config: OffPolicyConfig, streams: int) -> None:
+    def __init__(
+        self, spec: SpaceSpec, config: OffPolicyConfig, streams: int, replica: int = 0
+    ) -> None:
+        capacity = config.buffer_size // config.learners  # one shard per learner
         common: dict[str, Any] = {
-            "seed": config.seed + 7,
+            "seed": config.seed + 7 + 7919 * replica,
             "n_step": config.n_step,
             "gamma": config.gamma,
             "num_envs": streams,
@@ -119,10 +123,10 @@ class Replay(Buffer):
         self.buffer: ReplayBuffer
         if config.prioritized:
             self.buffer = PrioritizedReplayBuffer(
-                config.buffer_size, fields, alpha=config.per_alpha, beta=config.per_beta, **common
+                capacity, fields, alpha=config.per_alpha, beta=config.per_beta, **common
             )
         else:
-            self.buffer = ReplayBuffer(config.buffer_size, fields, **common)
+            self.buffer = ReplayBuffer(capacity, fields, **common)
 
     def add(self, batch: Batch) -> None:
         self.buffer.add({k: v.reshape(-1, *v.shape[2:]).numpy() for k, v in batch.items()})
@@ -187,8 +191,9 @@ class OffPolicyActor(Actor):
     @torch.no_grad()
     def collect(
         self, num_steps: int, random: bool = False, epsilon: float = 0.0
-    ) -> tuple[Batch, dict[str, list[float]]]:
-        """`num_steps` steps of every env; fields are ``[num_steps, num_envs, ...]``."""
+    ) -> tuple[Batch, dict[str, Any]]:
+        """`num_steps` steps of every env: the transitions (fields ``[num_steps, num_envs,
+        ...]``) and the episodes that ended, with the policy "version" that acted."""
         rows: dict[str, list[np.ndarray]] = {k: [] for k in replay_fields(self.spec)}
         for _ in range(num_steps):
             obs = self.runner.obs
@@ -210,7 +215,7 @@ class OffPolicyActor(Actor):
             k: torch.from_numpy(np.stack(v).astype(dtypes[k][1], copy=False))
             for k, v in rows.items()
         }
-        return batch, self.runner.pop_episodes()
+        return batch, {**self.runner.pop_episodes(), "version": self.version}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +235,118 @@ class OffPolicyActor(Actor):
 
     def close(self) -> None:
         self.runner.close()
+
+
+def learn(
+    roles: dict[str, Any], steps: int, batch_size: int, beta: float | None
+) -> dict[str, float]:
+    """One update round where the replay buffer and the learner live (the replay buffer is
+    `beside` the learner): `steps` times sample, update, and send priorities back (with
+    prioritized replay, when `beta` is given). The learner's metrics summed over the steps."""
+    replay, learner = roles["replay"], roles["learner"]
+    sums: dict[str, float] = {}
+    for _ in range(steps):
+        batch = replay.sample(batch_size, beta)
+        out = learner.update(batch)
+        priorities = out.pop("priorities", None)
+        if beta is not None and priorities is not None:
+            replay.update_priorities(batch["indices"], priorities)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    return sums
+
+
+class Stream:
+    """The driver's side of streaming actors (the `async-actor` policy).
+
+    Each actor has up to `depth` chunks in flight or waiting: collections, each preceded
+    by a weight push when newer weights were published (Ray runs one actor's calls in the
+    order they were sent, so the push is applied before the chunk). `harvest` moves the
+    chunks that have arrived into per-actor FIFOs; `take` pops one chunk of every actor
+    (their streams side by side, as the buffer's n-step returns need) while each has one;
+    `fill` tops every actor up again. A restarted actor (its chunk carries an older weight
+    version than it was sent) is sent the latest weights again.
+    """
+
+    def __init__(self, actors: int, depth: int) -> None:
+        self.depth = depth
+        self.inflight: list[tuple[int, str, Pending, int]] = []
+        """(replica, "push" | "collect", call, weight version the actor should have) in
+        the order sent."""
+        self.waiting: list[list[Any]] = [[] for _ in range(actors)]
+        """Chunks that arrived, per actor, not yet added to the buffer."""
+        self.weights: Any = None
+        """The latest published weights, as shared with the actors (an object-store ref)."""
+        self.published: Any = None
+        """The same weights as a value (kept for checkpoints)."""
+        self.version = 0
+        """Version of the latest published weights."""
+        self.sent = [0] * actors
+        """Latest weight version sent to each actor."""
+
+    def publish(self, actors: WorkerGroup, weights: Any, version: int) -> None:
+        self.weights, self.published, self.version = actors.share(weights), weights, version
+
+    def queued(self, replica: int | None = None) -> int:
+        """Chunks asked for and not yet added to the buffer (of one actor, or all)."""
+        replicas = range(len(self.waiting)) if replica is None else [replica]
+        return sum(
+            len(self.waiting[r])
+            + sum(1 for x, kind, _, _ in self.inflight if x == r and kind == "collect")
+            for r in replicas
+        )
+
+    def fill(self, actors: WorkerGroup, args: Callable[[], tuple[Any, ...]]) -> None:
+        for replica in range(actors.size):
+            while self.queued(replica) < self.depth:
+                if self.sent[replica] < self.version:
+                    push = actors.call_one_async(replica, "set_weights", self.weights, self.version)
+                    self.inflight.append((replica, "push", push, self.version))
+                    self.sent[replica] = self.version
+                call = actors.call_one_async(replica, "collect", *args())
+                self.inflight.append((replica, "collect", call, self.sent[replica]))
+
+    def harvest(self, actors: WorkerGroup) -> list[Any]:
+        """Wait until at least one chunk has arrived; file every arrived chunk under its
+        actor; return them (in the order sent)."""
+        chunks: list[Any] = []
+        while not chunks:  # finished weight pushes alone are not enough
+            ready = set(actors.wait_any([entry[2] for entry in self.inflight]))
+            left = []
+            for i, entry in enumerate(self.inflight):
+                replica, kind, call, expected = entry
+                if i not in ready:
+                    left.append(entry)
+                    continue
+                result = call.wait()
+                if kind == "collect":
+                    chunks.append(result)
+                    self.waiting[replica].append(result)
+                    if result[1]["version"] < expected:  # restarted: initial weights
+                        self.sent[replica] = result[1]["version"]
+            self.inflight = left
+        return chunks
+
+    def take(self) -> list[Any] | None:
+        """The oldest waiting chunk of every actor, in actor order, or None if one has none."""
+        if not all(self.waiting):
+            return None
+        return [w.pop(0) for w in self.waiting]
+
+    def state_dict(self) -> dict[str, Any]:
+        done = [(r, kind, call.wait(), v) for r, kind, call, v in self.inflight]
+        return {
+            "inflight": done,
+            "waiting": self.waiting,
+            "sent": list(self.sent),
+            "weights": self.published,
+            "version": self.version,
+        }
+
+    def load_state_dict(self, actors: WorkerGroup, state: dict[str, Any]) -> None:
+        self.inflight = [(r, kind, Pending.done(x), v) for r, kind, x, v in state["inflight"]]
+        self.waiting, self.sent = state["waiting"], list(state["sent"])
+        self.publish(actors, state["weights"], state["version"])
 
 
 class OffPolicy(Algorithm):
@@ -283,6 +400,13 @@ class OffPolicy(Algorithm):
     def graph(self) -> LogicalGraph:
         cfg = self.config
         streams = cfg.num_envs * cfg.actors
+        shards = cfg.learners  # one replay shard beside each (data-parallel) learner
+        if streams % shards or cfg.batch_size % shards:
+            raise ConfigError(
+                f"--learners {shards}: each learner samples its own replay shard, which takes "
+                f"a share of the env streams: num_envs x actors ({streams}) and batch_size "
+                f"({cfg.batch_size}) must be multiples of --learners"
+            )
         g = LogicalGraph(self.name)
         g.add(
             Fragment(
@@ -298,8 +422,10 @@ class OffPolicy(Algorithm):
             Fragment(
                 "replay",
                 Replay,
-                {"spec": self.spec, "config": cfg, "streams": streams},
-                Resources("cpu", cpus=0, memory_gb=cfg.buffer_size * row_bytes / 2**30),
+                {"spec": self.spec, "config": cfg, "streams": streams // shards},
+                Resources("cpu", cpus=0, memory_gb=cfg.buffer_size * row_bytes / 2**30 / shards),
+                replicas=shards,
+                beside="learner",  # sampled where it is stored: batches never leave the process
             )
         )
         g.add(
@@ -308,6 +434,7 @@ class OffPolicy(Algorithm):
                 self.learner_cls,
                 {"spec": self.spec, "config": cfg},
                 Resources.for_device(cfg.device),
+                replicas=shards,
             )
         )
         g.connect(
@@ -317,7 +444,7 @@ class OffPolicy(Algorithm):
             Pattern.QUEUE,
             "collect",
             "add",
-            bound=max(2, cfg.actors),
+            bound=2 * cfg.actors,  # async-actor: each actor at most two chunks ahead
         )
         g.connect("batch", "replay", "learner", Pattern.GATHER, "sample", "update")
         g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
@@ -325,58 +452,131 @@ class OffPolicy(Algorithm):
             g.connect(
                 "priorities", "learner", "replay", Pattern.GATHER, "update", "update_priorities"
             )
+        if shards > 1:
+            g.connect("gradients", "learner", "learner", Pattern.ALLREDUCE)
         return g
 
     def start(self, runtime: Runtime) -> None:
         super().start(runtime)
         self.env_steps = 0
         self.rounds = 0
-        self.runtime["actor"].call("set_weights", self.runtime["learner"].one("get_weights"), 0)
+        actors, learner = self.runtime["actor"], self.runtime["learner"]
+        if learner.size > 1:  # data-parallel learners form their all-reduce group
+            learner.call("join", learner.one("rendezvous"))
+        actors.call("set_weights", learner.one("get_weights"), 0)
+        plan = self.runtime.plan
+        self.streaming = plan.transport("transitions") == "queue"
+        if self.streaming:
+            bound = plan.graph.edge("transitions").bound
+            self.stream = Stream(actors.size, max(1, bound // actors.size))
 
     def beta(self) -> float:
         cfg = self.config
         return cfg.per_beta + (1.0 - cfg.per_beta) * min(1.0, self.env_steps / cfg.total_steps)
 
-    def train_step(self) -> StepResult:
+    def learning(self) -> bool:
         cfg = self.config
-        actors, replay, learner = (
-            self.runtime["actor"],
-            self.runtime["replay"],
-            self.runtime["learner"],
+        return self.env_steps >= max(cfg.learning_starts, cfg.batch_size) and cfg.gradient_steps > 0
+
+    def update_round(self, sums: dict[str, float]) -> None:
+        """`gradient_steps` learner updates on sampled batches (priorities sent back), the
+        round hook, and a weight push every `weight_sync` rounds (to the actors at once
+        when synchronous; queued before each actor's next chunk when streaming)."""
+        cfg = self.config
+        actors, learner = self.runtime["actor"], self.runtime["learner"]
+        beta = self.beta() if cfg.prioritized else None
+        shards = self.runtime.run_together(
+            ["replay", "learner"], learn, cfg.gradient_steps, cfg.batch_size // learner.size, beta
         )
+        for k in shards[0]:  # the mean over the learners
+            sums[k] = sums.get(k, 0.0) + sum(out[k] for out in shards) / len(shards)
+        sums["rounds"] = sums.get("rounds", 0.0) + 1
+        self.rounds += 1
+        self.after_round()
+        if self.rounds % cfg.weight_sync == 0:
+            weights = learner.one("get_weights")
+            if self.streaming:
+                self.stream.publish(actors, weights, self.rounds)
+            else:
+                actors.call("set_weights", weights, self.rounds)
+
+    def train_step(self) -> StepResult:
+        if self.streaming:
+            return self.stream_step()
+        cfg = self.config
         warmup = self.env_steps < cfg.learning_starts
-        results = actors.call("collect", cfg.train_freq, warmup, self.epsilon())
-        transitions = {k: torch.cat([r[0][k] for r in results], dim=1) for k in results[0][0]}
-        replay.one("add", transitions)
-        steps = cfg.train_freq * cfg.num_envs * actors.size
-        self.env_steps += steps
-        metrics: dict[str, float] = {}
-        if self.env_steps >= max(cfg.learning_starts, cfg.batch_size) and cfg.gradient_steps > 0:
-            sums: dict[str, Any] = {}
-            for _ in range(cfg.gradient_steps):
-                batch = replay.one(
-                    "sample", cfg.batch_size, self.beta() if cfg.prioritized else None
-                )
-                out = learner.one("update", batch)
-                priorities = out.pop("priorities", None)
-                if cfg.prioritized and priorities is not None:
-                    replay.one("update_priorities", batch["indices"], priorities)
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            self.rounds += 1
-            self.after_round()
-            if self.rounds % cfg.weight_sync == 0:
-                actors.call("set_weights", learner.one("get_weights"), self.rounds)
-            metrics = {k: float(v) / cfg.gradient_steps for k, v in sums.items()}
-            metrics["epsilon"] = self.epsilon()
+        results = self.runtime["actor"].call("collect", cfg.train_freq, warmup, self.epsilon())
+        sums: dict[str, float] = {}
+        steps = self.add_round(results, sums)
         episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}
+        return StepResult(steps, self.round_metrics(sums), episodes)
+
+    def add_round(self, results: list[Any], sums: dict[str, float]) -> int:
+        """Add one chunk of every actor to the replay buffer (streams side by side; with
+        several learners each replay shard takes its share of the streams), then run an
+        update round once learning has started. The env steps added."""
+        cfg = self.config
+        replay = self.runtime["replay"]
+        transitions = {k: torch.cat([r[0][k] for r in results], dim=1) for k in results[0][0]}
+        if replay.size == 1:
+            replay.one("add", transitions)
+        else:
+            parts = {k: v.chunk(replay.size, dim=1) for k, v in transitions.items()}
+            replay.call_each(
+                "add", [({k: p[i] for k, p in parts.items()},) for i in range(replay.size)]
+            )
+        steps = cfg.train_freq * cfg.num_envs * len(results)
+        self.env_steps += steps
+        if self.learning():
+            self.update_round(sums)
+        return steps
+
+    def round_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        rounds = sums.pop("rounds", 0.0)
+        if not rounds:
+            return {}
+        metrics = {k: v / (rounds * self.config.gradient_steps) for k, v in sums.items()}
+        metrics["epsilon"] = self.epsilon()
+        return metrics
+
+    def stream_step(self) -> StepResult:
+        """async-actor: wait for chunks to arrive (at least one), add every complete set
+        (one chunk per actor) with its update round, as the synchronous loop does, and keep
+        every actor `depth` chunks ahead. The actors act while the learner learns."""
+        actors = self.runtime["actor"]
+        self.stream.fill(actors, self.next_chunk_args)
+        arrived = self.stream.harvest(actors)
+        sums: dict[str, float] = {}
+        steps = 0
+        while (results := self.stream.take()) is not None:
+            steps += self.add_round(results, sums)
+        self.stream.fill(actors, self.next_chunk_args)
+        metrics = self.round_metrics(sums)
+        metrics["policy_lag"] = float(
+            np.mean([self.stream.version - c[1]["version"] for c in arrived])
+        )
+        metrics["queued_chunks"] = float(self.stream.queued())
+        episodes = {k: [x for c in arrived for x in c[1][k]] for k in ("return", "length")}
         return StepResult(steps, metrics, episodes)
 
+    def next_chunk_args(self) -> tuple[Any, ...]:
+        """Arguments of the next `collect` an actor is sent; warm-up is decided by the env
+        steps already asked for, so a run takes as many random steps as the synchronous loop."""
+        cfg = self.config
+        per_actor = cfg.train_freq * cfg.num_envs
+        asked = self.env_steps + self.stream.queued() * per_actor
+        return (cfg.train_freq, asked < cfg.learning_starts, self.epsilon())
+
     def driver_state(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "rounds": self.rounds}
+        state: dict[str, Any] = {"env_steps": self.env_steps, "rounds": self.rounds}
+        if self.streaming:  # chunks in flight are part of the state: resume adds them
+            state["stream"] = self.stream.state_dict()
+        return state
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.env_steps, self.rounds = state["env_steps"], state["rounds"]
+        if self.streaming and "stream" in state:
+            self.stream.load_state_dict(self.runtime["actor"], state["stream"])
 
     @classmethod
     def eval_policy(
@@ -393,16 +593,47 @@ class OffPolicy(Algorithm):
 
 
 class OffPolicyLearnerBase(Learner):
-    """Shared learner plumbing: device, threads, seeded construction, Polyak averaging."""
+    """Shared learner plumbing: device, threads, seeded construction, Polyak averaging, and
+    data parallelism (`config.learners` replicas, each on its own replay shard, averaging
+    gradients with one all-reduce per backward pass)."""
 
     def __init__(
-        self, spec: SpaceSpec, config: OffPolicyConfig, device: torch.device | None = None
+        self,
+        spec: SpaceSpec,
+        config: OffPolicyConfig,
+        device: torch.device | None = None,
+        replica: int = 0,
     ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.spec, self.config = spec, config
         self.device = device or torch.device("cpu")
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.dp = DataParallel(replica, config.learners, self.device)
+        seed = config.seed + 1 + 7919 * replica  # each replica its own noise
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.updates = 0
+
+    def rendezvous(self) -> str:
+        """Replica 0: an address for the data-parallel group (see `join`)."""
+        return self.dp.rendezvous()
+
+    def join(self, address: str) -> None:
+        """Join the data-parallel group of `config.learners` replicas."""
+        self.dp.join(address)
+
+    def close(self) -> None:
+        self.dp.leave()
+
+    def average_grads(self, params: Iterable[torch.Tensor]) -> None:
+        """Average the gradients of `params` over the replicas: one all-reduce of one flat
+        buffer (nothing to do with one learner)."""
+        if self.dp.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = self.dp.average_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     @staticmethod
     def cpu_weights(module: nn.Module) -> Weights:

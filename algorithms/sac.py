@@ -127,9 +127,13 @@ class SquashedGaussian(nn.Module):
 
 class SACLearner(OffPolicyLearnerBase):
     def __init__(
-        self, spec: SpaceSpec, config: SACConfig, device: torch.device | None = None
+        self,
+        spec: SpaceSpec,
+        config: SACConfig,
+        device: torch.device | None = None,
+        replica: int = 0,
     ) -> None:
-        super().__init__(spec, config, device)
+        super().__init__(spec, config, device, replica)
         self.cfg = config
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
@@ -166,6 +170,7 @@ class SACLearner(OffPolicyLearnerBase):
         critic_loss, y = self.losses(b)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
+        self.average_grads(self.critic.parameters())
         self.critic_opt.step()
         out: dict[str, Any] = {"critic_loss": critic_loss.detach(), "q": y.mean()}
         if self.updates % self.cfg.policy_frequency == 0:
@@ -176,6 +181,7 @@ class SACLearner(OffPolicyLearnerBase):
             actor_loss = (alpha * logp - q_pi).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
+            self.average_grads(self.actor.parameters())
             self.actor_opt.step()
             self.critic.requires_grad_(True)
             out.update(actor_loss=actor_loss.detach(), entropy=-logp.detach().mean(), alpha=alpha)
@@ -183,6 +189,7 @@ class SACLearner(OffPolicyLearnerBase):
                 alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
                 self.alpha_opt.zero_grad(set_to_none=True)
                 alpha_loss.backward()
+                self.average_grads([self.log_alpha])
                 self.alpha_opt.step()
         self.polyak(self.target, self.critic, self.cfg.tau)
         self.updates += 1

@@ -1,21 +1,23 @@
-"""Distribution policies for a cluster: `multi-actor` and `colocate`.
+"""Distribution policies for a cluster: `multi-actor`, `async-actor`, `colocate` and
+`dp-learner`.
 
-Both compile a logical graph into workers that the Ray executor runs as one Ray actor
+Each compiles a logical graph into workers that the Ray executor runs as one Ray actor
 each. A worker also says which Ray placement group it belongs to and with what
 strategy: the replicas of one fragment form a group (SPREAD when there are several, so
 actors go to different nodes when the scheduler puts them there), a colocation group is
 one worker (PACK). Edges go through Ray's object store; the driver calls each group and
 passes results on, as it does under the local executor.
 
-Not here yet: `async-actor` (actors running continuously) and `dp-learner` (several
-learner replicas joined by an all-reduce). Each policy refuses what needs them.
+Under `async-actor` the queue edges from actors into a buffer are carried as streams
+("queue" transport): the algorithm's driver keeps every actor a bounded number of chunks
+ahead instead of calling the actors in lockstep.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern
+from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern
 from rlkit.dataflow.plan import Plan, Transport, Worker
 from rlkit.dataflow.policies import POLICIES, DistributionPolicy, PolicyOptions
 from rlkit.errors import ConfigError
@@ -49,10 +51,38 @@ def _refuse_several_learners(policy: str, graph: LogicalGraph, options: PolicyOp
 
 
 def _transports(graph: LogicalGraph) -> list[Transport]:
-    return [
-        Transport(e, "collective" if e.pattern is Pattern.ALLREDUCE else "object-store")
-        for e in graph.edges
-    ]
+    def how(e: Edge) -> str:
+        if e.pattern is Pattern.ALLREDUCE:
+            return "collective"
+        src, dst = graph.fragments[e.src], graph.fragments[e.dst]
+        together = src.beside == e.dst or dst.beside == e.src  # one process: a reference
+        return "reference" if together else "object-store"
+
+    return [Transport(e, how(e)) for e in graph.edges]
+
+
+def _join_beside(graph: LogicalGraph, workers: list[Worker]) -> list[Worker]:
+    """Move replica i of every `Fragment.beside` fragment into the worker of replica i of
+    its host (its CPU share and memory added there); the workers it had go away."""
+    for fragment in graph.fragments.values():
+        if fragment.beside is None:
+            continue
+        host = graph.fragments.get(fragment.beside)
+        if host is None or host.replicas != fragment.replicas or host.beside is not None:
+            raise ConfigError(
+                f"graph {graph.name}: fragment {fragment.name!r} is beside {fragment.beside!r}, "
+                "which must be a fragment with as many replicas that is not itself beside another"
+            )
+        for i in range(fragment.replicas):
+            member = (fragment.name, i)
+            workers = [w for w in workers if w.members != [member]]
+            for w in workers:
+                w.members = [m for m in w.members if m != member]
+            target = next(w for w in workers if (host.name, i) in w.members)
+            target.members.insert(target.members.index((host.name, i)), member)
+            target.cpus += fragment.resources.cpus
+            target.memory_gb += fragment.resources.memory_gb
+    return workers
 
 
 def _replica_workers(fragment: Fragment) -> list[ClusterWorker]:
@@ -90,7 +120,38 @@ class MultiActorPolicy(DistributionPolicy):
         for fragment in graph.fragments.values():
             workers += _replica_workers(fragment)
         replicas = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, workers, _transports(graph), replicas)
+        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas)
+
+
+@POLICIES.register("async-actor")
+class AsyncActorPolicy(DistributionPolicy):
+    """Workers as under multi-actor; actors run continuously and stream into the buffer.
+
+    Needs a queue edge from replicated actors into a buffer fragment (the off-policy
+    graph); that edge's transport becomes "queue", which tells the algorithm's driver to
+    stream (a bounded number of chunks in flight per actor, weights pushed between
+    chunks, the policy-version lag of each chunk logged). With `--learners K` the learners
+    are data-parallel as under dp-learner. A graph whose actors feed the learner directly
+    (PPO) is refused.
+    """
+
+    name = "async-actor"
+
+    def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
+        queues = [e for e in graph.edges if e.pattern is Pattern.QUEUE]
+        if not queues:
+            raise ConfigError(
+                f"policy async-actor: {graph.name}'s actors feed its learner directly (no queue "
+                "edge into a replay buffer); it needs synchronous actors: use --policy multi-actor"
+            )
+        # several learners: data-parallel, as under dp-learner
+        base = DataParallelLearnerPolicy() if options.learners > 1 else MultiActorPolicy()
+        plan = base.compile(graph, options)
+        plan.policy = self.name
+        for t in plan.transports:
+            if t.edge.pattern is Pattern.QUEUE:
+                t.how = "queue"
+        return plan
 
 
 @POLICIES.register("colocate")
@@ -122,7 +183,7 @@ class ColocatePolicy(DistributionPolicy):
             elif fragment is groups[fragment.colocate][0]:
                 workers.append(self._group_worker(fragment.colocate, groups[fragment.colocate]))
         replicas = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, workers, _transports(graph), replicas)
+        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas)
 
     @staticmethod
     def _group_worker(group: str, members: list[Fragment]) -> ClusterWorker:
@@ -176,4 +237,4 @@ class DataParallelLearnerPolicy(DistributionPolicy):
                     w.strategy = "PACK"
             workers += replicas
         replicas_of = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, workers, _transports(graph), replicas_of)
+        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas_of)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -22,25 +22,36 @@ from rlkit.device import resolve_device
 from rlkit.registry import Registry
 
 TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda", "npu": "npu"}
+T = TypeVar("T")
 
 
 class Pending:
     """Results of a group call that may still be running (see `WorkerGroup.call_async`)."""
 
-    def __init__(self, wait: Any) -> None:
+    def __init__(self, wait: Any, refs: Sequence[Any] = ()) -> None:
         self._wait = wait
-        self._results: list[Any] | None = None
+        self._results: Any = None
+        self._done = False
+        self.refs = list(refs)
+        """Executor handles of the running calls (Ray object refs), for `WorkerGroup.wait_any`."""
 
     @classmethod
-    def done(cls, results: list[Any]) -> Pending:
+    def done(cls, results: Any) -> Pending:
         p = cls(None)
-        p._results = results
+        p._results, p._done = results, True
         return p
 
-    def wait(self) -> list[Any]:
-        """Block until every replica answered; results in replica order."""
-        if self._results is None:
+    @property
+    def finished(self) -> bool:
+        """True once `wait()` has returned (the results are kept)."""
+        return self._done
+
+    def wait(self) -> Any:
+        """Block until every replica answered; results in replica order (one result for
+        `WorkerGroup.call_one_async`)."""
+        if not self._done:
             self._results = self._wait()
+            self._done = True
         return self._results
 
 
@@ -67,6 +78,22 @@ class WorkerGroup(ABC):
         Executors without parallel workers run it right away (same results, no overlap)."""
         return Pending.done(self.call(method, *args))
 
+    @abstractmethod
+    def call_one_async(self, replica: int, method: str, *args: Any) -> Pending:
+        """Start `method` on one replica; `wait()` gives its result. Calls to the same
+        replica run in the order they were started (a weight push started before a
+        collection is applied before it)."""
+
+    def share(self, value: Any) -> Any:
+        """`value` in a form that can be passed to many calls without copying it for each
+        (the object store under Ray; the value itself in one process)."""
+        return value
+
+    def wait_any(self, pendings: Sequence[Pending]) -> list[int]:
+        """Block until at least one of `pendings` has finished; the indices of all that
+        have, in order. (Without parallel workers every call has finished already.)"""
+        return list(range(len(pendings)))
+
     def scatter(self, method: str, batch: B.Batch) -> list[Any]:
         """Split `batch` across the replicas and run `method` on each part."""
         parts = B.split(batch, self.size)
@@ -88,6 +115,21 @@ class LocalGroup(WorkerGroup):
     def one(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(self.instances[0], method)(*args, **kwargs)
 
+    def call_one_async(self, replica: int, method: str, *args: Any) -> Pending:
+        return Pending.done(getattr(self.instances[replica], method)(*args))
+
+
+class RemoteRole:
+    """Replica `replica` of a fragment seen from the driver: `role.method(*args)` runs
+    `method` on that replica and waits. What `Runtime.run_together` hands a function when
+    the fragments it names live in different workers."""
+
+    def __init__(self, group: WorkerGroup, replica: int = 0) -> None:
+        self._group, self._replica = group, replica
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        return lambda *args: self._group.call_one_async(self._replica, method, *args).wait()
+
 
 class Runtime:
     """A started plan: its groups by fragment name."""
@@ -103,6 +145,21 @@ class Runtime:
     def restarts(self) -> int:
         """Worker processes restarted since the start (always 0 in one process)."""
         return 0
+
+    def run_together(self, fragments: Sequence[str], fn: Callable[..., T], *args: Any) -> list[T]:
+        """`fn(roles, *args)` for every replica i of the fragments (they have as many), with
+        `roles` mapping each named fragment to its replica i; the results in replica order.
+
+        Each runs where those replicas live when one worker holds them (in that process:
+        what passes between them never leaves it; see `Fragment.beside`), the replicas
+        concurrently; otherwise here, each role call going to its worker. `fn` must be a
+        module-level function (it is sent to the worker by reference). Here every role is
+        in this process."""
+        groups = [cast(LocalGroup, self.groups[name]) for name in fragments]
+        return [
+            fn({name: g.instances[i] for name, g in zip(fragments, groups, strict=True)}, *args)
+            for i in range(groups[0].size)
+        ]
 
     def shutdown(self) -> None:
         """Close every replica that has a `close()` (environments, subprocesses)."""

@@ -62,6 +62,11 @@ class Fragment:
     replicas: int = 1
     colocate: str | None = None
     """Name of a colocation group: fragments in one group share a worker and its device."""
+    beside: str | None = None
+    """Name of a fragment whose workers this one always joins, under every policy (replica
+    i beside replica i; both have as many replicas): for a fragment read by that one alone,
+    e.g. a replay buffer sampled by its learner, so the edge between them never leaves the
+    process."""
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -143,6 +148,7 @@ class LogicalGraph:
             r = f.resources
             share = f", {r.gpus:g} {r.device}" if r.device in ("gpu", "npu") else ""
             group = f", colocate={f.colocate}" if f.colocate else ""
+            group += f", beside {f.beside}" if f.beside else ""
             lines.append(
                 f"  fragment {f.name:<12} {f.role.__name__} x{f.replicas} "
                 f"[{r.device}, {r.cpus:g} cpu{share}{group}]"

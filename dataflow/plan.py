@@ -41,6 +41,10 @@ class Plan:
     def fragment(self, name: str) -> Fragment:
         return self.graph.fragments[name]
 
+    def transport(self, edge: str) -> str:
+        """How the edge named `edge` is carried ('' when the graph has no such edge)."""
+        return next((t.how for t in self.transports if t.edge.name == edge), "")
+
     def worker_of(self, fragment: str, replica: int) -> Worker:
         for w in self.workers:
             if (fragment, replica) in w.members:

@@ -37,12 +37,20 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from rlkit.dataflow.distributed import ClusterWorker  # also registers the policies
-from rlkit.dataflow.executor import EXECUTORS, Executor, Pending, Runtime, WorkerGroup, construct
+from rlkit.dataflow.executor import (
+    EXECUTORS,
+    Executor,
+    Pending,
+    RemoteRole,
+    Runtime,
+    WorkerGroup,
+    construct,
+)
 from rlkit.dataflow.plan import Plan
 from rlkit.dataflow.scheduler import Cluster, Node, Placement, Slot
 from rlkit.device import DEVICES, npu_available
@@ -54,6 +62,9 @@ NODE_LABEL = "ray.io/node-id"
 """Ray's built-in node label; bundle label selectors on it pin bundles to nodes."""
 MIN_CPU = 0.01
 """CPU share of a worker that asks for none (Ray refuses empty bundles)."""
+T = TypeVar("T")
+Method = str | Callable[..., Any]
+"""A role method's name, or a function of the host's roles (`FragmentHost.call`)."""
 
 
 def _ray() -> Any:
@@ -92,11 +103,18 @@ class FragmentHost:
         return self.incarnation
 
     def call(
-        self, fragment: str, replica: int, method: str, *args: Any, **kwargs: Any
+        self, fragment: str, replica: int, method: Method, *args: Any, **kwargs: Any
     ) -> tuple[str, Any]:
-        """`(incarnation, result)`: the incarnation tells the driver of silent restarts."""
+        """`(incarnation, result)`: the incarnation tells the driver of silent restarts.
+
+        `method` is a role method's name, or a function run as `method(roles, *args)`
+        with `roles` mapping each fragment name to its replica `replica` in this host
+        (`Runtime.run_together`)."""
         if self.error is not None:
             raise self.error
+        if callable(method):
+            together = {f: role for (f, i), role in self.roles.items() if i == replica}
+            return self.incarnation, method(together, *args, **kwargs)
         return self.incarnation, getattr(self.roles[(fragment, replica)], method)(*args, **kwargs)
 
     def pid(self) -> int:
@@ -168,7 +186,7 @@ class RayGroup(WorkerGroup):
         self.size = len(hosts)
 
     def submit(
-        self, method: str, args: Sequence[tuple[Any, ...]], kwargs: dict[str, Any]
+        self, method: Method, args: Sequence[tuple[Any, ...]], kwargs: dict[str, Any]
     ) -> list[Any]:
         """Start `method` on replica i with `args[i]`; one object ref per replica."""
         return [
@@ -178,7 +196,7 @@ class RayGroup(WorkerGroup):
 
     def collect(
         self,
-        method: str,
+        method: Method,
         args: Sequence[tuple[Any, ...]],
         kwargs: dict[str, Any],
         refs: list[Any],
@@ -200,7 +218,7 @@ class RayGroup(WorkerGroup):
                 except ray.exceptions.RayActorError as e:
                     if attempt == host.runtime.max_restarts:
                         raise TrainingError(
-                            f"worker {host.worker} kept dying during {self.name}.{method}: "
+                            f"worker {host.worker} kept dying during {self.name}.{getattr(method, '__name__', method)}: "
                             f"{str(e).splitlines()[0]}"
                         ) from e
                     host.recover(e)
@@ -212,11 +230,11 @@ class RayGroup(WorkerGroup):
         return results
 
     def _run(
-        self, method: str, args: Sequence[tuple[Any, ...]], kwargs: dict[str, Any]
+        self, method: Method, args: Sequence[tuple[Any, ...]], kwargs: dict[str, Any]
     ) -> list[Any]:
         return self.collect(method, args, kwargs, self.submit(method, args, kwargs))
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
+    def call(self, method: Method, *args: Any, **kwargs: Any) -> list[Any]:
         if self.size > 1:  # one copy in the object store for every replica
             ray = _ray()
             args = tuple(a if _is_small(a) else ray.put(a) for a in args)
@@ -229,9 +247,25 @@ class RayGroup(WorkerGroup):
         """Submit `method` to every replica now; the replicas run while the driver goes on."""
         all_args = [args] * self.size
         refs = self.submit(method, all_args, {})
-        return Pending(lambda: self.collect(method, all_args, {}, refs))
+        return Pending(lambda: self.collect(method, all_args, {}, refs), refs)
 
-    def one(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def call_one_async(self, replica: int, method: str, *args: Any) -> Pending:
+        head = RayGroup(self.name, self.hosts[replica : replica + 1], [self.replicas[replica]])
+        refs = head.submit(method, [args], {})
+        return Pending(lambda: head.collect(method, [args], {}, refs)[0], refs)
+
+    def share(self, value: Any) -> Any:
+        return value if _is_small(value) else _ray().put(value)
+
+    def wait_any(self, pendings: Sequence[Pending]) -> list[int]:
+        ray = _ray()
+        running = [r for p in pendings if not p.finished for r in p.refs]
+        if len(running) == sum(len(p.refs) for p in pendings):  # none finished yet
+            ray.wait(running, num_returns=1)
+        done = set(ray.wait(running, num_returns=len(running), timeout=0)[0]) if running else set()
+        return [i for i, p in enumerate(pendings) if p.finished or all(r in done for r in p.refs)]
+
+    def one(self, method: Method, *args: Any, **kwargs: Any) -> Any:
         head = RayGroup(self.name, self.hosts[:1], self.replicas[:1])
         return head._run(method, [args], kwargs)[0]
 
@@ -267,6 +301,18 @@ class RayRuntime(Runtime):
     def restarts(self) -> int:
         """Host actors restarted since the start (each death of a worker process counts once)."""
         return self._restarts
+
+    def run_together(self, fragments: Sequence[str], fn: Callable[..., T], *args: Any) -> list[T]:
+        size = self.plan.replicas[fragments[0]]
+        shared = all(
+            len({self.plan.worker_of(name, i).name for name in fragments}) == 1 for i in range(size)
+        )
+        if shared:  # one process holds each replica's roles: run there, replicas in parallel
+            return cast(list[T], cast(RayGroup, self.groups[fragments[0]]).call(fn, *args))
+        return [
+            fn({name: RemoteRole(self.groups[name], i) for name in fragments}, *args)
+            for i in range(size)
+        ]
 
     def count_restart(self, host: Host) -> None:
         self._restarts += 1

@@ -42,7 +42,9 @@ class Actor(Role):
 
     @abstractmethod
     def collect(self, num_steps: int) -> tuple[Batch, dict[str, Any]]:
-        """Step the environments `num_steps` times; return experience and episode stats."""
+        """Step the environments `num_steps` times; return experience and a dict of episode
+        stats ("return", "length": lists over the episodes that ended) and, for off-policy
+        actors, the "version" of the weights that acted."""
 
     @abstractmethod
     def set_weights(self, weights: Weights, version: int) -> None:

@@ -1,5 +1,6 @@
-"""dp-learner: two learner replicas on gloo, each updating on half the rollout, end with
-the parameters of one learner updating on the whole rollout (to float tolerance)."""
+"""dp-learner: two learner replicas on gloo, each updating on half the rollout (PPO) or
+half the sampled batch (DQN), end with the parameters of one learner updating on the
+whole of it (to float tolerance)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms import PPO, PPOConfig
 from rlkit.algorithms.data_parallel import DataParallel
+from rlkit.algorithms.dqn import DQNConfig, DQNLearner
 from rlkit.algorithms.on_policy import OnPolicyLearner
 from rlkit.envs import SpaceSpec
 
@@ -68,3 +70,56 @@ def test_two_learners_equal_one_learner_on_the_whole_batch():
     torch.testing.assert_close(params0, params1)  # the replicas stay identical
     torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(before, expected)  # the update did move the parameters
+
+
+DQN_SPEC = SpaceSpec((4,), True, 3, (), ())
+
+
+def dqn_config(learners: int) -> DQNConfig:
+    return DQNConfig(learners=learners, hidden=(16,), batch_size=32, torch_threads=1)
+
+
+def dqn_batch() -> B.Batch:
+    g = torch.Generator().manual_seed(1)
+    n = 32
+    return {
+        "obs": torch.randn(n, 4, generator=g),
+        "action": torch.randint(0, 3, (n,), generator=g),
+        "reward": torch.randn(n, generator=g),
+        "next_obs": torch.randn(n, 4, generator=g),
+        "discount": torch.full((n,), 0.99),
+        "terminated": torch.rand(n, generator=g) < 0.2,
+    }
+
+
+def dqn_replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
+    learner = DQNLearner(DQN_SPEC, dqn_config(2), replica=rank)
+    learner.join(address)
+    for _ in range(3):
+        learner.update(part)
+    out.put((rank, learner.flat.get()))
+    learner.close()
+
+
+def test_two_dqn_learners_equal_one_learner_on_the_whole_batch():
+    single = DQNLearner(DQN_SPEC, dqn_config(1))
+    before = single.flat.get()
+    for _ in range(3):
+        single.update(dqn_batch())
+    expected = single.flat.get()
+
+    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    parts = B.split(dqn_batch(), 2)
+    procs = [ctx.Process(target=dqn_replica, args=(r, address, parts[r], out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (_, params0), (_, params1) = results
+    torch.testing.assert_close(params0, params1, rtol=0, atol=0)
+    torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(before, expected)

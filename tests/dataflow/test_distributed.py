@@ -1,4 +1,4 @@
-"""The multi-actor and colocate policies compile graphs into workers and placement
+"""The multi-actor, async-actor and colocate policies compile graphs into workers and placement
 groups, and refuse what they cannot carry. No Ray needed."""
 
 from __future__ import annotations
@@ -75,6 +75,30 @@ def test_separate_placement_of_the_rlhf_graph_needs_a_share_per_replica():
         place(plan, Cluster([Node("head", 8), Node("gpu", 8, gpus=1)]))
 
 
+def offpolicy_graph(actors: int = 2) -> LogicalGraph:
+    g = LogicalGraph("dqn")
+    g.add(Fragment("actor", Role, replicas=actors))
+    g.add(Fragment("replay", Role, resources=Resources("cpu", cpus=0), beside="learner"))
+    g.add(Fragment("learner", Role))
+    g.connect("transitions", "actor", "replay", "queue", "collect", "add", bound=2 * actors)
+    g.connect("batch", "replay", "learner", "gather", "sample", "update")
+    g.connect("weights", "learner", "actor", "broadcast", "get_weights", "set_weights")
+    return g
+
+
+def test_async_actor_streams_the_queue_edge_and_refuses_graphs_without_one():
+    plan = compile_("async-actor", offpolicy_graph(2), actors=2)
+    assert plan.policy == "async-actor"
+    assert [w.name for w in plan.workers] == ["actor-0", "actor-1", "learner"]
+    assert plan.workers[-1].members == [("replay", 0), ("learner", 0)]  # the buffer beside it
+    assert plan.transport("transitions") == "queue"
+    assert plan.transport("batch") == "reference"
+    assert plan.transport("weights") == "object-store"
+    assert compile_("multi-actor", offpolicy_graph(2)).transport("transitions") == "object-store"
+    with pytest.raises(ConfigError, match="ppo's actors feed its learner directly.*multi-actor"):
+        compile_("async-actor", ppo_graph())
+
+
 @pytest.mark.parametrize("policy", ["multi-actor", "colocate"])
 def test_several_learners_need_dp_learner(policy: str):
     with pytest.raises(ConfigError, match="--learners 2: .*dp-learner is needed for several"):
@@ -93,5 +117,30 @@ def test_colocate_refuses_what_it_cannot_share():
         compile_("colocate", g)
 
 
+def test_dp_learner_needs_an_all_reduced_learner_and_joins_shards_beside_it():
+    with pytest.raises(ConfigError, match="--learners 2: graph dqn has no data-parallel learner"):
+        compile_("dp-learner", offpolicy_graph(1), learners=2)
+    g = LogicalGraph("dqn")
+    g.add(Fragment("actor", Role))
+    g.add(Fragment("replay", Role, resources=Resources("cpu", cpus=0, memory_gb=2), replicas=2, beside="learner"))
+    g.add(Fragment("learner", Role, replicas=2))
+    g.connect("batch", "replay", "learner", "gather", "sample", "update")
+    g.connect("gradients", "learner", "learner", "allreduce")
+    plan = compile_("dp-learner", g, learners=2)
+    assert [(w.name, w.members, w.memory_gb) for w in plan.workers] == [
+        ("actor", [("actor", 0)], 0.0),
+        ("learner-0", [("replay", 0), ("learner", 0)], 2.0),
+        ("learner-1", [("replay", 1), ("learner", 1)], 2.0),
+    ]
+    assert plan.transport("batch") == "reference"
+    g.connect("transitions", "actor", "replay", "queue", "collect", "add", bound=2)
+    streaming = compile_("async-actor", g, learners=2)  # async actors, data-parallel learners
+    assert [w.name for w in streaming.workers] == ["actor", "learner-0", "learner-1"]
+    assert streaming.transport("transitions") == "queue"
+    g.fragments["replay"].replicas = 1
+    with pytest.raises(ConfigError, match="'replay' is beside 'learner', which must be a fragment with as many"):
+        compile_("dp-learner", g, learners=2)
+
+
 def test_policies_are_registered_beside_local():
-    assert {"local", "multi-actor", "colocate"} <= set(POLICIES)
+    assert {"local", "multi-actor", "async-actor", "colocate", "dp-learner"} <= set(POLICIES)
