@@ -132,7 +132,7 @@ class DQNLearner(OffPolicyLearnerBase):
         self.optimizer = torch.optim.Adam([self.flat.param], lr=config.lr, fused=fused)
 
     def update(self, batch: Batch) -> dict[str, Any]:
-        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        b = self.to_device(batch)
         n = b["obs"].shape[0]
         with torch.no_grad():
             next_q_target = self.target(b["next_obs"])
@@ -159,8 +159,10 @@ class DQNLearner(OffPolicyLearnerBase):
             self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        td = (q - target).detach()
-        return {"loss": loss.detach(), "q": q.detach().mean(), "priorities": td.abs() + 1e-6}
+        out: dict[str, Any] = {"loss": loss.detach(), "q": q.detach().mean()}
+        if self.cfg.prioritized:
+            out["priorities"] = (q - target).detach().abs() + 1e-6
+        return out
 
     @torch.no_grad()
     def sync_target(self) -> None:

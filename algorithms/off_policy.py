@@ -635,6 +635,12 @@ class OffPolicyLearnerBase(Learner):
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
+    def to_device(self, batch: Batch) -> Batch:
+        """`batch` on the learner's device (as it is on CPU: no per-field calls)."""
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
     @staticmethod
     def cpu_weights(module: nn.Module) -> Weights:
         """A CPU copy of `module`'s state dict (what actors load)."""

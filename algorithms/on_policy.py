@@ -275,8 +275,9 @@ class OnPolicyLearner(Learner):
         steps = 0
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator).to(self.device)
+            shuffled = B.index(data, order)  # one gather per epoch; minibatches are slices
             for start in range(0, n, size):
-                rows = B.index(data, order[start : start + size])
+                rows = B.index(shuffled, slice(start, start + size))
                 log_probs, values, adv, ret = rows["scalars"].unbind(-1)
                 if cfg.norm_adv and adv.numel() > 1:
                     mean, std = self.dp.mean_std(adv)  # over the whole minibatch, all replicas

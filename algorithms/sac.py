@@ -166,7 +166,7 @@ class SACLearner(OffPolicyLearnerBase):
         return 0.5 * per_critic.mean(1).sum(), y
 
     def update(self, batch: Batch) -> dict[str, Any]:
-        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        b = self.to_device(batch)
         critic_loss, y = self.losses(b)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
