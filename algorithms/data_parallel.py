@@ -78,3 +78,21 @@ class DataParallel:
         if self.world > 1 and self.joined and dist.is_initialized():
             dist.destroy_process_group()
             self.joined = False
+
+
+class DataParallelRole:
+    """The driver-facing side of a data-parallel learner role (`self.dp` set by it):
+    replica 0 names the group's address, every replica joins it, `close` leaves it."""
+
+    dp: DataParallel
+
+    def rendezvous(self) -> str:
+        """Replica 0: an address for the data-parallel group (see `join`)."""
+        return self.dp.rendezvous()
+
+    def join(self, address: str) -> None:
+        """Join the data-parallel group of `config.learners` replicas."""
+        self.dp.join(address)
+
+    def close(self) -> None:
+        self.dp.leave()

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.data_parallel import DataParallel
+from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
+from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.executor import Pending, Runtime, WorkerGroup
@@ -172,12 +173,13 @@ class OffPolicyActor(Actor):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.policy = algorithm.make_actor_policy(config, spec)
+        self.flat = FlatParameters(self.policy)  # its parameters as views into one buffer
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.version = 0
 
     def set_weights(self, weights: Weights, version: int) -> None:
-        self.policy.load_state_dict(weights)
+        self.flat.set(weights["flat"])
         self.version = version
 
     def random_actions(self) -> np.ndarray:
@@ -592,7 +594,7 @@ class OffPolicy(Algorithm):
         return act
 
 
-class OffPolicyLearnerBase(Learner):
+class OffPolicyLearnerBase(DataParallelRole, Learner):
     """Shared learner plumbing: device, threads, seeded construction, Polyak averaging, and
     data parallelism (`config.learners` replicas, each on its own replay shard, averaging
     gradients with one all-reduce per backward pass)."""
@@ -611,17 +613,6 @@ class OffPolicyLearnerBase(Learner):
         seed = config.seed + 1 + 7919 * replica  # each replica its own noise
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.updates = 0
-
-    def rendezvous(self) -> str:
-        """Replica 0: an address for the data-parallel group (see `join`)."""
-        return self.dp.rendezvous()
-
-    def join(self, address: str) -> None:
-        """Join the data-parallel group of `config.learners` replicas."""
-        self.dp.join(address)
-
-    def close(self) -> None:
-        self.dp.leave()
 
     def average_grads(self, params: Iterable[torch.Tensor]) -> None:
         """Average the gradients of `params` over the replicas: one all-reduce of one flat
@@ -643,8 +634,9 @@ class OffPolicyLearnerBase(Learner):
 
     @staticmethod
     def cpu_weights(module: nn.Module) -> Weights:
-        """A CPU copy of `module`'s state dict (what actors load)."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        """`module`'s parameters as one flat CPU buffer (what actors load, see
+        `FlatParameters.set`): a weight push is one message, not one per parameter."""
+        return {"flat": torch.cat([p.detach().reshape(-1) for p in module.parameters()]).cpu()}
 
     @staticmethod
     @torch.no_grad()

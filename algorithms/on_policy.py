@@ -22,7 +22,7 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.data_parallel import DataParallel
+from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
@@ -222,7 +222,7 @@ class OnPolicyActor(Actor):
         self.runner.close()
 
 
-class OnPolicyLearner(Learner):
+class OnPolicyLearner(DataParallelRole, Learner):
     """Advantages, then `epochs` passes of minibatch gradient steps on `algorithm.loss`."""
 
     def __init__(
@@ -321,17 +321,6 @@ class OnPolicyLearner(Learner):
 
     def get_weights(self) -> Weights:
         return {"flat": self.flat.get()}
-
-    def rendezvous(self) -> str:
-        """Replica 0: an address for the data-parallel group (see `join`)."""
-        return self.dp.rendezvous()
-
-    def join(self, address: str) -> None:
-        """Join the data-parallel group of `config.learners` replicas."""
-        self.dp.join(address)
-
-    def close(self) -> None:
-        self.dp.leave()
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -38,7 +38,6 @@ import csv
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import DOC, median, table, write_section
+from benchmarks.report import DOC, median, provenance, quick_banner, table, write_section
 
 SECTION = "offpolicy"
 REPO = Path(__file__).resolve().parent.parent
@@ -376,14 +375,10 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
     csv_sps = median([r["csv_sps"] for r in sac["sac-rlkit"]])
     lines = ["## Off-policy: SAC on Humanoid-v5 and DQN on CartPole-v1, rlkit vs SB3 vs CleanRL-style", ""]
     if quick:
-        lines += ["**QUICK SMOKE RUN (`--quick`): one short repeat; the figures are not a measurement. Rerun "
-                  "without `--quick` for the real tables.**", ""]
+        lines += quick_banner("one short repeat")
     lines += [
-        f"Written by `benchmarks/offpolicy.py` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; 1-minute load average {load[0]:.1f} at "
-        f"the start, {load[1]:.1f} at the end"
-        + ("; other work was running on this shared machine" if max(load) > 1.5 else "")
-        + f"). {repeats} repeat(s); "
+        provenance("benchmarks/offpolicy.py", load)
+        + f". {repeats} repeat(s); "
         "each contender in its own subprocess, one at a time, the order rotating from repeat to repeat; medians, "
         "individual repeats beside them. \"per CPU s\" divides by the CPU time of the training process over the "
         "same interval (everything here runs in that one process with 1 torch thread): it is what one uncontended "

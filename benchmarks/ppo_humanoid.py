@@ -29,7 +29,6 @@ import csv
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import median, table, write_section
+from benchmarks.report import median, provenance, quick_banner, reproduce, table, write_section
 
 ENV_ID = "Humanoid-v5"
 NUM_ENVS, NUM_STEPS = 4, 512
@@ -217,12 +216,9 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
     best = max(("rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap"), key=lambda k: sps[k])
     lines = ["## PPO on Humanoid-v5: rlkit vs Stable-Baselines3", ""]
     if quick:
-        lines += ["**QUICK SMOKE RUN (`--quick`): one repeat of a few PPO updates; the figures are not a "
-                  "measurement. Rerun without `--quick` for the real table.**", ""]
+        lines += quick_banner("one repeat of a few PPO updates")
     lines += [
-        f"Written by `benchmarks/ppo_humanoid.py` on {time.strftime('%Y-%m-%d %H:%M')} "
-        f"({platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; 1-minute load "
-        f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end). "
+        provenance("benchmarks/ppo_humanoid.py", load) + ". "
         f"Each run trains for {steps:,} env steps ({steps // PER_UPDATE} PPO updates of {PER_UPDATE:,} steps); "
         f"{repeats} repeat(s); contenders run one at a time, each in its own subprocess, alternating "
         "rlkit / SB3 / rlkit async / rlkit workers / rlkit overlap within each repeat, with the raw-env runs at the start of each repeat. "
@@ -264,11 +260,7 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         "with the policy before update k (one version stale, corrected by PPO's importance ratio), in a Ray "
         "actor process beside the learner's; its loop time includes Ray's object transfers.",
         "",
-        "Reproduce (from the repository root, with the `bench` extra installed):",
-        "",
-        "```",
-        command,
-        "```",
+        *reproduce(command),
         "",
         long_run,
     ]

@@ -5,7 +5,10 @@ Each benchmark owns the text between `<!-- NAME:begin -->` and `<!-- NAME:end --
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,3 +45,27 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def quick_banner(what: str) -> list[str]:
+    """The warning lines that open a section written by a `--quick` smoke run."""
+    return [f"**QUICK SMOKE RUN (`--quick`): {what}; the figures are not a measurement. Rerun "
+            "without `--quick` for the real table.**", ""]
+
+
+def provenance(script: str, load: tuple[float, float], versions: str = "") -> str:
+    """"Written by `SCRIPT` on DATE (machine, cores, Python[, versions]; load averages)": the
+    opening of every section, without the closing period."""
+    extra = f", {versions}" if versions else ""
+    return (
+        f"Written by `{script}` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}{extra}; 1-minute load "
+        f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end"
+        + ("; other work was running on this shared machine" if max(load) > 1.5 else "")
+        + ")"
+    )
+
+
+def reproduce(command: str) -> list[str]:
+    """The closing lines of a section: how to run it again."""
+    return ["Reproduce (from the repository root, with the `bench` extra installed):", "", "```", command, "```"]

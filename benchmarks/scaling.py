@@ -35,7 +35,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ppo_humanoid import HP, PER_UPDATE, fmt
-from benchmarks.report import median, table, write_section
+from benchmarks.report import median, provenance, quick_banner, reproduce, table, write_section
 
 SECTION = "scaling"
 DEFAULT_UPDATES, QUICK_UPDATES = 10, 2
@@ -198,12 +197,10 @@ def render(results: dict[tuple[str, int], list[dict[str, Any]]], updates: int, r
                     f"plan's efficiency is at most {bounds} actors, on enough cores.")
     lines = ["## PPO on Humanoid-v5: scaling with Ray actors", ""]
     if quick:
-        lines += ["**QUICK SMOKE RUN (`--quick`): one repeat of a few PPO updates on a shared machine; the "
-                  "figures are not a measurement. Rerun without `--quick` for the real table.**", ""]
+        lines += quick_banner("one repeat of a few PPO updates on a shared machine")
     lines += [
-        f"Written by `benchmarks/scaling.py` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
-        f"{cores} CPU cores, Python {platform.python_version()}, Ray {version('ray')}; 1-minute load average "
-        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end). Each run trains {updates} PPO updates of "
+        provenance("benchmarks/scaling.py", load, f"Ray {version('ray')}")
+        + f". Each run trains {updates} PPO updates of "
         f"{PER_UPDATE:,} env steps per actor (rlkit's Humanoid preset: 4 envs x 512 steps per actor, "
         "minibatch 64, 10 epochs; so the learner's work per env step is the same in every row); "
         f"{repeats} repeat(s); runs one at a time, each in its own subprocess, alternating the rows within "
@@ -229,11 +226,7 @@ def render(results: dict[tuple[str, int], list[dict[str, Any]]], updates: int, r
         "rows with more than cores - 1 actors share the cores and measure contention, not scaling; "
         "it is the plan that can use more cores.",
         "",
-        "Reproduce (from the repository root, with the `bench` extra installed):",
-        "",
-        "```",
-        command,
-        "```",
+        *reproduce(command),
     ]
     return "\n".join(lines), findings
 

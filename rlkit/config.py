@@ -46,7 +46,8 @@ class BaseConfig:
     """Dataflow executor: local (in-process; the default) or ray."""
     policy: str = "auto"
     """Distribution policy: auto (local with --executor local; multi-actor, or dp-learner
-    with --learners > 1, on ray), local, multi-actor, dp-learner, colocate."""
+    with --learners > 1, on ray), local, multi-actor, async-actor (off-policy actors stream
+    into the replay buffer), dp-learner, colocate."""
     address: str = ""
     """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""
     learners: int = 1

@@ -5,6 +5,7 @@ whole of it (to float tolerance)."""
 from __future__ import annotations
 
 import multiprocessing as mp
+from typing import Any
 
 import torch
 
@@ -41,6 +42,23 @@ def rollout() -> B.Batch:
     }
 
 
+def run_two_replicas(target: Any, batch: B.Batch) -> list[Any]:
+    """`target(rank, address, half of batch, queue)` in two forked processes joined on gloo;
+    what each put on the queue, by rank."""
+    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    parts = B.split(batch, 2)
+    procs = [ctx.Process(target=target, args=(r, address, parts[r], out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
+
+
 def replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
     learner = OnPolicyLearner(PPO, SPEC, config(2), replica=rank)
     learner.join(address)
@@ -55,18 +73,7 @@ def test_two_learners_equal_one_learner_on_the_whole_batch():
     single.update(rollout())
     expected = single.flat.get()
 
-    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
-    ctx = mp.get_context("fork")
-    out: mp.Queue = ctx.Queue()
-    parts = B.split(rollout(), 2)
-    procs = [ctx.Process(target=replica, args=(r, address, parts[r], out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = sorted(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    (_, params0, loss0), (_, params1, loss1) = results
+    (_, params0, loss0), (_, params1, loss1) = run_two_replicas(replica, rollout())
     torch.testing.assert_close(params0, params1)  # the replicas stay identical
     torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(before, expected)  # the update did move the parameters
@@ -108,18 +115,7 @@ def test_two_dqn_learners_equal_one_learner_on_the_whole_batch():
         single.update(dqn_batch())
     expected = single.flat.get()
 
-    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
-    ctx = mp.get_context("fork")
-    out: mp.Queue = ctx.Queue()
-    parts = B.split(dqn_batch(), 2)
-    procs = [ctx.Process(target=dqn_replica, args=(r, address, parts[r], out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = sorted(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    (_, params0), (_, params1) = results
+    (_, params0), (_, params1) = run_two_replicas(dqn_replica, dqn_batch())
     torch.testing.assert_close(params0, params1, rtol=0, atol=0)
     torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(before, expected)
