@@ -138,6 +138,11 @@ class Runtime:
         self.plan = plan
         self.placement = placement
         self.groups = groups
+        self.saved_state: Callable[[], dict[str, list[Any]] | None] | None = None
+        """Where a restarted worker's fragments get their state back: a function giving the
+        fragments' states of the last checkpoint (`{fragment: [state per replica]}`), or
+        None when there is none yet. The trainer sets it; unset, a restarted worker keeps
+        its initial state."""
 
     def __getitem__(self, fragment: str) -> WorkerGroup:
         return self.groups[fragment]

@@ -16,13 +16,13 @@ are put in the object store once (a weight broadcast is one flat buffer, not one
 per actor).
 
 Restarts: a host actor that dies (its process killed, its node lost) is restarted by
-Ray up to `RayExecutor.max_restarts` times. It re-runs its constructor, so its fragment
-replicas come back in their *initial* state. A call that failed because of the death is
-retried once the actor is back; `RayRuntime.restarts()` counts restarts. That suits
-actors (the driver pushes weights every iteration; a rollout collected before the next
-push carries the old policy version); a restarted learner or buffer loses what it had
-learned or stored since the start, which is logged as a warning: resume from the last
-checkpoint if that matters.
+Ray up to `RayExecutor.max_restarts` times. It re-runs its constructor; then, when the
+runtime knows the run's last checkpoint (`Runtime.saved_state`, set by the trainer), its
+fragment replicas are given their state from it, otherwise they keep their initial state.
+A call that failed because of the death is retried once the actor is back;
+`RayRuntime.restarts()` counts restarts, and each is logged as a warning saying which
+state the fragments came back with. (Actors get the next weight push either way; a
+learner or buffer restored from the checkpoint has lost what it learned or stored since.)
 
 Ray is imported lazily, so this module (and its registration as executor "ray") costs
 nothing when Ray is not installed or not used.
@@ -315,14 +315,34 @@ class RayRuntime(Runtime):
         ]
 
     def count_restart(self, host: Host) -> None:
+        """Count a restart and give the worker's fragments their state from the last
+        checkpoint (`saved_state`), if there is one; log what happened."""
         self._restarts += 1
-        fragments = sorted({f for f, _ in self.placement.slot(host.worker).worker.members})
+        members = self.placement.slot(host.worker).worker.members
+        fragments = ", ".join(sorted({f for f, _ in members}))
+        saved = self.saved_state() if self.saved_state is not None else None
+        if saved is None or any(f not in saved for f, _ in members):
+            log.warning(
+                "worker %s was restarted (restart %d of the run); its fragments %s came back "
+                "with their initial state",
+                host.worker,
+                self._restarts,
+                fragments,
+            )
+            return
+        ray = _ray()
+        for fragment, replica in members:
+            ray.get(
+                host.handle.call.remote(
+                    fragment, replica, "load_state_dict", saved[fragment][replica]
+                )
+            )
         log.warning(
             "worker %s was restarted (restart %d of the run); its fragments %s came back "
-            "with their initial state",
+            "with their state from the last checkpoint",
             host.worker,
             self._restarts,
-            ", ".join(fragments),
+            fragments,
         )
 
     def where(self) -> dict[str, dict[str, Any]]:

@@ -185,6 +185,14 @@ class Trainer:
         state = {"trainer": self._trainer_state(), "state": self.built.algorithm.state_dict()}
         checkpoint.save(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, state)
 
+    def _checkpointed_fragments(self) -> dict[str, list[Any]] | None:
+        """The fragments' states in the run's checkpoint (for a restarted worker), if any."""
+        assert self.run_dir is not None
+        path = self.run_dir / checkpoint.CHECKPOINT
+        if not path.is_file():
+            return None
+        return dict(checkpoint.load(path, self.algo_cls.name)["state"]["fragments"])
+
     # -- loop ------------------------------------------------------------------
     def run(self, resume: bool = False) -> int:
         """Train to `total_steps`; returns the exit code (0, or 130 when interrupted)."""
@@ -203,6 +211,7 @@ class Trainer:
         print(self.built.placement.table(), flush=True)
         runtime: Runtime = self.built.executor.start(self.built.placement)
         self.runtime = runtime
+        runtime.saved_state = self._checkpointed_fragments
         logger: MetricsLogger | None = None
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:

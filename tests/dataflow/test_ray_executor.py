@@ -106,3 +106,34 @@ def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_local, tmp_path: Pa
         assert int(rollout["version"][0]) == algo.version
     finally:
         runtime.shutdown()
+
+
+def test_a_killed_learner_comes_back_with_its_checkpointed_state(ray_local, tmp_path: Path, caplog):
+    """A restarted learner is given its state from the run's last checkpoint (the trainer
+    hands the runtime the checkpoint), not left with freshly initialized weights."""
+    config = ppo_config(tmp_path, "learner-fault", executor="ray", policy="multi-actor")
+    trainer = Trainer(PPO, config)
+    trainer.run_dir = tmp_path / "learner-fault"
+    trainer.run_dir.mkdir()
+    runtime = trainer.built.executor.start(trainer.built.placement)
+    trainer.runtime = runtime
+    runtime.saved_state = trainer._checkpointed_fragments
+    algo = trainer.built.algorithm
+    try:
+        algo.start(runtime)
+        assert runtime.saved_state() is None  # no checkpoint yet
+        for _ in range(2):
+            algo.train_step()
+        trainer.save_checkpoint()
+        algo.train_step()  # the learner moves on past the checkpoint: 3 updates
+        learner = runtime["learner"]
+        os.kill(learner.pids()[0], signal.SIGKILL)
+        with caplog.at_level(logging.WARNING, logger="rlkit.dataflow.ray"):
+            step = algo.train_step()  # the update is retried on the restored learner
+        assert runtime.restarts() == 1
+        assert "worker learner was restarted (restart 1 of the run)" in caplog.text
+        assert "came back with their state from the last checkpoint" in caplog.text
+        assert learner.one("state_dict")["updates"] == 3  # 2 from the checkpoint + the retry
+        assert math.isfinite(step.metrics["loss"])
+    finally:
+        runtime.shutdown()
