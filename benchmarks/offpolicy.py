@@ -57,6 +57,11 @@ BUFFER = 100_000  # more than any run's steps: no contender ever overwrites
 PROFILE_SAC_K = 1_000
 UPDATE_ONLY_N, QUICK_UPDATE_ONLY_N = 300, 50
 CLEANRL_PUBLISHED = {"HalfCheetah": 9635, "Humanoid": 4996}  # CleanRL sac_continuous_action, v4, 1M steps
+PARTIAL_HALFCHEETAH = (  # a separate run, not part of this benchmark (2026-11-22, this 2-core machine)
+    "A shorter run as evidence in the meantime, `rlkit run sac --env HalfCheetah --total-steps 100000 --seed 1 "
+    "--eval-every 25000` (the preset, two torch threads, 184 steps/s, 9 minutes): greedy evaluation returns "
+    "(10 episodes) of 1,627, 3,519, 5,289 and 5,908 at 25k, 50k, 75k and 100k steps."
+)
 PROFILE_HEAD = "### Where rlkit's time goes (cProfile)"
 
 # SAC, identical in all three: rlkit's MuJoCo preset except one learning rate (SB3 has one) and
@@ -459,10 +464,11 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
         "",
         f"CleanRL's `sac_continuous_action` reports {CLEANRL_PUBLISHED['HalfCheetah']:,} on HalfCheetah-v4 and "
         f"{CLEANRL_PUBLISHED['Humanoid']:,} on Humanoid-v4 after 1M steps. The rlkit equivalents have not been "
-        f"run: at rlkit's SAC throughput above ({sps['sac-rlkit']:.0f} steps/s, {cps['sac-rlkit']:.0f} per CPU "
-        f"second; the preset's policy_frequency 2 saves some actor updates) 1M steps take about "
-        f"{1e6 / cps['sac-rlkit'] / 3600:.0f} hours or more per environment, beyond this session. The commands that would produce them (rlkit's "
-        "MuJoCo preset, CleanRL's recipe: lr 3e-4, q_lr 1e-3, policy_frequency 2, learning_starts 5,000):",
+        f"run: at rlkit's SAC throughput on Humanoid above ({sps['sac-rlkit']:.0f} steps/s with one thread; "
+        "about 80 with the preset's two) 1M steps take 3.5 hours or more, and HalfCheetah about 1.5 hours. "
+        + PARTIAL_HALFCHEETAH
+        + " The commands that would produce them (rlkit's MuJoCo preset, CleanRL's recipe: lr 3e-4, q_lr 1e-3, "
+        "policy_frequency 2, learning_starts 5,000):",
         "",
         "```",
         "rlkit run sac --env HalfCheetah --total-steps 1000000 --seed 1 --out runs --name sac-halfcheetah-1m",
