@@ -58,7 +58,10 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
             dest=f.name,
             default=argparse.SUPPRESS,
             metavar=_type_name(annotation),
-            help=f"{docs.get(f.name, '')} (default: {default}; an env preset may set it)",
+            # argparse %-formats help texts: a literal % in a docstring must be doubled
+            help=f"{docs.get(f.name, '')} (default: {default}; an env preset may set it)".replace(
+                "%", "%%"
+            ),
             **extra,
         )
     return parser

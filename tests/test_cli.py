@@ -274,3 +274,14 @@ def test_off_policy_run_eval_video_and_plan(rlkit_cmd, cli_env, tmp_path, algo, 
 def test_wrong_action_space_is_refused_with_a_suggestion(rlkit_cmd, cli_env):
     assert_usage_error(run(rlkit_cmd, cli_env, "run", "dqn", "--env", "Pendulum"), "DQN needs discrete actions", "use SAC")
     assert_usage_error(run(rlkit_cmd, cli_env, "run", "sac", "--env", "CartPole"), "SAC needs continuous actions", "use DQN")
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "sac"])
+def test_run_help_lists_every_field(rlkit_cmd, cli_env, algo):
+    from rlkit.algorithms import ALGORITHMS
+
+    result = run(rlkit_cmd, cli_env, "run", algo, "--help")
+    assert result.returncode == 0, result.stderr
+    fields = ALGORITHMS.get(algo).config_cls.__dataclass_fields__
+    for name in fields:
+        assert f"--{name.replace('_', '-')}" in result.stdout
