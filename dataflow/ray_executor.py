@@ -260,7 +260,7 @@ class RayGroup(WorkerGroup):
     def wait_any(self, pendings: Sequence[Pending]) -> list[int]:
         ray = _ray()
         running = [r for p in pendings if not p.finished for r in p.refs]
-        if len(running) == sum(len(p.refs) for p in pendings):  # none finished yet
+        if running and len(running) == sum(len(p.refs) for p in pendings):  # none finished yet
             ray.wait(running, num_returns=1)
         done = set(ray.wait(running, num_returns=len(running), timeout=0)[0]) if running else set()
         return [i for i, p in enumerate(pendings) if p.finished or all(r in done for r in p.refs)]
