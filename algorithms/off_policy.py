@@ -244,9 +244,10 @@ def learn(
 ) -> dict[str, float]:
     """One update round where the replay buffer and the learner live (the replay buffer is
     `beside` the learner): `steps` times sample, update, and send priorities back (with
-    prioritized replay, when `beta` is given). The learner's metrics summed over the steps."""
+    prioritized replay, when `beta` is given). The learner's metrics summed over the steps;
+    they stay tensors until the end of the round (no device sync per gradient step)."""
     replay, learner = roles["replay"], roles["learner"]
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     for _ in range(steps):
         batch = replay.sample(batch_size, beta)
         out = learner.update(batch)
@@ -254,8 +255,8 @@ def learn(
         if beta is not None and priorities is not None:
             replay.update_priorities(batch["indices"], priorities)
         for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-    return sums
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: float(v) for k, v in sums.items()}
 
 
 class Stream:
