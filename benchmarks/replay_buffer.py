@@ -83,6 +83,16 @@ class Data:
         self.b_done = np.zeros(BATCH, np.float32)
         self.prio = rng.uniform(0.1, 2.0, N)
 
+    def row(self) -> dict[str, Any]:
+        """The one transition, by field name."""
+        return {"obs": self.obs, "action": self.act, "reward": self.rew,
+                "next_obs": self.next_obs, "done": self.done}
+
+    def batch(self) -> dict[str, np.ndarray]:
+        """The batch of transitions, by field name."""
+        return {"obs": self.b_obs, "action": self.b_act, "reward": self.b_rew,
+                "next_obs": self.b_next, "done": self.b_done}
+
 
 class Contender:
     """Adapter: build + fill, then the four timed operations (None = not offered)."""
@@ -131,20 +141,8 @@ class Rlkit(Contender):
             if per
             else ReplayBuffer(capacity, f, **kw)
         )
-        self.one = {
-            "obs": d.obs,
-            "action": d.act,
-            "reward": d.rew,
-            "next_obs": d.next_obs,
-            "done": d.done,
-        }
-        self.many = {
-            "obs": d.b_obs,
-            "action": d.b_act,
-            "reward": d.b_rew,
-            "next_obs": d.b_next,
-            "done": d.b_done,
-        }
+        self.one = d.row()
+        self.many = d.batch()
 
     def add1(self) -> None:
         self.rb.add(self.one)
@@ -297,20 +295,8 @@ class NumpyRing(Contender):
         self.cols = {k: np.empty((capacity, *s), np.float32) for k, s in shapes.items()}
         self.pos = self.size = 0
         self.rng = np.random.default_rng(0)
-        self.one: dict[str, Any] = {
-            "obs": d.obs,
-            "action": d.act,
-            "reward": d.rew,
-            "next_obs": d.next_obs,
-            "done": d.done,
-        }
-        self.many = {
-            "obs": d.b_obs,
-            "action": d.b_act,
-            "reward": d.b_rew,
-            "next_obs": d.b_next,
-            "done": d.b_done,
-        }
+        self.one: dict[str, Any] = d.row()
+        self.many = d.batch()
 
     def add1(self) -> None:
         for k, v in self.one.items():
@@ -344,13 +330,7 @@ class Limits(Contender):
         super().__init__(capacity, d, per)
         shapes = {"obs": (d.dim,), "action": (ACT,), "reward": (), "next_obs": (d.dim,), "done": ()}
         self.cols = {k: np.empty((capacity, *s), np.float32) for k, s in shapes.items()}
-        self.src = {
-            "obs": d.b_obs,
-            "action": d.b_act,
-            "reward": d.b_rew,
-            "next_obs": d.b_next,
-            "done": d.b_done,
-        }
+        self.src = d.batch()
         self.out = {k: np.empty((N, *s), np.float32) for k, s in shapes.items()}
         self.idx = np.random.default_rng(0).integers(0, capacity, (64, N))
         self.pos = self.turn = 0

@@ -60,16 +60,7 @@ class PriorityTree {
     size_t j = i;
     for (int level = depth_ - 1; level >= 0; --level) {
       j >>= kShift;
-      const double* cs = sum_.get() + offsets_[level + 1] + j * kArity;
-      const double* cm = min_.get() + offsets_[level + 1] + j * kArity;
-      double s = 0.0;
-      double m = kInf;
-      for (int c = 0; c < kArity; ++c) {
-        s += cs[c];
-        m = std::min(m, cm[c]);
-      }
-      sum_[offsets_[level] + j] = s;
-      min_[offsets_[level] + j] = m;
+      recompute(level, j);
     }
   }
 
@@ -92,17 +83,7 @@ class PriorityTree {
           __builtin_prefetch(cs0 + (idx[i + 4] >> shift) * kArity);
           __builtin_prefetch(cm0 + (idx[i + 4] >> shift) * kArity);
         }
-        const size_t j = idx[i] >> shift;
-        const double* cs = cs0 + j * kArity;
-        const double* cm = cm0 + j * kArity;
-        double s = 0.0;
-        double m = kInf;
-        for (int c = 0; c < kArity; ++c) {
-          s += cs[c];
-          m = std::min(m, cm[c]);
-        }
-        sum_[offsets_[level] + j] = s;
-        min_[offsets_[level] + j] = m;
+        recompute(level, idx[i] >> shift);
       }
     }
   }
@@ -142,6 +123,20 @@ class PriorityTree {
 
  private:
   static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+  // Node j of `level` becomes the sum and the positive minimum of its kArity children.
+  void recompute(int level, size_t j) {
+    const double* cs = sum_.get() + offsets_[level + 1] + j * kArity;
+    const double* cm = min_.get() + offsets_[level + 1] + j * kArity;
+    double s = 0.0;
+    double m = kInf;
+    for (int c = 0; c < kArity; ++c) {
+      s += cs[c];
+      m = std::min(m, cm[c]);
+    }
+    sum_[offsets_[level] + j] = s;
+    min_[offsets_[level] + j] = m;
+  }
   using Buffer = std::unique_ptr<double[], BigFree>;
   static Buffer alloc(size_t count) {
     return Buffer(static_cast<double*>(big_alloc(count * sizeof(double))));
