@@ -15,10 +15,11 @@ from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.flat_params import FlatParameters
-from rlkit.algorithms.networks import mlp
+from rlkit.algorithms.networks import full_precision, mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.device import autocast
 from rlkit.envs.vector import SpaceSpec
 from rlkit.roles import Learner, Weights
 
@@ -87,10 +88,17 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         h = self.features(obs)
-        a = F.linear(h, self.advantage.weight, self.advantage.bias)
+        a = full_precision(self.advantage_head, h)
         if self.value is None:
             return a
-        return F.linear(h, self.value.weight, self.value.bias) + a - a.mean(-1, keepdim=True)
+        return full_precision(self.value_head, h) + a - a.mean(-1, keepdim=True)
+
+    def advantage_head(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.advantage.weight, self.advantage.bias)
+
+    def value_head(self, h: torch.Tensor) -> torch.Tensor:
+        assert self.value is not None
+        return F.linear(h, self.value.weight, self.value.bias)
 
 
 def td_targets(
@@ -134,13 +142,14 @@ class DQNLearner(OffPolicyLearnerBase):
     def update(self, batch: Batch) -> dict[str, Any]:
         b = self.to_device(batch)
         n = b["obs"].shape[0]
-        with torch.no_grad():
-            next_q_target = self.target(b["next_obs"])
-        if self.cfg.double:  # one pass of the online network over obs and next_obs together
-            both = self.q(torch.cat([b["obs"], b["next_obs"]]))
-            q_all, next_q_online = both[:n], both[n:].detach()
-        else:
-            q_all, next_q_online = self.q(b["obs"]), next_q_target
+        with autocast(self.device, self.cfg.precision):
+            with torch.no_grad():
+                next_q_target = self.target(b["next_obs"])
+            if self.cfg.double:  # one pass of the online network over obs and next_obs together
+                both = self.q(torch.cat([b["obs"], b["next_obs"]]))
+                q_all, next_q_online = both[:n], both[n:].detach()
+            else:
+                q_all, next_q_online = self.q(b["obs"]), next_q_target
         target = td_targets(
             next_q_online,
             next_q_target,

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from rlkit.envs.vector import SpaceSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+_FUNCTIONAL: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: torch.tanh,
+    nn.ReLU: torch.relu,
+    nn.ELU: F.elu,
+}
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
@@ -25,6 +33,36 @@ def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
         if not last:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def full_precision(head: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``head(x)`` in fp32 even under bf16 autocast (`--precision bf16`): output layers
+    (Q-values, action means, logits) keep full precision; hidden layers carry the cost."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return head(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return head(x.float())
+
+
+def mlp_fp32_head(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net` (an `mlp`) with its output layer in fp32 under autocast (`full_precision`)."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return net(x)
+    *body, head = net
+    for layer in body:
+        x = layer(x)
+    return full_precision(head, x)
+
+
+def mlp_inference(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net` (an `mlp`) applied layer by layer without nn.Module.__call__ (a few us a
+    layer, most of a small MLP's time on a CPU); for inference, where no hooks are wanted."""
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        else:
+            x = _FUNCTIONAL[type(layer)](x)
+    return x
 
 
 class ActorCritic(nn.Module):
@@ -47,10 +85,10 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """``[B, *obs_shape] -> [B]``."""
-        return self.v(obs.flatten(1)).squeeze(-1)
+        return mlp_fp32_head(self.v, obs.flatten(1)).squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> Distribution:
-        out = self.pi(obs.flatten(1))
+        out = mlp_fp32_head(self.pi, obs.flatten(1))
         if self.discrete:
             return Categorical(logits=out, validate_args=False)
         return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
@@ -71,8 +109,11 @@ class ActorCritic(nn.Module):
         generator: torch.Generator | None = None,
         deterministic: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample actions with `generator`; returns (action, log_prob, value), each ``[B, ...]``."""
-        out = self.pi(obs.flatten(1))
+        """Sample actions with `generator`; returns (action, log_prob, value), each ``[B, ...]``.
+        The actors' hot loop: layers are called functionally and the Gaussian's
+        log-probability is written out (no Distribution object), about half the cost."""
+        x = obs.flatten(1)
+        out = mlp_inference(self.pi, x)
         if self.discrete:
             if deterministic:
                 action = out.argmax(-1)
@@ -80,7 +121,11 @@ class ActorCritic(nn.Module):
                 action = torch.multinomial(out.softmax(-1), 1, generator=generator).squeeze(-1)
             log_prob = torch.log_softmax(out, -1).gather(-1, action[:, None]).squeeze(-1)
         else:
-            std = self.log_std.exp().expand_as(out)
-            action = out if deterministic else torch.normal(out, std, generator=generator)
-            log_prob = Normal(out, std, validate_args=False).log_prob(action).sum(-1)
-        return action, log_prob, self.value(obs)
+            if deterministic:
+                action, z2 = out, torch.zeros_like(out)
+            else:
+                noise = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+                action = out + self.log_std.exp() * noise
+                z2 = noise.square()
+            log_prob = (-0.5 * z2 - self.log_std - HALF_LOG_2PI).sum(-1)
+        return action, log_prob, mlp_inference(self.v, x).squeeze(-1)

@@ -29,6 +29,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.executor import Pending
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
+from rlkit.device import autocast
 from rlkit.envs.normalize import ObsNormalizer, RewardScaler
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
@@ -297,7 +298,8 @@ class OnPolicyLearner(DataParallelRole, Learner):
                     "advantages": adv,
                     "returns": ret,
                 }
-                loss, stats = self.loss(cfg, self.policy, mb)
+                with autocast(self.device, cfg.precision):
+                    loss, stats = self.loss(cfg, self.policy, mb)
                 self.flat.zero_grad()
                 loss.backward()
                 self.dp.average_(self.flat.grad)

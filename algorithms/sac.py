@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
-from rlkit.algorithms.networks import mlp
+from rlkit.algorithms.networks import full_precision, mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.device import autocast
 from rlkit.envs.vector import SpaceSpec
 from rlkit.roles import Learner, Weights
 
@@ -77,11 +78,10 @@ class EnsembleQ(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs.flatten(1), action], -1).expand(self.members, -1, -1)
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
-        return x.squeeze(-1)
+        *hidden, head = self.layers
+        for layer in hidden:
+            x = F.relu(layer(x))
+        return full_precision(head, x).squeeze(-1)
 
 
 class SquashedGaussian(nn.Module):
@@ -102,9 +102,9 @@ class SquashedGaussian(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs.flatten(1))
-        log_std = torch.tanh(self.log_std(h))
+        log_std = torch.tanh(full_precision(self.log_std, h))
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
-        return self.mean(h), log_std
+        return full_precision(self.mean, h), log_std
 
     def sample(
         self, obs: torch.Tensor, generator: torch.Generator | None = None
@@ -167,7 +167,8 @@ class SACLearner(OffPolicyLearnerBase):
 
     def update(self, batch: Batch) -> dict[str, Any]:
         b = self.to_device(batch)
-        critic_loss, y = self.losses(b)
+        with autocast(self.device, self.cfg.precision):
+            critic_loss, y = self.losses(b)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.average_grads(self.critic.parameters())
@@ -175,10 +176,11 @@ class SACLearner(OffPolicyLearnerBase):
         out: dict[str, Any] = {"critic_loss": critic_loss.detach(), "q": y.mean()}
         if self.updates % self.cfg.policy_frequency == 0:
             self.critic.requires_grad_(False)  # the actor loss needs no critic weight gradients
-            action, logp = self.actor.sample(b["obs"], self.generator)
-            q_pi = self.critic(b["obs"], action).min(0).values
             alpha = self.log_alpha.detach().exp()
-            actor_loss = (alpha * logp - q_pi).mean()
+            with autocast(self.device, self.cfg.precision):
+                action, logp = self.actor.sample(b["obs"], self.generator)
+                q_pi = self.critic(b["obs"], action).min(0).values
+                actor_loss = (alpha * logp - q_pi).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.average_grads(self.actor.parameters())
@@ -193,7 +195,7 @@ class SACLearner(OffPolicyLearnerBase):
                 self.alpha_opt.step()
         self.polyak(self.target, self.critic, self.cfg.tau)
         self.updates += 1
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.cfg.precision):
             out["priorities"] = (
                 (self.critic(b["obs"], b["action"]).min(0).values - y).abs() + 1e-6
                 if self.cfg.prioritized

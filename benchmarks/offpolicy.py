@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,24 @@ BUFFER = 100_000  # more than any run's steps: no contender ever overwrites
 PROFILE_SAC_K = 1_000
 UPDATE_ONLY_N, QUICK_UPDATE_ONLY_N = 300, 50
 CLEANRL_PUBLISHED = {"HalfCheetah": 9635, "Humanoid": 4996}  # CleanRL sac_continuous_action, v4, 1M steps
-PARTIAL_HALFCHEETAH = (  # a separate run, not part of this benchmark (2026-11-22, this 2-core machine)
-    "A shorter run as evidence in the meantime, `rlkit run sac --env HalfCheetah --total-steps 100000 --seed 1 "
-    "--eval-every 25000` (the preset, two torch threads, 184 steps/s, 9 minutes): greedy evaluation returns "
-    "(10 episodes) of 1,627, 3,519, 5,289 and 5,908 at 25k, 50k, 75k and 100k steps."
+# Separate runs, not part of this benchmark (2026-11-22, this 2-core machine, HalfCheetah-v5, seed 1, rlkit's
+# MuJoCo preset = CleanRL's recipe): (what, command, greedy evaluation return of 10 episodes at env steps).
+HALFCHEETAH_RUNS: list[tuple[str, str, dict[int, float]]] = [
+    ("fp32, 1M steps, 1 torch thread",
+     "rlkit run sac --env HalfCheetah --seed 1 --eval-every 100000 --torch-threads 1",
+     {100_000: 6234}),
+    ("fp32, 100k steps, the preset's 2 threads",
+     "rlkit run sac --env HalfCheetah --total-steps 100000 --seed 1 --eval-every 25000",
+     {25_000: 1627, 50_000: 3519, 75_000: 5289, 100_000: 5908}),
+    ("`--precision bf16`, 100k steps, 1 thread",
+     "rlkit run sac --env HalfCheetah --total-steps 100000 --seed 1 --eval-every 25000 --torch-threads 1 "
+     "--precision bf16",
+     {25_000: 2171, 50_000: 3023, 75_000: 4990, 100_000: 6252}),
+]
+HALFCHEETAH_NOTE = (
+    "The 1M-step run shared the machine with other work (about 140 steps/s, 2 hours). The bf16 run took 9 minutes "
+    "(181 steps/s, also on a shared machine); fp32 and bf16 runs with the same seed are not the same trajectory, "
+    "so read the two 100k runs as one sample each of how far SAC gets in 100k steps."
 )
 PROFILE_HEAD = "### Where rlkit's time goes (cProfile)"
 
@@ -89,11 +104,11 @@ def _rlkit_trainer(algo_name: str, env: str, out: str, overrides: dict[str, Any]
     return Trainer(algo, cfg)
 
 
-def worker_sac_rlkit(k: int, seed: int, profile: Path | None = None) -> dict[str, Any]:
+def worker_sac_rlkit(k: int, seed: int, profile: Path | None = None, precision: str = "fp32") -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    overrides = {"total_steps": LEARNING_STARTS + k, "learning_starts": LEARNING_STARTS, "q_lr": 3e-4,
+    overrides = {"total_steps": LEARNING_STARTS + k, "learning_starts": LEARNING_STARTS, "q_lr": 3e-4, "precision": precision,
                  "policy_frequency": 1, "buffer_size": BUFFER, "log_every": 500, "seed": seed, "torch_threads": 1}
     with tempfile.TemporaryDirectory(prefix="bench_sac_") as out:
         trainer = _rlkit_trainer("sac", "Humanoid", out, overrides, SAC_HP)
@@ -174,11 +189,11 @@ def worker_sac_cleanrl(k: int, seed: int) -> dict[str, Any]:
     return main(args)
 
 
-def worker_dqn_rlkit(steps: int, seed: int, profile: Path | None = None) -> dict[str, Any]:
+def worker_dqn_rlkit(steps: int, seed: int, profile: Path | None = None, precision: str = "fp32") -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    overrides = {"total_steps": steps, "double": False, "seed": seed, "torch_threads": 1}
+    overrides = {"total_steps": steps, "double": False, "seed": seed, "torch_threads": 1, "precision": precision}
     with tempfile.TemporaryDirectory(prefix="bench_dqn_") as out:
         trainer = _rlkit_trainer("dqn", "CartPole", out, overrides, DQN_HP)
         algorithm = trainer.built.algorithm
@@ -236,16 +251,18 @@ def worker_sac_update_only(n: int, seed: int) -> dict[str, Any]:
     for _ in range(n):
         learner.update(batch)
     loop_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    rates = []  # this core's fp32 GEMM rate at the shapes of the update (CPU time, so load matters less)
-    for k in (obs_dim + spec.action_dim, cfg.hidden[0]):
-        x, w = torch.randn(b, k), torch.randn(k, cfg.hidden[1])
-        for _ in range(10):
-            x @ w
-        c = time.process_time()
-        for _ in range(200):
-            x @ w
-        rates.append(2 * b * k * cfg.hidden[1] * 200 / (time.process_time() - c) / 1e9)
-    return {"steps": n, "loop_s": loop_s, "cpu_s": cpu_s, "gemm_gflops": rates}
+    rates: dict[str, list[float]] = {}  # this core's GEMM rates at the update's shapes (CPU time: load matters less)
+    for dtype in (torch.float32, torch.bfloat16):
+        for k in (obs_dim + spec.action_dim, cfg.hidden[0]):
+            x, w = torch.randn(b, k, dtype=dtype), torch.randn(k, cfg.hidden[1], dtype=dtype)
+            for _ in range(10):
+                x @ w
+            c = time.process_time()
+            for _ in range(200):
+                x @ w
+            rates.setdefault(str(dtype), []).append(2 * b * k * cfg.hidden[1] * 200 / (time.process_time() - c) / 1e9)
+    return {"steps": n, "loop_s": loop_s, "cpu_s": cpu_s, "gemm_gflops": rates["torch.float32"],
+            "gemm_gflops_bf16": rates["torch.bfloat16"]}
 
 
 def worker_dqn_update_only(n: int, seed: int) -> dict[str, Any]:
@@ -312,12 +329,16 @@ def sac_update_gflop(obs: int = 348, act: int = 17, h: int = 256, b: int = 256) 
     return 2 * macs / 1e9
 
 
-WORKERS = {"sac-rlkit": worker_sac_rlkit, "sac-update-only": worker_sac_update_only,
-           "dqn-update-only": worker_dqn_update_only, "sac-sb3": worker_sac_sb3, "sac-cleanrl": worker_sac_cleanrl,
-           "dqn-rlkit": worker_dqn_rlkit, "dqn-sb3": worker_dqn_sb3}
-SAC_LABELS = {"sac-rlkit": "rlkit SAC", "sac-cleanrl": "CleanRL-style single-file SAC (`benchmarks/cleanrl_sac.py`)",
+WORKERS = {"sac-rlkit": worker_sac_rlkit, "sac-rlkit-bf16": partial(worker_sac_rlkit, precision="bf16"),
+           "sac-update-only": worker_sac_update_only, "dqn-update-only": worker_dqn_update_only,
+           "sac-sb3": worker_sac_sb3, "sac-cleanrl": worker_sac_cleanrl, "dqn-rlkit": worker_dqn_rlkit,
+           "dqn-rlkit-bf16": partial(worker_dqn_rlkit, precision="bf16"), "dqn-sb3": worker_dqn_sb3}
+SAC_LABELS = {"sac-rlkit": "rlkit SAC (fp32)", "sac-rlkit-bf16": "rlkit SAC, `--precision bf16`",
+              "sac-cleanrl": "CleanRL-style single-file SAC (`benchmarks/cleanrl_sac.py`)",
               "sac-sb3": "Stable-Baselines3 SAC"}
-DQN_LABELS = {"dqn-rlkit": "rlkit DQN (`--double false`)", "dqn-sb3": "Stable-Baselines3 DQN"}
+DQN_LABELS = {"dqn-rlkit": "rlkit DQN (`--double false`, fp32)",
+              "dqn-rlkit-bf16": "rlkit DQN (`--double false`, `--precision bf16`)", "dqn-sb3": "Stable-Baselines3 DQN"}
+RLKIT_VARIANTS = {"fp32": "", "bf16": "-bf16"}  # contender suffix of each precision
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -365,6 +386,7 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
                  f"{f_cps / cps['sac-sb3']:.2f}x", f"{f_cps / cps['sac-cleanrl']:.2f}x",
                  f"{median([r['process_s'] for r in floor]):.0f}"])
     gflop, gemm = sac_update_gflop(), median([max(r["gemm_gflops"]) for r in floor])
+    gemm16 = median([max(r["gemm_gflops_bf16"]) for r in floor])
     wall = {c: median([r["loop_s"] for r in v]) for c, v in dqn.items()}
     cpu = {c: median([r["cpu_s"] for r in v]) for c, v in dqn.items()}
     drows = []
@@ -374,9 +396,21 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
                       f"{wall[c] / wall['dqn-sb3']:.2f}x", f"{cpu[c]:.1f}", " / ".join(f"{r['cpu_s']:.1f}" for r in runs),
                       f"{cpu[c] / cpu['dqn-sb3']:.2f}x", fmt(median([r["sps"] for r in runs])),
                       fmt(median([r["return"] for r in runs])), f"{median([r['process_s'] for r in runs]):.0f}"])
-    r_sb3, r_clean = sps["sac-rlkit"] / sps["sac-sb3"], sps["sac-rlkit"] / sps["sac-cleanrl"]
-    c_sb3, c_clean = cps["sac-rlkit"] / cps["sac-sb3"], cps["sac-rlkit"] / cps["sac-cleanrl"]
-    d_wall, d_cpu = wall["dqn-rlkit"] / wall["dqn-sb3"], cpu["dqn-rlkit"] / cpu["dqn-sb3"]
+    sac_verdicts, dqn_verdicts = [], []
+    for prec, suffix in RLKIT_VARIANTS.items():
+        c = "sac-rlkit" + suffix
+        r_sb3, r_clean = sps[c] / sps["sac-sb3"], sps[c] / sps["sac-cleanrl"]
+        c_sb3, c_clean = cps[c] / cps["sac-sb3"], cps[c] / cps["sac-cleanrl"]
+        sac_verdicts.append(
+            f"**rlkit {prec} / SB3 = {r_sb3:.2f}x** by wall clock ({c_sb3:.2f}x per CPU second); target >= 4x: "
+            f"{verdict(r_sb3 >= 4)} by wall clock, {verdict(c_sb3 >= 4)} per CPU second. "
+            f"**rlkit {prec} / CleanRL-style = {r_clean:.2f}x** ({c_clean:.2f}x per CPU second); target >= 2x: "
+            f"{verdict(r_clean >= 2)} by wall clock, {verdict(c_clean >= 2)} per CPU second.")
+        c = "dqn-rlkit" + suffix
+        d_wall, d_cpu = wall[c] / wall["dqn-sb3"], cpu[c] / cpu["dqn-sb3"]
+        dqn_verdicts.append(
+            f"**rlkit {prec} / SB3 wall time = {d_wall:.2f}x** ({d_cpu:.2f}x in CPU time); target <= 0.5x: "
+            f"{verdict(d_wall <= 0.5)} by wall clock, {verdict(d_cpu <= 0.5)} in CPU time.")
     csv_sps = median([r["csv_sps"] for r in sac["sac-rlkit"]])
     lines = ["## Off-policy: SAC on Humanoid-v5 and DQN on CartPole-v1, rlkit vs SB3 vs CleanRL-style", ""]
     if quick:
@@ -398,10 +432,7 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
         table(["contender", "steps/s (median)", "repeats", "vs SB3", "vs CleanRL-style", "steps per CPU s",
                "repeats (CPU)", "vs SB3 (CPU)", "vs CleanRL-style (CPU)", "process wall s"], rows),
         "",
-        f"**rlkit / SB3 = {r_sb3:.2f}x** by wall clock ({c_sb3:.2f}x per CPU second); target >= 4x: "
-        f"{verdict(r_sb3 >= 4)} by wall clock, {verdict(c_sb3 >= 4)} per CPU second. "
-        f"**rlkit / CleanRL-style = {r_clean:.2f}x** ({c_clean:.2f}x per CPU second); target >= 2x: "
-        f"{verdict(r_clean >= 2)} by wall clock, {verdict(c_clean >= 2)} per CPU second.",
+        " ".join(sac_verdicts),
         "",
         f"Why: SAC here is bound by matrix multiplications. One update (batch 256, 348-dim observations, 17-dim "
         f"actions, 256x256 MLPs) is about {gflop:.2f} GFLOP of matmuls (counted layer by layer in "
@@ -416,7 +447,13 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
            "less work per step or lower precision would get there."
            if 4 * cps["sac-sb3"] > 2 * gemm / gflop else
            ": only by using both cores for one training run (e.g. 2 torch threads, or env and learner in parallel) "
-           "could it be approached, and wall time on this shared machine would still suffer from other load."),
+           "could it be approached, and wall time on this shared machine would still suffer from other load.")
+        + f" Lower precision is what `--precision bf16` does: the hidden layers multiply in bfloat16, which this "
+        f"core does at {gemm16:.0f} GFLOP/s ({gemm16 / gemm:.1f}x fp32; AVX512-BF16), while output layers, losses, "
+        f"weights, gradients and Adam stay fp32. Its loop reaches {cps['sac-rlkit-bf16']:.0f} steps per CPU second, "
+        f"{cps['sac-rlkit-bf16'] / cps['sac-rlkit']:.1f}x rlkit fp32; what is left is the fp32 part, the casts and the "
+        "per-op overhead of about 60 small ops per update. Learning with it is checked separately (a test on "
+        "Pendulum, and a HalfCheetah run below).",
         "",
         f"How rlkit is timed: around `algorithm.train_step` inside `Trainer.run` (trainer loop and its metrics "
         "logging every 500 steps included), from the start of the call that begins at `env_steps == 1000` to the "
@@ -445,8 +482,7 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
         table(["contender", "loop wall s (median)", "repeats", "vs SB3 (wall)", "loop CPU s (median)",
                "repeats (CPU)", "vs SB3 (CPU)", "steps/s", "return (last 100 ep.)", "process wall s"], drows),
         "",
-        f"**rlkit / SB3 wall time = {d_wall:.2f}x** ({d_cpu:.2f}x in CPU time); target <= 0.5x: "
-        f"{verdict(d_wall <= 0.5)} by wall clock, {verdict(d_cpu <= 0.5)} in CPU time.",
+        " ".join(dqn_verdicts),
         "",
         "Identical hyperparameters (rlkit's CartPole preset, the RL Baselines3 Zoo ones): lr 2.3e-3, batch 64, "
         "buffer 100,000, learning_starts 1,000, gamma 0.99, target_update_interval 10, train_freq 256, "
@@ -460,21 +496,22 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
         "the target network is the same at every gradient step either way. The return column is a sanity check "
         "(one seed per repeat).",
         "",
-        "### 1M-step returns beside CleanRL's published SAC results: not yet run",
+        "### Returns beside CleanRL's published SAC results (1M steps)",
         "",
         f"CleanRL's `sac_continuous_action` reports {CLEANRL_PUBLISHED['HalfCheetah']:,} on HalfCheetah-v4 and "
-        f"{CLEANRL_PUBLISHED['Humanoid']:,} on Humanoid-v4 after 1M steps. The rlkit equivalents have not been "
-        f"run: at rlkit's SAC throughput on Humanoid above ({sps['sac-rlkit']:.0f} steps/s with one thread; "
-        "about 80 with the preset's two) 1M steps take 3.5 hours or more, and HalfCheetah about 1.5 hours. "
-        + PARTIAL_HALFCHEETAH
-        + " The commands that would produce them (rlkit's MuJoCo preset, CleanRL's recipe: lr 3e-4, q_lr 1e-3, "
-        "policy_frequency 2, learning_starts 5,000):",
+        f"{CLEANRL_PUBLISHED['Humanoid']:,} on Humanoid-v4 after 1M steps (v5 differs slightly from v4). rlkit's "
+        "runs on HalfCheetah-v5, separate from this benchmark (greedy evaluation, 10 episodes, every N steps):",
         "",
-        "```",
-        "rlkit run sac --env HalfCheetah --total-steps 1000000 --seed 1 --out runs --name sac-halfcheetah-1m",
-        "rlkit run sac --env Humanoid --total-steps 1000000 --seed 1 --out runs --name sac-humanoid-1m",
-        "rlkit eval runs/sac-halfcheetah-1m --episodes 10 && rlkit eval runs/sac-humanoid-1m --episodes 10",
-        "```",
+        table(["run", "command", "evaluation return at env steps"],
+              [[what, f"`{cmd}`", ", ".join(f"{ret:,.0f} at {step // 1000:,}k" for step, ret in sorted(evals.items()))]
+               for what, cmd, evals in HALFCHEETAH_RUNS]),
+        "",
+        HALFCHEETAH_NOTE
+        + f" Humanoid for 1M steps has not been run: at the throughput above ({cps['sac-rlkit']:.0f} steps per CPU "
+        f"second in fp32, {cps['sac-rlkit-bf16']:.0f} in bf16, before any env overhead) it takes "
+        f"{1e6 / cps['sac-rlkit'] / 3600:.1f} or {1e6 / cps['sac-rlkit-bf16'] / 3600:.1f} hours of one core. "
+        "The command: `rlkit run sac --env Humanoid --seed 1 --eval-every 100000` (add `--precision bf16` for the "
+        "faster one).",
         "",
         "Reproduce this section (from the repository root, with the `bench` extra installed):",
         "",

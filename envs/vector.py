@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from rlkit.envs.checkpointable import Checkpointable
@@ -88,6 +89,31 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class LeanSyncVectorEnv(SyncVectorEnv):
+    """gymnasium's SyncVectorEnv (SAME_STEP autoreset) with a leaner `step`: the per-env
+    info dicts are not merged into batched arrays (a Humanoid step has a dozen info keys,
+    which gymnasium merges one env at a time: about a sixth of PPO's collection time).
+    `info` holds only what rlkit reads: ``final_obs`` (an object array, entries for the
+    envs that ended), as gymnasium gives it."""
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        n = self.num_envs
+        obs: list[Any] = []
+        reward = np.zeros(n)
+        terminated, truncated = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+        final: np.ndarray | None = None
+        for i, env in enumerate(self.envs):
+            o, reward[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            if terminated[i] or truncated[i]:
+                if final is None:
+                    final = np.full(n, None, dtype=object)
+                final[i] = o
+                o, _ = env.reset()
+            obs.append(o)
+        info = {} if final is None else {"final_obs": final}
+        return np.stack(obs), reward, terminated, truncated, info
+
+
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", workers: int = 0) -> VectorEnv:
     """`num_envs` copies of `env_id`. Modes: "sync" (gymnasium, this process), "async"
     (gymnasium, one subprocess per env), "workers" (rlkit: `workers` processes, default one
@@ -96,7 +122,7 @@ def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", workers: int
     if mode == "workers":
         return WorkerVectorEnv(fns, workers or os.cpu_count() or 1)
     if mode == "sync":
-        return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        return LeanSyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     if mode == "async":
         with _sigint_ignored():
             return AsyncVectorEnv(

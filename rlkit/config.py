@@ -54,6 +54,10 @@ class BaseConfig:
     """Learner replicas (data-parallel, for distribution policies that support it)."""
     torch_threads: int = 1
     """Torch intra-op threads per process; 1 is fastest for small networks on few cores."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Learner arithmetic: fp32, or bf16 (autocast: hidden layers multiply in bfloat16;
+    output layers, losses, weights, gradients and optimizer state stay fp32). About 2x
+    faster SAC updates on CPUs with AVX512-BF16 or AMX, and on recent GPUs."""
     out: str = "runs"
     """Parent directory of run directories."""
     name: str = ""

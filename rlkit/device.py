@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from typing import Any
 
 import torch
 
@@ -37,3 +39,10 @@ def resolve_device(name: str) -> torch.device:
             f"--device {name}: no Ascend NPU (torch_npu) here; use --device cpu or auto"
         )
     return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The learner's arithmetic for a forward pass: bfloat16 autocast, or plain fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

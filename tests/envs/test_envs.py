@@ -1,8 +1,11 @@
+from functools import partial
+
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from rlkit.envs import SHORT_NAMES, make_vector_env, probe_spec, resolve_env_id
-from rlkit.envs.vector import get_states, set_states
+from rlkit.envs.vector import get_states, make_env, set_states
 from rlkit.errors import EnvError
 
 
@@ -75,16 +78,20 @@ def test_state_count_mismatch_is_an_error():
         set_states(b, get_states(a))
 
 
+@pytest.mark.parametrize("mode", ["sync", "workers"])
 @pytest.mark.parametrize("env", ["Humanoid", "CartPole"])
-def test_worker_vector_env_steps_exactly_like_sync(env):
-    """rlkit's shared-memory workers give the same trajectories as gymnasium's sync vector
-    env, including autoreset (SAME_STEP) and the final observations of ended episodes."""
+def test_vector_envs_step_exactly_like_gymnasium_sync(env, mode):
+    """rlkit's vector envs (the lean sync one, the shared-memory workers) give the same
+    trajectories as gymnasium's own SyncVectorEnv, including autoreset (SAME_STEP) and the
+    final observations of ended episodes."""
     env_id, spec = probe_spec(env)
-    sync = make_vector_env(env_id, 3, "sync")
-    workers = make_vector_env(env_id, 3, "workers", workers=2)
+    reference = SyncVectorEnv(
+        [partial(make_env, env_id, i) for i in range(3)], autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    ours = make_vector_env(env_id, 3, mode, workers=2)
     rng = np.random.default_rng(0)
-    o1, _ = sync.reset(seed=5)
-    o2, _ = workers.reset(seed=5)
+    o1, _ = reference.reset(seed=5)
+    o2, _ = ours.reset(seed=5)
     np.testing.assert_array_equal(o1, o2)
     ended = 0
     for _ in range(60):
@@ -92,14 +99,15 @@ def test_worker_vector_env_steps_exactly_like_sync(env):
             action = rng.integers(0, spec.action_dim, 3)
         else:
             action = rng.uniform(-0.4, 0.4, (3, spec.action_dim)).astype(np.float32)
-        a, b = sync.step(action), workers.step(action)
+        a, b = reference.step(action), ours.step(action)
         for x, y in zip(a[:4], b[:4], strict=True):
             np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype
         done = a[2] | a[3]
         if done.any():
             ended += int(done.sum())
             for i in np.flatnonzero(done):
                 np.testing.assert_array_equal(a[4]["final_obs"][i], b[4]["final_obs"][i])
     assert ended > 0
-    sync.close()
-    workers.close()
+    reference.close()
+    ours.close()
