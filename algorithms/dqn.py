@@ -16,7 +16,8 @@ from torch import nn
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import full_precision, mlp
-from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, OffPolicyLearnerBase
+from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
+from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.device import autocast
