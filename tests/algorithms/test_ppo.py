@@ -10,7 +10,7 @@ import torch
 
 from rlkit.algorithms import ALGORITHMS, PPO, PPOConfig
 from rlkit.algorithms.networks import ActorCritic
-from rlkit.algorithms.on_policy import OnPolicyActor, OnPolicyLearner
+from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner
 from rlkit.envs import SpaceSpec, probe_spec
 from rlkit.trainer import Trainer, make_config
 

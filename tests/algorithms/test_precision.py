@@ -11,7 +11,7 @@ import torch
 
 from rlkit.algorithms import DQN, PPO, SAC, DQNConfig, PPOConfig, SACConfig
 from rlkit.algorithms.networks import full_precision
-from rlkit.algorithms.on_policy import OnPolicyLearner
+from rlkit.algorithms.on_policy_roles import OnPolicyLearner
 from rlkit.envs import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.trainer import make_config

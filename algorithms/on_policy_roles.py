@@ -1,0 +1,265 @@
+"""The roles of the on-policy template: the actor that collects rollouts (with
+observation and reward normalization and bootstrapping on truncation) and the learner
+that turns a rollout into advantages and takes `epochs` passes of minibatch steps on the
+algorithm's loss (optionally data parallel, compiled, or in bf16)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rlkit import batch as B
+from rlkit.algorithms.advantages import ADVANTAGES
+from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
+from rlkit.algorithms.flat_params import FlatParameters
+from rlkit.algorithms.networks import ActorCritic
+from rlkit.batch import Batch
+from rlkit.device import autocast
+from rlkit.envs.normalize import RewardScaler
+from rlkit.envs.runner import EnvRunner
+from rlkit.envs.vector import SpaceSpec
+from rlkit.errors import TrainingError
+from rlkit.roles import Actor, Learner, Metrics, Weights
+
+if TYPE_CHECKING:
+    from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
+
+
+def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
+    return ActorCritic(spec, config.hidden, config.activation, config.log_std_init)
+
+
+class OnPolicyActor(Actor):
+    """Steps `num_envs` environments with the current policy and records rollouts."""
+
+    def __init__(
+        self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0
+    ) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.config, self.spec = config, spec
+        seed = config.seed + 10_007 * replica
+        self.runner = EnvRunner(
+            env_id, spec, config.num_envs, config.vector, seed, config.norm_obs, config.env_workers
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.policy = make_policy(config, spec)
+        self.flat = FlatParameters(self.policy)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reward_scaler = (
+            RewardScaler(config.num_envs, config.gamma) if config.norm_reward else None
+        )
+        self.version = 0
+
+    def set_weights(self, weights: Weights, version: int) -> None:
+        self.flat.set(weights["flat"])
+        self.version = version
+
+    @torch.no_grad()
+    def collect(self, num_steps: int) -> tuple[Batch, dict[str, list[float]]]:
+        """Rollout fields are ``[num_envs, num_steps, ...]``; `next_values` is V(s') with
+        V(final obs) on truncation and 0 on termination."""
+        n, spec = self.config.num_envs, self.spec
+        obs = torch.empty((num_steps, n, *spec.obs_shape))
+        if spec.discrete:
+            actions = torch.empty((num_steps, n), dtype=torch.int64)
+        else:
+            actions = torch.empty((num_steps, n, spec.action_dim))
+        log_probs, values, rewards = (torch.empty((num_steps, n)) for _ in range(3))
+        dones = torch.empty((num_steps, n), dtype=torch.bool)
+        terminated = torch.empty((num_steps, n), dtype=torch.bool)
+        bootstrap = torch.zeros((num_steps, n))
+        groups = self.runner.groups
+
+        def launch(t: int, g: int) -> None:
+            """Act for group g at step t and start its envs stepping."""
+            sl = groups[g]
+            obs_g = torch.from_numpy(self.runner.obs[sl])
+            action, log_prob, value = self.policy.act(obs_g, self.generator)
+            obs[t, sl], actions[t, sl], log_probs[t, sl], values[t, sl] = (
+                obs_g,
+                action,
+                log_prob,
+                value,
+            )
+            self.runner.step_async(g, action.numpy())
+
+        # Pipelined over env groups: while one worker steps its envs, the policy runs for
+        # the next group. With a single group this is the plain act-step loop.
+        for g in range(len(groups)):
+            launch(0, g)
+        for t in range(num_steps):
+            for g, sl in enumerate(groups):
+                step = self.runner.step_wait(g)
+                reward = step.reward
+                if self.reward_scaler is not None:
+                    reward = self.reward_scaler(reward, step.done, sl)
+                if step.final_obs is not None and step.truncated.any():
+                    # bootstrap from the last observation of a truncated (not terminated) episode
+                    cut = step.truncated[step.done] & ~step.terminated[step.done]
+                    rows = np.flatnonzero(step.done)[cut] + (sl.start or 0)
+                    bootstrap[t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
+                rewards[t, sl] = torch.from_numpy(reward)
+                dones[t, sl] = torch.from_numpy(step.done)
+                terminated[t, sl] = torch.from_numpy(step.terminated)
+                if t + 1 < num_steps:
+                    launch(t + 1, g)
+        last_value = self.policy.value(torch.from_numpy(self.runner.obs))
+        next_values = torch.cat([values[1:], last_value[None]])
+        next_values = torch.where(dones, bootstrap, next_values)
+        rollout = {
+            "obs": obs,
+            "actions": actions,
+            "log_probs": log_probs,
+            "values": values,
+            "next_values": next_values,
+            "rewards": rewards,
+            "dones": dones,
+            "terminated": terminated,
+        }
+        rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
+        rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
+        return rollout, self.runner.pop_episodes()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "generator": self.generator.get_state(),
+            "runner": self.runner.state_dict(),
+            "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+            "version": self.version,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.generator.set_state(state["generator"])
+        self.runner.load_state_dict(state["runner"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
+        self.version = state["version"]
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class OnPolicyLearner(DataParallelRole, Learner):
+    """Advantages, then `epochs` passes of minibatch gradient steps on `algorithm.loss`."""
+
+    def __init__(
+        self,
+        algorithm: type[OnPolicy],
+        spec: SpaceSpec,
+        config: OnPolicyConfig,
+        device: torch.device | None = None,
+        replica: int = 0,
+    ) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.algorithm, self.config = algorithm, config
+        self.device = device or torch.device("cpu")
+        self.dp = DataParallel(replica, config.learners, self.device)
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.policy = make_policy(config, spec).to(self.device)
+        self.flat = FlatParameters(self.policy)
+        self.optimizer = torch.optim.Adam(
+            [self.flat.param], lr=config.lr, eps=1e-5, fused=self.device.type in ("cpu", "cuda")
+        )
+        # compiled lazily, at the first minibatch (a subclass's own loss included)
+        self.loss = (
+            torch.compile(algorithm.loss, dynamic=False) if config.compile else algorithm.loss
+        )
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        per_update = config.num_steps * config.num_envs * config.actors
+        self.total_updates = max(1, math.ceil(config.total_steps / per_update))
+        self.updates = 0
+
+    def update(self, batch: Batch) -> Metrics:
+        cfg = self.config
+        batch = B.to(batch, self.device)
+        estimator = ADVANTAGES.get(cfg.advantage)
+        advantages, returns = estimator(
+            batch["rewards"],
+            batch["values"],
+            batch["next_values"],
+            batch["dones"],
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        # scalars packed in one [n, 4] tensor: a minibatch is three gathers, not six
+        scalars = torch.stack([batch["log_probs"], batch["values"], advantages, returns], -1)
+        data = B.flatten_time(
+            {"obs": batch["obs"], "actions": batch["actions"], "scalars": scalars}
+        )
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
+        n = B.batch_size(data)
+        size = cfg.minibatch_size // self.dp.world  # data parallel: each replica's share
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            shuffled = B.index(data, order)  # one gather per epoch; minibatches are slices
+            for start in range(0, n, size):
+                rows = B.index(shuffled, slice(start, start + size))
+                log_probs, values, adv, ret = rows["scalars"].unbind(-1)
+                if cfg.norm_adv and adv.numel() > 1:
+                    mean, std = self.dp.mean_std(adv)  # over the whole minibatch, all replicas
+                    adv = (adv - mean) / (std + 1e-8)
+                mb = {
+                    "obs": rows["obs"],
+                    "actions": rows["actions"],
+                    "log_probs": log_probs,
+                    "values": values,
+                    "advantages": adv,
+                    "returns": ret,
+                }
+                with autocast(self.device, cfg.precision):
+                    loss, stats = self.loss(cfg, self.policy, mb)
+                self.flat.zero_grad()
+                loss.backward()
+                self.dp.average_(self.flat.grad)
+                if cfg.max_grad_norm > 0:
+                    self.flat.clip_grad_norm_(cfg.max_grad_norm)
+                self.optimizer.step()
+                stats = {"loss": loss, **stats}
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0) + v.detach()
+                steps += 1
+            # every replica must take the same decision, or the all-reduces deadlock
+            kl = stats.get("approx_kl") if cfg.target_kl > 0 else None
+            if kl is not None and self.dp.average_(kl.detach().clone()).item() > cfg.target_kl:
+                break
+        self.updates += 1
+        metrics = {k: float(v) / steps for k, v in sums.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingError(
+                f"the loss became {metrics['loss']} at update {self.updates}: "
+                "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact"
+            )
+        var = returns.var()
+        metrics["explained_variance"] = (
+            float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
+        )
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    def get_weights(self) -> Weights:
+        return {"flat": self.flat.get()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.updates = state["updates"]
