@@ -27,21 +27,6 @@ def config(learners: int) -> PPOConfig:
                      anneal_lr=False, learners=learners, hidden=(16,), torch_threads=1)
 
 
-def rollout() -> B.Batch:
-    g = torch.Generator().manual_seed(0)
-    shape = (ENVS, STEPS)
-    return {
-        "obs": torch.randn(*shape, 5, generator=g),
-        "actions": torch.randn(*shape, 2, generator=g),
-        "log_probs": torch.randn(*shape, generator=g) - 2,
-        "values": torch.randn(*shape, generator=g),
-        "next_values": torch.randn(*shape, generator=g),
-        "rewards": torch.randn(*shape, generator=g),
-        "dones": torch.rand(*shape, generator=g) < 0.2,
-        "terminated": torch.zeros(*shape, dtype=torch.bool),
-    }
-
-
 def run_two_replicas(target: Any, batch: B.Batch) -> list[Any]:
     """`target(rank, address, half of batch, queue)` in two forked processes joined on gloo;
     what each put on the queue, by rank."""
@@ -67,13 +52,14 @@ def replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
     learner.close()
 
 
-def test_two_learners_equal_one_learner_on_the_whole_batch():
+def test_two_learners_equal_one_learner_on_the_whole_batch(make_rollout):
+    rollout = make_rollout(ENVS, STEPS, obs_dim=5, act_dim=2)
     single = OnPolicyLearner(PPO, SPEC, config(1))
     before = single.flat.get()
-    single.update(rollout())
+    single.update(rollout)
     expected = single.flat.get()
 
-    (_, params0, loss0), (_, params1, loss1) = run_two_replicas(replica, rollout())
+    (_, params0, loss0), (_, params1, loss1) = run_two_replicas(replica, rollout)
     torch.testing.assert_close(params0, params1)  # the replicas stay identical
     torch.testing.assert_close(params0, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(before, expected)  # the update did move the parameters

@@ -120,21 +120,11 @@ def test_termination_has_no_bootstrap():
     actor.close()
 
 
-def test_compiled_loss_takes_the_same_steps_as_eager():
+def test_compiled_loss_takes_the_same_steps_as_eager(make_rollout):
     """--compile: the learner's loss through torch.compile (forward and backward) gives the
     same parameters after an update as the eager loss, to float tolerance."""
     envs, steps = 2, 16
-    g = torch.Generator().manual_seed(3)
-    rollout = {
-        "obs": torch.randn(envs, steps, 3, generator=g),
-        "actions": torch.rand(envs, steps, 2, generator=g) * 2 - 1,
-        "log_probs": torch.randn(envs, steps, generator=g) - 2,
-        "values": torch.randn(envs, steps, generator=g),
-        "next_values": torch.randn(envs, steps, generator=g),
-        "rewards": torch.randn(envs, steps, generator=g),
-        "dones": torch.rand(envs, steps, generator=g) < 0.1,
-        "terminated": torch.zeros(envs, steps, dtype=torch.bool),
-    }
+    rollout = make_rollout(envs, steps, obs_dim=3, act_dim=2, seed=3)
     params = []
     for compile_ in (False, True):
         cfg = PPOConfig(num_envs=envs, num_steps=steps, minibatch_size=8, epochs=2, hidden=(16,),

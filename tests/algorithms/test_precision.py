@@ -12,6 +12,7 @@ import torch
 from rlkit.algorithms import DQN, PPO, SAC, DQNConfig, PPOConfig, SACConfig
 from rlkit.algorithms.networks import full_precision
 from rlkit.algorithms.on_policy_roles import OnPolicyLearner
+from rlkit.batch import Batch
 from rlkit.envs import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.trainer import make_config
@@ -49,21 +50,7 @@ def off_policy_batch(spec: SpaceSpec, n: int = 64) -> dict[str, torch.Tensor]:
     }
 
 
-def rollout(n_envs: int = 2, steps: int = 32) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "obs": torch.randn(n_envs, steps, 5, generator=g),
-        "actions": torch.rand(n_envs, steps, 2, generator=g) * 2 - 1,
-        "log_probs": torch.randn(n_envs, steps, generator=g) - 2,
-        "values": torch.randn(n_envs, steps, generator=g),
-        "next_values": torch.randn(n_envs, steps, generator=g),
-        "rewards": torch.randn(n_envs, steps, generator=g),
-        "dones": torch.rand(n_envs, steps, generator=g) < 0.1,
-        "terminated": torch.zeros(n_envs, steps, dtype=torch.bool),
-    }
-
-
-def one_update(kind: str, precision: str) -> tuple[float, torch.Tensor]:
+def one_update(kind: str, precision: str, rollout: Batch) -> tuple[float, torch.Tensor]:
     """(the update's loss, how far it moved the parameters) for one learner in `precision`."""
     common: dict[str, Any] = dict(hidden=(64, 64), precision=precision, torch_threads=1, seed=3)
     if kind == "ppo":
@@ -71,7 +58,7 @@ def one_update(kind: str, precision: str) -> tuple[float, torch.Tensor]:
             PPO, CONTINUOUS, PPOConfig(num_envs=2, num_steps=32, minibatch_size=32, **common)
         )
         before = ppo.flat.get().clone()
-        metrics = ppo.update(rollout())
+        metrics = ppo.update(rollout)
         return float(metrics["loss"]), ppo.flat.get() - before
     if kind == "dqn":
         dqn = DQN.learner_cls(DISCRETE, DQNConfig(batch_size=64, **common))
@@ -86,9 +73,10 @@ def one_update(kind: str, precision: str) -> tuple[float, torch.Tensor]:
 
 
 @pytest.mark.parametrize("kind", ["ppo", "dqn", "sac"])
-def test_a_bf16_update_stays_close_to_the_fp32_update(kind):
-    loss32, step32 = one_update(kind, "fp32")
-    loss16, step16 = one_update(kind, "bf16")
+def test_a_bf16_update_stays_close_to_the_fp32_update(kind, make_rollout):
+    rollout = make_rollout(2, 32, obs_dim=5, act_dim=2, seed=2)
+    loss32, step32 = one_update(kind, "fp32", rollout)
+    loss16, step16 = one_update(kind, "bf16", rollout)
     assert math.isfinite(loss16)
     assert loss16 == pytest.approx(loss32, rel=0.03)
     assert not torch.equal(step16, step32)  # the arithmetic did change, the step hardly
