@@ -187,6 +187,9 @@ CTRL_C_RUNS = {
     # sampling RNG and the optimizer must all come back for the rows to match
     "dqn": (["dqn", "--env", "CartPole", "--log-every", "512"], 6144, 4, 12),
     "sac": (["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250"], 2000, 4, 8),
+    # bf16 learner arithmetic is as deterministic on CPU as fp32
+    "sac-bf16": (["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250",
+                  "--precision", "bf16"], 2000, 4, 8),
     # async-actor (in one process here): the chunks in flight at the checkpoint come back
     "dqn-async": (["dqn", "--env", "CartPole", "--policy", "async-actor", "--log-every", "512"], 6144, 4, 12),
 }
