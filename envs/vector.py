@@ -111,7 +111,8 @@ class LeanSyncVectorEnv(SyncVectorEnv):
                 o, _ = env.reset()
             obs.append(o)
         info = {} if final is None else {"final_obs": final}
-        return np.stack(obs), reward, terminated, truncated, info
+        batch = np.stack(obs).astype(self.single_observation_space.dtype, copy=False)
+        return batch, reward, terminated, truncated, info
 
 
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", workers: int = 0) -> VectorEnv:
