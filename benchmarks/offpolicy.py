@@ -61,9 +61,9 @@ CLEANRL_PUBLISHED = {"HalfCheetah": 9635, "Humanoid": 4996}  # CleanRL sac_conti
 # Separate runs, not part of this benchmark (2026-11-22, this 2-core machine, HalfCheetah-v5, seed 1, rlkit's
 # MuJoCo preset = CleanRL's recipe): (what, command, greedy evaluation return of 10 episodes at env steps).
 HALFCHEETAH_RUNS: list[tuple[str, str, dict[int, float]]] = [
-    ("fp32, 1M steps, 1 torch thread",
-     "rlkit run sac --env HalfCheetah --seed 1 --eval-every 100000 --torch-threads 1",
-     {100_000: 6234}),
+    ("fp32, 1M steps",
+     "rlkit run sac --env HalfCheetah --seed 1 --eval-every 100000",
+     {100_000: 6234, 200_000: 7389, 300_000: 8021, 400_000: 8288, 500_000: 8838, 600_000: 8797, 700_000: 9069, 800_000: 8912, 900_000: 9031, 1_000_000: 9041}),
     ("fp32, 100k steps, the preset's 2 threads",
      "rlkit run sac --env HalfCheetah --total-steps 100000 --seed 1 --eval-every 25000",
      {25_000: 1627, 50_000: 3519, 75_000: 5289, 100_000: 5908}),
@@ -73,9 +73,11 @@ HALFCHEETAH_RUNS: list[tuple[str, str, dict[int, float]]] = [
      {25_000: 2171, 50_000: 3023, 75_000: 4990, 100_000: 6252}),
 ]
 HALFCHEETAH_NOTE = (
-    "The 1M-step run shared the machine with other work (about 140 steps/s, 2 hours). The bf16 run took 9 minutes "
-    "(181 steps/s, also on a shared machine); fp32 and bf16 runs with the same seed are not the same trajectory, "
-    "so read the two 100k runs as one sample each of how far SAC gets in 100k steps."
+    "The 1M-step run shared the machine with the rest of a working session: one torch thread up to step 391k "
+    "(and stopped while other benchmarks ran), then Ctrl-C and `rlkit resume` with the preset's two threads "
+    "(206 steps/s); its speed says nothing, its returns are the point. The bf16 run took 9 minutes "
+    "(181 steps/s, one thread, also on a shared machine). fp32 and bf16 runs with the same seed are not the same "
+    "trajectory, so read the two 100k runs as one sample each of how far SAC gets in 100k steps."
 )
 PROFILE_HEAD = "### Where rlkit's time goes (cProfile)"
 
@@ -505,6 +507,8 @@ def render_main(sac: dict[str, list[dict[str, Any]]], dqn: dict[str, list[dict[s
         table(["run", "command", "evaluation return at env steps"],
               [[what, f"`{cmd}`", ", ".join(f"{ret:,.0f} at {step // 1000:,}k" for step, ret in sorted(evals.items()))]
                for what, cmd, evals in HALFCHEETAH_RUNS]),
+        "",
+        "![rlkit SAC HalfCheetah-v5, 1M steps, seed 1 (training episode returns)](img/sac_halfcheetah_1m.png)",
         "",
         HALFCHEETAH_NOTE
         + f" Humanoid for 1M steps has not been run: at the throughput above ({cps['sac-rlkit']:.0f} steps per CPU "
