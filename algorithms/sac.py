@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
-from rlkit.algorithms.networks import full_precision, mlp
+from rlkit.algorithms.networks import HALF_LOG_2PI, full_precision, mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
@@ -116,7 +116,7 @@ class SquashedGaussian(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + std * noise
         # log N(u) - sum log |da/du|, with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
-        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = (-0.5 * noise.pow(2) - log_std - HALF_LOG_2PI).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u)) + self.scale.log()).sum(
             -1
         )
@@ -196,12 +196,10 @@ class SACLearner(OffPolicyLearnerBase):
                 self.alpha_opt.step()
         self.polyak(self.target, self.critic, self.cfg.tau)
         self.updates += 1
-        with torch.no_grad(), autocast(self.device, self.cfg.precision):
-            out["priorities"] = (
-                (self.critic(b["obs"], b["action"]).min(0).values - y).abs() + 1e-6
-                if self.cfg.prioritized
-                else None
-            )
+        if self.cfg.prioritized:
+            with torch.no_grad(), autocast(self.device, self.cfg.precision):
+                td = self.critic(b["obs"], b["action"]).min(0).values - y
+            out["priorities"] = td.abs() + 1e-6
         return out
 
     def get_weights(self) -> Weights:
