@@ -92,7 +92,8 @@ def _sigint_ignored() -> Iterator[None]:
 class LeanSyncVectorEnv(SyncVectorEnv):
     """gymnasium's SyncVectorEnv (SAME_STEP autoreset) with a leaner `step`: the per-env
     info dicts are not merged into batched arrays (a Humanoid step has a dozen info keys,
-    which gymnasium merges one env at a time: about a sixth of PPO's collection time).
+    which gymnasium merges one env at a time: PPO's Humanoid collection went from 0.57 to
+    0.51 CPU s per 2,048 steps without it).
     `info` holds only what rlkit reads: ``final_obs`` (an object array, entries for the
     envs that ended), as gymnasium gives it."""
 
