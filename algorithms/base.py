@@ -1,12 +1,14 @@
 """What every algorithm is: a typed config, a logical graph of roles, and a driver step.
 
 The trainer (`rlkit.trainer`) compiles `graph()` with a distribution policy, starts it on
-an executor, hands the runtime to `start()`, and calls `train_step()` until the step
-budget is spent. An algorithm never creates processes or picks devices itself.
+an executor, hands the runtime to `begin()`, and calls `train_step()` until the step
+budget is spent. An algorithm never creates processes or picks devices itself, and its
+driver never calls a role by name: it carries the graph's edges.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from rlkit.config import BaseConfig
+from rlkit.config import BaseConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
 from rlkit.envs.vector import SpaceSpec
@@ -38,10 +40,26 @@ class StepResult:
 
 
 class Algorithm(ABC):
-    """Subclass a template (OnPolicy, OffPolicy, RLHF), not this."""
+    """Subclass a template (`OnPolicy`, `OffPolicy`), or this for an algorithm with none.
+
+    Contract (docs/custom_algorithm.md): `graph()` declares fragments and edges;
+    `train_step()` carries edges (``self.runtime.carry(EDGE, ...)``) and returns what it
+    did; `eval_policy` builds a deterministic policy from a checkpoint's state. The
+    trainer calls `begin(runtime)` once the plan runs: the runtime is attached, all-reduce
+    groups formed, the template's `setup()` done (e.g. the initial weight push), then your
+    `start()` hook, which needs no `super()` call.
+    """
 
     name: ClassVar[str] = ""
+    """Registry name, given once: by ``@ALGORITHMS.register("name")``, or as this
+    attribute; a subclass that gives none is named after its class (lower case)."""
     config_cls: ClassVar[type[BaseConfig]] = BaseConfig
+    """The typed config dataclass; its fields are the command-line flags."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # never inherit a registered name
+            cls.name = cls.__name__.lower()
 
     def __init__(self, config: BaseConfig, env_id: str, spec: SpaceSpec) -> None:
         self.config = config
@@ -60,25 +78,44 @@ class Algorithm(ABC):
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            raise RuntimeError("the algorithm has not been started on a runtime")
+            raise RuntimeError(
+                f"{type(self).__name__}.runtime is used before the trainer started the plan "
+                "(it is set by begin(), before setup() and start())"
+            )
         return self._runtime
 
-    def start(self, runtime: Runtime) -> None:
-        """Called once the plan runs; e.g. push the learner's initial weights to actors."""
+    def begin(self, runtime: Runtime) -> None:
+        """Called by the trainer once the plan runs: attach, form all-reduce groups, the
+        template's `setup()`, then the `start()` hook. Not meant to be overridden."""
         self._runtime = runtime
+        runtime.connect_collectives()
+        self.setup()
+        self.start()
+
+    def setup(self) -> None:
+        """The template's own start (initial weights to the actors, counters)."""
+
+    def start(self) -> None:
+        """Your hook, run after `setup()`; nothing to call up."""
 
     @abstractmethod
     def train_step(self) -> StepResult:
         """One iteration of the algorithm (collect, update, sync)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The state of every replica of every fragment, plus the driver's own."""
+        """The state of every replica of every fragment, what is in flight on the edges,
+        and the driver's own."""
         fragments = {n: g.call("state_dict") for n, g in self.runtime.groups.items()}
-        return {"fragments": fragments, "driver": self.driver_state()}
+        return {
+            "fragments": fragments,
+            "edges": self.runtime.edge_state(),
+            "driver": self.driver_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, states in state["fragments"].items():
             self.runtime[name].call_each("load_state_dict", [(s,) for s in states])
+        self.runtime.load_edge_state(state.get("edges", {}))
         self.load_driver_state(state["driver"])
 
     def driver_state(self) -> dict[str, Any]:
@@ -92,23 +129,52 @@ class Algorithm(ABC):
     def eval_policy(
         cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec
     ) -> Callable[[np.ndarray], np.ndarray]:
-        """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]`` from a checkpoint."""
+        """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]`` from a
+        checkpoint's state: ``state["fragments"][NAME]`` lists each fragment's replica
+        states, ``state["driver"]`` is `driver_state()` (periodic evaluation passes
+        replica 0 of every fragment, a buffer's `eval_state` being empty)."""
 
     def current_policy(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The deterministic policy of actor replica 0 as it is now (for periodic evaluation)."""
-        actor = self.runtime["actor"].one("state_dict")
-        return self.eval_policy({"fragments": {"actor": [actor]}}, self.config, self.spec)
+        """The deterministic policy as it is now (for periodic evaluation): `eval_policy` of
+        a state laid out as a checkpoint's, with replica 0 of every fragment (`eval_state`:
+        a replay buffer's contents left out) and the driver's state."""
+        plan = self.runtime.plan
+        fragments = {}
+        for name, group in self.runtime.groups.items():
+            has_eval_state = hasattr(plan.fragment(name).role, "eval_state")
+            fragments[name] = [group.one("eval_state" if has_eval_state else "state_dict")]
+        state = {"fragments": fragments, "driver": self.driver_state()}
+        return self.eval_policy(state, self.config, self.spec)
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
-        """Env short name -> field overrides, from ``algorithms/presets/NAME.yaml``."""
-        path = PRESETS_DIR / f"{cls.name}.yaml"
-        if not path.exists():
-            return {}
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: presets must be a mapping of env name to fields")
-        return data
+        """Env short name -> field overrides: ``presets/NAME.yaml`` of the class and of each
+        algorithm it derives from (rlkit's own, or beside the module that defines it), the
+        parent's first; fields the config does not offer are skipped (a parent's tuning)."""
+        merged: dict[str, dict[str, Any]] = {}
+        for klass in reversed(cls.__mro__):
+            if not (isinstance(klass, type) and issubclass(klass, Algorithm)) or not klass.name:
+                continue
+            for path in _preset_files(klass):
+                for env, fields in _read_presets(path).items():
+                    merged.setdefault(env, {}).update(fields)
+        offered = offered_fields(cls.config_cls)
+        return {
+            env: {k: v for k, v in fields.items() if k.replace("-", "_") in offered}
+            for env, fields in merged.items()
+        }
+
+
+def _preset_files(klass: type[Algorithm]) -> list[Path]:
+    here = Path(inspect.getfile(klass)).resolve().parent / "presets" / f"{klass.name}.yaml"
+    return [p for p in dict.fromkeys([PRESETS_DIR / f"{klass.name}.yaml", here]) if p.exists()]
+
+
+def _read_presets(path: Path) -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{path}: presets must be a mapping of env name to fields")
+    return data
 
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")

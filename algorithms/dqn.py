@@ -137,8 +137,7 @@ class DQNLearner(OffPolicyLearnerBase):
             self.q = QNetwork(spec, config.hidden, config.dueling).to(self.device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.flat, self.target_flat = FlatParameters(self.q), FlatParameters(self.target)
-        fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam([self.flat.param], lr=config.lr, fused=fused)
+        self.optimizer = self.make_optimizer([self.flat.param], config.lr)
 
     def update(self, batch: Batch) -> dict[str, Any]:
         b = self.to_device(batch)
@@ -154,12 +153,12 @@ class DQNLearner(OffPolicyLearnerBase):
         target = td_targets(
             next_q_online,
             next_q_target,
-            b["reward"],
-            b["discount"],
+            b["rewards"],
+            b["discounts"],
             b["terminated"],
             self.cfg.double,
         )
-        q = q_all.gather(-1, b["action"].long()[:, None]).squeeze(-1)
+        q = q_all.gather(-1, b["actions"].long()[:, None]).squeeze(-1)
         elementwise = F.smooth_l1_loss(q, target, reduction="none")
         loss = (elementwise * b["weights"]).mean() if "weights" in b else elementwise.mean()
         self.flat.zero_grad()
@@ -198,7 +197,6 @@ class DQNLearner(OffPolicyLearnerBase):
 
 @ALGORITHMS.register("dqn")
 class DQN(OffPolicy):
-    name = "dqn"
     config_cls: ClassVar[type[BaseConfig]] = DQNConfig
     learner_cls: ClassVar[type[Learner]] = DQNLearner
     discrete = True
@@ -237,4 +235,4 @@ class DQN(OffPolicy):
         interval = self.config.target_update_interval
         steps_per_round = self.config.train_freq * self.config.num_envs * self.config.actors
         if self.env_steps // interval > (self.env_steps - steps_per_round) // interval:
-            self.runtime["learner"].call("sync_target")
+            self.runtime.group("learner", DQNLearner).call(DQNLearner.sync_target)

@@ -9,7 +9,9 @@ An algorithm built on it supplies a learner role and three class-level hooks:
 `make_actor_policy` (the module actors act with), `explore` (an exploration action) and
 `greedy` (the evaluation action). Everything else (warm-up, buffer, n-step returns,
 prioritized replay and its beta schedule, update rounds, weight pushes) lives here; the
-roles are in `off_policy_roles.py`, the driver of streaming actors in `dataflow/stream.py`.
+roles are in `off_policy_roles.py`. The driver step carries the transitions edge (the
+runtime streams it under async-actor), an update round after each delivery, and the
+weights edge; the same code runs under every distribution policy.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from torch import nn
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.off_policy_roles import OffPolicyActor, Replay, learn
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.executor import Runtime
-from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
-from rlkit.dataflow.stream import Stream
+from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError, EnvError
 from rlkit.roles import Learner
@@ -88,24 +88,55 @@ class OffPolicyConfig(BaseConfig):
         check(self.weight_sync >= 1, "weight_sync", "must be at least 1")
 
 
+TRANSITIONS = edge(
+    "transitions", "actor", "replay", Pattern.QUEUE, OffPolicyActor.collect, Replay.add
+)
+"""Every actor's transitions into the replay buffer (its shards, with several learners):
+in lockstep, or streamed under async-actor (the bound set by the graph)."""
+BATCH = edge("batch", "replay", "learner", Pattern.GATHER, Replay.sample, Learner.update)
+"""Sampled batches into the learner, carried in the learner's process by `learn`."""
+PRIORITIES = edge(
+    "priorities", "learner", "replay", Pattern.GATHER, Learner.update, Replay.update_priorities
+)
+"""New priorities back into the buffer (prioritized replay), also carried by `learn`."""
+WEIGHTS = edge(
+    "weights",
+    "learner",
+    "actor",
+    Pattern.BROADCAST,
+    Learner.get_weights,
+    OffPolicyActor.set_weights,
+)
+"""The learner's acting parameters to every actor, with their version (the round)."""
+GRADIENTS: Edge[[], None] = edge("gradients", "learner", "learner", Pattern.ALLREDUCE)
+"""Data-parallel learners average their gradients (nothing to do with one)."""
+
+
 class OffPolicy(Algorithm):
     """Template: subclasses set `config_cls`, `learner_cls` and the three policy hooks."""
 
     config_cls: ClassVar[type[BaseConfig]] = OffPolicyConfig
-    learner_cls: ClassVar[type[Learner]]
-    discrete: ClassVar[bool]
-    """The kind of action space the algorithm acts in: discrete (DQN) or continuous (SAC)."""
+    learner_cls: ClassVar[type[Learner] | None] = None
+    """The learner role: a subclass of `OffPolicyLearnerBase` that implements `update`."""
+    actor_cls: ClassVar[type[OffPolicyActor]] = OffPolicyActor
+    discrete: ClassVar[bool | None] = None
+    """The kind of action space the algorithm acts in: True (discrete, DQN), False
+    (continuous, SAC), None (either)."""
     instead: ClassVar[str] = ""
-    """The algorithm to suggest for the other kind of action space."""
+    """The algorithm to suggest for the other kind of action space (empty: none)."""
     config: OffPolicyConfig
 
     @classmethod
     def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
-        if spec.discrete != cls.discrete:
+        if cls.discrete is not None and spec.discrete != cls.discrete:
             need, have = ("discrete", "continuous") if cls.discrete else ("continuous", "discrete")
-            raise EnvError(
-                f"{cls.name.upper()} needs {need} actions and {env_id} has {have} ones: "
+            other = (
                 f"use {cls.instead.upper()} (rlkit run {cls.instead} --env {env_id}) or PPO"
+                if cls.instead
+                else "use PPO (rlkit run ppo --env " + env_id + ")"
+            )
+            raise EnvError(
+                f"{cls.name.upper()} needs {need} actions and {env_id} has {have} ones: {other}"
             )
 
     @staticmethod
@@ -146,13 +177,18 @@ class OffPolicy(Algorithm):
                 f"a share of the env streams: num_envs x actors ({streams}) and batch_size "
                 f"({cfg.batch_size}) must be multiples of --learners"
             )
+        if self.learner_cls is None:
+            raise ConfigError(
+                f"{type(self).__name__} sets no learner_cls: an off-policy algorithm names its "
+                "learner role (a subclass of OffPolicyLearnerBase)"
+            )
         g = LogicalGraph(self.name)
         g.add(
             Fragment(
                 "actor",
-                OffPolicyActor,
+                self.actor_cls,
                 {"algorithm": type(self), "env_id": self.env_id, "spec": self.spec, "config": cfg},
-                Resources("cpu", cpus=1),
+                Resources("cpu", cpus=cfg.actor_cpus),
                 replicas=cfg.actors,
             )
         )
@@ -176,38 +212,18 @@ class OffPolicy(Algorithm):
                 replicas=shards,
             )
         )
-        g.connect(
-            "transitions",
-            "actor",
-            "replay",
-            Pattern.QUEUE,
-            "collect",
-            "add",
-            bound=2 * cfg.actors,  # async-actor: each actor at most two chunks ahead
-        )
-        g.connect("batch", "replay", "learner", Pattern.GATHER, "sample", "update")
-        g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
+        g.add_edge(TRANSITIONS.with_options(bound=2 * cfg.actors))  # streamed: 2 chunks ahead
+        g.add_edge(BATCH)
+        g.add_edge(WEIGHTS)
         if cfg.prioritized:
-            g.connect(
-                "priorities", "learner", "replay", Pattern.GATHER, "update", "update_priorities"
-            )
-        if shards > 1:
-            g.connect("gradients", "learner", "learner", Pattern.ALLREDUCE)
+            g.add_edge(PRIORITIES)
+        g.add_edge(GRADIENTS)
         return g
 
-    def start(self, runtime: Runtime) -> None:
-        super().start(runtime)
+    def setup(self) -> None:
         self.env_steps = 0
         self.rounds = 0
-        actors, learner = self.runtime["actor"], self.runtime["learner"]
-        if learner.size > 1:  # data-parallel learners form their all-reduce group
-            learner.call("join", learner.one("rendezvous"))
-        actors.call("set_weights", learner.one("get_weights"), 0)
-        plan = self.runtime.plan
-        self.streaming = plan.transport("transitions") == "queue"
-        if self.streaming:
-            bound = plan.graph.edge("transitions").bound
-            self.stream = Stream(actors.size, max(1, bound // actors.size))
+        self.runtime.carry(WEIGHTS.bind(0))
 
     def beta(self) -> float:
         cfg = self.config
@@ -218,57 +234,42 @@ class OffPolicy(Algorithm):
         return self.env_steps >= max(cfg.learning_starts, cfg.batch_size) and cfg.gradient_steps > 0
 
     def update_round(self, sums: dict[str, float]) -> None:
-        """`gradient_steps` learner updates on sampled batches (priorities sent back), the
-        round hook, and a weight push every `weight_sync` rounds (to the actors at once
-        when synchronous; queued before each actor's next chunk when streaming)."""
+        """`gradient_steps` learner updates on sampled batches (the batch and priorities
+        edges, carried where the replay shard and its learner live), the round hook, and
+        a weight broadcast every `weight_sync` rounds (queued before each actor's next
+        chunk when the actors stream)."""
         cfg = self.config
-        actors, learner = self.runtime["actor"], self.runtime["learner"]
+        shards = cfg.learners
         beta = self.beta() if cfg.prioritized else None
-        shards = self.runtime.run_together(
-            ["replay", "learner"], learn, cfg.gradient_steps, cfg.batch_size // learner.size, beta
+        outs = self.runtime.run_together(
+            ["replay", "learner"], learn, cfg.gradient_steps, cfg.batch_size // shards, beta
         )
-        for k in shards[0]:  # the mean over the learners
-            sums[k] = sums.get(k, 0.0) + sum(out[k] for out in shards) / len(shards)
+        for k in outs[0]:  # the mean over the learners
+            sums[k] = sums.get(k, 0.0) + sum(out[k] for out in outs) / len(outs)
         sums["rounds"] = sums.get("rounds", 0.0) + 1
         self.rounds += 1
         self.after_round()
         if self.rounds % cfg.weight_sync == 0:
-            weights = learner.one("get_weights")
-            if self.streaming:
-                self.stream.publish(actors, weights, self.rounds)
-            else:
-                actors.call("set_weights", weights, self.rounds)
+            self.runtime.carry(WEIGHTS.bind(self.rounds))
 
     def train_step(self) -> StepResult:
-        if self.streaming:
-            return self.stream_step()
-        cfg = self.config
-        warmup = self.env_steps < cfg.learning_starts
-        results = self.runtime["actor"].call("collect", cfg.train_freq, warmup, self.epsilon())
+        """Every set of transition chunks the actors delivered (one, in lockstep; under
+        async-actor, every set that has arrived, while the actors keep acting), each
+        followed by an update round once learning has started."""
         sums: dict[str, float] = {}
-        steps = self.add_round(results, sums)
-        episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}
-        return StepResult(steps, self.round_metrics(sums), episodes)
-
-    def add_round(self, results: list[Any], sums: dict[str, float]) -> int:
-        """Add one chunk of every actor to the replay buffer (streams side by side; with
-        several learners each replay shard takes its share of the streams), then run an
-        update round once learning has started. The env steps added."""
-        cfg = self.config
-        replay = self.runtime["replay"]
-        transitions = {k: torch.cat([r[0][k] for r in results], dim=1) for k in results[0][0]}
-        if replay.size == 1:
-            replay.one("add", transitions)
-        else:
-            parts = {k: v.chunk(replay.size, dim=1) for k, v in transitions.items()}
-            replay.call_each(
-                "add", [({k: p[i] for k, p in parts.items()},) for i in range(replay.size)]
-            )
-        steps = cfg.train_freq * cfg.num_envs * len(results)
-        self.env_steps += steps
-        if self.learning():
-            self.update_round(sums)
-        return steps
+        steps = 0
+        episodes: dict[str, list[float]] = {"return": [], "length": []}
+        for delivery in self.runtime.stream(TRANSITIONS, self.next_chunk_args):
+            added = delivery.data["rewards"].numel()  # streams x steps
+            steps += added
+            self.env_steps += added
+            for k, v in delivery.episodes().items():
+                episodes[k] += v
+            if self.learning():
+                self.update_round(sums)
+        metrics = self.round_metrics(sums)
+        metrics.update(self.runtime.stream_stats(TRANSITIONS))
+        return StepResult(steps, metrics, episodes)
 
     def round_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         rounds = sums.pop("rounds", 0.0)
@@ -278,44 +279,20 @@ class OffPolicy(Algorithm):
         metrics["epsilon"] = self.epsilon()
         return metrics
 
-    def stream_step(self) -> StepResult:
-        """async-actor: wait for chunks to arrive (at least one), add every complete set
-        (one chunk per actor) with its update round, as the synchronous loop does, and keep
-        every actor `depth` chunks ahead. The actors act while the learner learns."""
-        actors = self.runtime["actor"]
-        self.stream.fill(actors, self.next_chunk_args)
-        arrived = self.stream.harvest(actors)
-        sums: dict[str, float] = {}
-        steps = 0
-        while (results := self.stream.take()) is not None:
-            steps += self.add_round(results, sums)
-        self.stream.fill(actors, self.next_chunk_args)
-        metrics = self.round_metrics(sums)
-        metrics["policy_lag"] = float(
-            np.mean([self.stream.version - c[1]["version"] for c in arrived])
-        )
-        metrics["queued_chunks"] = float(self.stream.queued())
-        episodes = {k: [x for c in arrived for x in c[1][k]] for k in ("return", "length")}
-        return StepResult(steps, metrics, episodes)
-
-    def next_chunk_args(self) -> tuple[Any, ...]:
+    def next_chunk_args(self) -> tuple[int, bool, float]:
         """Arguments of the next `collect` an actor is sent; warm-up is decided by the env
-        steps already asked for, so a run takes as many random steps as the synchronous loop."""
+        steps already asked for (those in flight too, when streaming), so a run takes as
+        many random steps under every policy."""
         cfg = self.config
-        per_actor = cfg.train_freq * cfg.num_envs
-        asked = self.env_steps + self.stream.queued() * per_actor
+        per_chunk = cfg.train_freq * cfg.num_envs
+        asked = self.env_steps + self.runtime.queued(TRANSITIONS) * per_chunk
         return (cfg.train_freq, asked < cfg.learning_starts, self.epsilon())
 
     def driver_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"env_steps": self.env_steps, "rounds": self.rounds}
-        if self.streaming:  # chunks in flight are part of the state: resume adds them
-            state["stream"] = self.stream.state_dict()
-        return state
+        return {"env_steps": self.env_steps, "rounds": self.rounds}
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.env_steps, self.rounds = state["env_steps"], state["rounds"]
-        if self.streaming and "stream" in state:
-            self.stream.load_state_dict(self.runtime["actor"], state["stream"])
 
     @classmethod
     def eval_policy(

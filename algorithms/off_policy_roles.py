@@ -16,6 +16,7 @@ from torch import nn
 from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.batch import Batch
+from rlkit.dataflow.carry import Output
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
@@ -25,24 +26,37 @@ if TYPE_CHECKING:
     from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 
 
-def replay_fields(spec: SpaceSpec) -> dict[str, tuple[tuple[int, ...], Any]]:
-    action = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
+def transition_fields(spec: SpaceSpec) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """The fields of a transition in the batch schema (`rlkit.batch`): shape and dtype."""
+    actions = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
     return {
         "obs": (spec.obs_shape, np.float32),
-        "action": action,
-        "reward": ((), np.float32),
+        "actions": actions,
+        "rewards": ((), np.float32),
         "next_obs": (spec.obs_shape, np.float32),
         "terminated": ((), np.bool_),
         "truncated": ((), np.bool_),
     }
 
 
+TO_BUFFER = {"rewards": "reward"}
+"""Schema names the replay buffer knows by its own (it computes n-step returns over its
+"reward" field); `Replay` translates both ways."""
+FROM_BUFFER = {"reward": "rewards", "discount": "discounts"}
+
+
+def replay_fields(spec: SpaceSpec) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """The replay buffer's fields (buffer names)."""
+    return {TO_BUFFER.get(k, k): v for k, v in transition_fields(spec).items()}
+
+
 class Replay(Buffer):
     """The buffer role over rlkit's C++ replay buffer.
 
-    Transitions arrive as ``[steps, streams, ...]`` arrays, one stream per environment
+    Transitions arrive env-major, ``[streams, steps, ...]``, one stream per environment
     across all actors, and are stored step-major so the buffer's n-step returns follow
-    each stream. `sample` returns torch tensors that share memory with the sampled arrays.
+    each stream. `sample` returns torch tensors that share memory with the sampled arrays,
+    in the batch schema's names (`rlkit.batch`).
     """
 
     def __init__(
@@ -65,14 +79,19 @@ class Replay(Buffer):
             self.buffer = ReplayBuffer(capacity, fields, **common)
 
     def add(self, batch: Batch) -> None:
-        self.buffer.add({k: v.reshape(-1, *v.shape[2:]).numpy() for k, v in batch.items()})
+        self.buffer.add(
+            {
+                TO_BUFFER.get(k, k): v.transpose(0, 1).reshape(-1, *v.shape[2:]).numpy()
+                for k, v in batch.items()
+            }
+        )
 
     def sample(self, n: int, beta: float | None = None) -> Batch:
         if isinstance(self.buffer, PrioritizedReplayBuffer):
             data = self.buffer.sample(n, beta)
         else:
             data = self.buffer.sample(n)
-        return {k: torch.from_numpy(v) for k, v in data.items()}
+        return {FROM_BUFFER.get(k, k): torch.from_numpy(v) for k, v in data.items()}
 
     def update_priorities(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
         assert isinstance(self.buffer, PrioritizedReplayBuffer)
@@ -126,12 +145,12 @@ class OffPolicyActor(Actor):
         )
 
     @torch.no_grad()
-    def collect(
-        self, num_steps: int, random: bool = False, epsilon: float = 0.0
-    ) -> tuple[Batch, dict[str, Any]]:
-        """`num_steps` steps of every env: the transitions (fields ``[num_steps, num_envs,
-        ...]``) and the episodes that ended, with the policy "version" that acted."""
-        rows: dict[str, list[np.ndarray]] = {k: [] for k in replay_fields(self.spec)}
+    def collect(self, num_steps: int, random: bool = False, epsilon: float = 0.0) -> Output:
+        """`num_steps` steps of every env: the transitions (env-major: fields ``[num_envs,
+        num_steps, ...]``) and, as the info, the episodes that ended and the policy
+        "version" that acted."""
+        fields = transition_fields(self.spec)
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in fields}
         for _ in range(num_steps):
             obs = self.runner.obs
             if random:
@@ -142,17 +161,16 @@ class OffPolicyActor(Actor):
                 )
             step = self.runner.step(actions)
             rows["obs"].append(obs)
-            rows["action"].append(actions)
-            rows["reward"].append(step.reward)
+            rows["actions"].append(actions)
+            rows["rewards"].append(step.reward)
             rows["next_obs"].append(step.next_obs_with_final())
             rows["terminated"].append(step.terminated)
             rows["truncated"].append(step.truncated)
-        dtypes = dict(replay_fields(self.spec))
-        batch = {
-            k: torch.from_numpy(np.stack(v).astype(dtypes[k][1], copy=False))
+        batch = {  # stacked step-major, handed on env-major (a view: no copy here)
+            k: torch.from_numpy(np.stack(v).astype(fields[k][1], copy=False)).transpose(0, 1)
             for k, v in rows.items()
         }
-        return batch, {**self.runner.pop_episodes(), "version": self.version}
+        return Output(batch, {**self.runner.pop_episodes(), "version": self.version})
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +243,11 @@ class OffPolicyLearnerBase(DataParallelRole, Learner):
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def make_optimizer(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        """The optimizer of one network (Adam, fused on CPU and CUDA); override for another."""
+        fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(params, lr=lr, fused=fused)
 
     def to_device(self, batch: Batch) -> Batch:
         """`batch` on the learner's device (as it is on CPU: no per-field calls)."""

@@ -6,7 +6,10 @@ Logical graph::
 
 An algorithm built on it supplies `loss(config, policy, minibatch)`; rollout collection,
 advantages, epochs and minibatches, clipping and annealing live here (the actor and
-learner roles in `on_policy_roles.py`).
+learner roles in `on_policy_roles.py`). Hooks replace the network (`make_policy`), the
+optimizer (`make_optimizer`) and give the loss state of its own (`initial_loss_state`,
+`after_update`: adaptive KL). The driver step is the graph's two edges: the rollout, then
+the weights; the runtime carries them under every distribution policy.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.executor import Pending
-from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
+from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
 from rlkit.envs.vector import SpaceSpec
 
@@ -104,8 +105,25 @@ class OnPolicyConfig(BaseConfig):
         check(self.minibatch_size % self.learners == 0, "learners", "must divide --minibatch-size")
 
 
+ROLLOUT = edge(
+    "rollout", "actor", "learner", Pattern.GATHER, OnPolicyActor.collect, OnPolicyLearner.update
+)
+"""Every actor's rollout, concatenated, into the learner (split across data-parallel learners)."""
+WEIGHTS = edge(
+    "weights",
+    "learner",
+    "actor",
+    Pattern.BROADCAST,
+    OnPolicyLearner.get_weights,
+    OnPolicyActor.set_weights,
+)
+"""The learner's parameters to every actor, with their version."""
+GRADIENTS: Edge[[], None] = edge("gradients", "learner", "learner", Pattern.ALLREDUCE)
+"""Data-parallel learners average their gradients (nothing to do with one)."""
+
+
 class OnPolicy(Algorithm):
-    """Template: subclasses set `config_cls` and implement `loss`."""
+    """Template: subclasses implement `loss`; hooks choose the network and the optimizer."""
 
     config_cls: ClassVar[type[BaseConfig]] = OnPolicyConfig
     actor_cls: ClassVar[type[OnPolicyActor]] = OnPolicyActor
@@ -118,7 +136,30 @@ class OnPolicy(Algorithm):
         config: Any, policy: ActorCritic, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scalar loss and scalar tensors to log, for one minibatch of flattened rollout:
-        obs, actions, log_probs, values, advantages, returns (each ``[B, ...]``)."""
+        obs, actions, log_probs, values, advantages, returns (each ``[B, ...]``). A loss
+        that also declares a `state` parameter gets the learner's algorithm state (a dict
+        from `initial_loss_state`, updated by `after_update`, checkpointed)."""
+
+    @staticmethod
+    def make_policy(config: Any, spec: SpaceSpec) -> ActorCritic:
+        """The policy-and-value network actors act with and the learner trains."""
+        return make_policy(config, spec)
+
+    @staticmethod
+    def make_optimizer(config: Any, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        """The learner's optimizer over `params` (one flat parameter tensor): Adam here."""
+        fused = params[0].device.type in ("cpu", "cuda")
+        return torch.optim.Adam(params, lr=config.lr, eps=1e-5, fused=fused)
+
+    @staticmethod
+    def initial_loss_state(config: Any) -> dict[str, Any]:
+        """Algorithm state the loss can see (e.g. ``{"kl_coef": 1.0}``); none by default."""
+        return {}
+
+    @staticmethod
+    def after_update(config: Any, state: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Called by the learner after each update with its metrics (the means over the
+        minibatches): adapt `state` here (adaptive KL)."""
 
     def graph(self) -> LogicalGraph:
         cfg = self.config
@@ -127,8 +168,8 @@ class OnPolicy(Algorithm):
             Fragment(
                 "actor",
                 self.actor_cls,
-                {"env_id": self.env_id, "spec": self.spec, "config": cfg},
-                Resources("cpu", cpus=1),
+                {"env_id": self.env_id, "spec": self.spec, "config": cfg, "algorithm": type(self)},
+                Resources("cpu", cpus=cfg.actor_cpus),
                 replicas=cfg.actors,
             )
         )
@@ -141,55 +182,31 @@ class OnPolicy(Algorithm):
                 replicas=cfg.learners,
             )
         )
-        rollout = Pattern.GATHER if cfg.learners == 1 else Pattern.SCATTER
-        g.connect("rollout", "actor", "learner", rollout, "collect", "update")
-        g.connect("weights", "learner", "actor", Pattern.BROADCAST, "get_weights", "set_weights")
-        if cfg.learners > 1:
-            g.connect("gradients", "learner", "learner", Pattern.ALLREDUCE)
+        g.add_edge(ROLLOUT.with_options(ahead=int(cfg.overlap)))
+        g.add_edge(WEIGHTS)
+        g.add_edge(GRADIENTS)
         return g
 
-    def start(self, runtime: Any) -> None:
-        super().start(runtime)
+    def setup(self) -> None:
         self.version = 0
-        self.pending: Pending | None = None
-        learner = self.runtime["learner"]
-        if learner.size > 1:  # data-parallel learners form their all-reduce group
-            learner.call("join", learner.one("rendezvous"))
-        self.runtime["actor"].call("set_weights", learner.one("get_weights"), 0)
+        self.runtime.carry(WEIGHTS.bind(0))
 
     def train_step(self) -> StepResult:
-        actors, learner = self.runtime["actor"], self.runtime["learner"]
-        n = self.config.num_steps
-        if not self.config.overlap:
-            results = actors.call("collect", n)
-        else:
-            # the rollout started last step; start the next one before updating, so the
-            # actors collect (with the weights they have) while the learner works
-            results = (self.pending or actors.call_async("collect", n)).wait()
-            self.pending = actors.call_async("collect", n)
-        rollout = B.cat([r[0] for r in results])
-        if learner.size == 1:
-            metrics = learner.one("update", rollout)
-        else:  # each replica takes a shard of the envs; gradients are all-reduced
-            parts = learner.scatter("update", rollout)
-            metrics = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+        sent = self.runtime.carry(ROLLOUT, self.config.num_steps)
+        metrics = sent.mean()
         self.version += 1
-        actors.call("set_weights", learner.one("get_weights"), self.version)
-        if self.config.overlap:
+        self.runtime.carry(WEIGHTS.bind(self.version))
+        rollout = sent.data
+        if self.config.overlap:  # the rollout was collected by the weights of a step ago
             metrics["policy_lag"] = float(self.version - 1 - rollout["version"].float().mean())
-        episodes = {k: [x for r in results for x in r[1][k]] for k in ("return", "length")}
-        steps = n * self.config.num_envs * actors.size
-        return StepResult(steps, metrics, episodes)
+        steps = rollout["rewards"].numel()  # envs x steps
+        return StepResult(steps, metrics, sent.episodes())
 
     def driver_state(self) -> dict[str, Any]:
-        # an in-flight rollout (--overlap) is part of the state: resume must consume it
-        pending = self.pending.wait() if self.pending is not None else None
-        return {"version": self.version, "pending": pending}
+        return {"version": self.version}
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.version = state["version"]
-        pending = state.get("pending")
-        self.pending = Pending.done(pending) if pending is not None else None
 
     @classmethod
     def eval_policy(
@@ -197,7 +214,7 @@ class OnPolicy(Algorithm):
     ) -> Callable[[np.ndarray], np.ndarray]:
         assert isinstance(config, OnPolicyConfig)
         actor = state["fragments"]["actor"][0]
-        policy = make_policy(config, spec)
+        policy = cls.make_policy(config, spec)
         policy.load_state_dict(actor["policy"])
         saved_norm = actor["runner"]["obs_norm"]
         norm = ObsNormalizer(spec.obs_shape) if saved_norm is not None else None

@@ -5,6 +5,7 @@ algorithm's loss (optionally data parallel, compiled, or in bf16)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
+from rlkit.dataflow.carry import Output
 from rlkit.device import autocast
 from rlkit.envs.normalize import RewardScaler
 from rlkit.envs.runner import EnvRunner
@@ -29,14 +31,28 @@ if TYPE_CHECKING:
 
 
 def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
+    """The template's default policy network (`OnPolicy.make_policy` may replace it)."""
     return ActorCritic(spec, config.hidden, config.activation, config.log_std_init)
+
+
+def policy_of(
+    algorithm: type[OnPolicy] | None, config: OnPolicyConfig, spec: SpaceSpec
+) -> ActorCritic:
+    return (
+        algorithm.make_policy(config, spec) if algorithm is not None else make_policy(config, spec)
+    )
 
 
 class OnPolicyActor(Actor):
     """Steps `num_envs` environments with the current policy and records rollouts."""
 
     def __init__(
-        self, env_id: str, spec: SpaceSpec, config: OnPolicyConfig, replica: int = 0
+        self,
+        env_id: str,
+        spec: SpaceSpec,
+        config: OnPolicyConfig,
+        replica: int = 0,
+        algorithm: type[OnPolicy] | None = None,
     ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config, self.spec = config, spec
@@ -46,7 +62,7 @@ class OnPolicyActor(Actor):
         )
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.policy = make_policy(config, spec)
+            self.policy = policy_of(algorithm, config, spec)
         self.flat = FlatParameters(self.policy)
         self.generator = torch.Generator().manual_seed(seed)
         self.reward_scaler = (
@@ -59,9 +75,10 @@ class OnPolicyActor(Actor):
         self.version = version
 
     @torch.no_grad()
-    def collect(self, num_steps: int) -> tuple[Batch, dict[str, list[float]]]:
-        """Rollout fields are ``[num_envs, num_steps, ...]``; `next_values` is V(s') with
-        V(final obs) on truncation and 0 on termination."""
+    def collect(self, num_steps: int) -> Output:
+        """A rollout (fields ``[num_envs, num_steps, ...]``, see `rlkit.batch`) and, as its
+        info, the "return" and "length" of the episodes that ended. `next_values` is V(s')
+        with V(final obs) on truncation and 0 on termination."""
         n, spec = self.config.num_envs, self.spec
         obs = torch.empty((num_steps, n, *spec.obs_shape))
         if spec.discrete:
@@ -122,7 +139,7 @@ class OnPolicyActor(Actor):
         }
         rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
         rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
-        return rollout, self.runner.pop_episodes()
+        return Output(rollout, self.runner.pop_episodes())
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -162,15 +179,16 @@ class OnPolicyLearner(DataParallelRole, Learner):
         self.dp = DataParallel(replica, config.learners, self.device)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            self.policy = make_policy(config, spec).to(self.device)
+            self.policy = policy_of(algorithm, config, spec).to(self.device)
         self.flat = FlatParameters(self.policy)
-        self.optimizer = torch.optim.Adam(
-            [self.flat.param], lr=config.lr, eps=1e-5, fused=self.device.type in ("cpu", "cuda")
-        )
+        self.optimizer = algorithm.make_optimizer(config, [self.flat.param])
         # compiled lazily, at the first minibatch (a subclass's own loss included)
         self.loss = (
             torch.compile(algorithm.loss, dynamic=False) if config.compile else algorithm.loss
         )
+        self.loss_state: dict[str, Any] = algorithm.initial_loss_state(config)
+        """Algorithm state the loss sees (e.g. an adaptive KL coefficient), checkpointed."""
+        self.loss_takes_state = "state" in inspect.signature(algorithm.loss).parameters
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         per_update = config.num_steps * config.num_envs * config.actors
         self.total_updates = max(1, math.ceil(config.total_steps / per_update))
@@ -217,8 +235,9 @@ class OnPolicyLearner(DataParallelRole, Learner):
                     "advantages": adv,
                     "returns": ret,
                 }
+                extra = {"state": self.loss_state} if self.loss_takes_state else {}
                 with autocast(self.device, cfg.precision):
-                    loss, stats = self.loss(cfg, self.policy, mb)
+                    loss, stats = self.loss(cfg, self.policy, mb, **extra)
                 self.flat.zero_grad()
                 loss.backward()
                 self.dp.average_(self.flat.grad)
@@ -245,6 +264,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
             float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
         )
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.algorithm.after_update(cfg, self.loss_state, metrics)
         return metrics
 
     def get_weights(self) -> Weights:
@@ -256,6 +276,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "updates": self.updates,
+            "loss_state": dict(self.loss_state),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -263,3 +284,4 @@ class OnPolicyLearner(DataParallelRole, Learner):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.updates = state["updates"]
+        self.loss_state = dict(state.get("loss_state", {}))

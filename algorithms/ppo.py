@@ -35,7 +35,6 @@ class PPOConfig(OnPolicyConfig):
 
 @ALGORITHMS.register("ppo")
 class PPO(OnPolicy):
-    name = "ppo"
     config_cls: ClassVar[type[BaseConfig]] = PPOConfig
 
     @staticmethod

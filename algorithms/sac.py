@@ -141,12 +141,8 @@ class SACLearner(OffPolicyLearnerBase):
             self.actor = SquashedGaussian(spec, config.hidden).to(self.device)
             self.critic = EnsembleQ(spec, config.hidden, config.critics).to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(
-            self.actor.parameters(), lr=config.lr, fused=self.device.type in ("cpu", "cuda")
-        )
-        self.critic_opt = torch.optim.Adam(
-            self.critic.parameters(), lr=config.q_lr, fused=self.device.type in ("cpu", "cuda")
-        )
+        self.actor_opt = self.make_optimizer(self.actor.parameters(), config.lr)
+        self.critic_opt = self.make_optimizer(self.critic.parameters(), config.q_lr)
         self.target_entropy = config.target_entropy or -float(spec.action_dim)
         self.log_alpha = torch.tensor(
             math.log(max(config.alpha, 1e-8)), device=self.device, requires_grad=True
@@ -159,8 +155,8 @@ class SACLearner(OffPolicyLearnerBase):
         with torch.no_grad():
             next_action, next_logp = self.actor.sample(b["next_obs"], self.generator)
             next_q = self.target(b["next_obs"], next_action).min(0).values - alpha * next_logp
-            y = b["reward"] + b["discount"] * (~b["terminated"]).to(next_q.dtype) * next_q
-        q = self.critic(b["obs"], b["action"])
+            y = b["rewards"] + b["discounts"] * (~b["terminated"]).to(next_q.dtype) * next_q
+        q = self.critic(b["obs"], b["actions"])
         per_critic = (q - y).pow(2)
         if "weights" in b:
             per_critic = per_critic * b["weights"]
@@ -198,7 +194,7 @@ class SACLearner(OffPolicyLearnerBase):
         self.updates += 1
         if self.cfg.prioritized:
             with torch.no_grad(), autocast(self.device, self.cfg.precision):
-                td = self.critic(b["obs"], b["action"]).min(0).values - y
+                td = self.critic(b["obs"], b["actions"]).min(0).values - y
             out["priorities"] = td.abs() + 1e-6
         return out
 
@@ -233,7 +229,6 @@ class SACLearner(OffPolicyLearnerBase):
 
 @ALGORITHMS.register("sac")
 class SAC(OffPolicy):
-    name = "sac"
     config_cls: ClassVar[type[BaseConfig]] = SACConfig
     learner_cls: ClassVar[type[Learner]] = SACLearner
     discrete = False

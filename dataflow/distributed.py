@@ -112,8 +112,6 @@ class MultiActorPolicy(DistributionPolicy):
     groups declared on fragments are ignored (each fragment is placed separately).
     """
 
-    name = "multi-actor"
-
     def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
         _refuse_several_learners(self.name, graph, options)
         workers: list[Worker] = []
@@ -134,8 +132,6 @@ class AsyncActorPolicy(DistributionPolicy):
     are data-parallel as under dp-learner. A graph whose actors feed the learner directly
     (PPO) is refused.
     """
-
-    name = "async-actor"
 
     def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
         queues = [e for e in graph.edges if e.pattern is Pattern.QUEUE]
@@ -162,8 +158,6 @@ class ColocatePolicy(DistributionPolicy):
     asks for the largest CPU and accelerator share of its members, not their sum.
     Fragments outside a group are placed as under `multi-actor`.
     """
-
-    name = "colocate"
 
     def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
         _refuse_several_learners(self.name, graph, options)
@@ -217,8 +211,6 @@ class DataParallelLearnerPolicy(DistributionPolicy):
     their collectives stay on one node when it has room; each replica is its own
     process, as torch.distributed needs (gloo on CPU, nccl on CUDA, hccl on NPU).
     """
-
-    name = "dp-learner"
 
     def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
         reduced = {e.src for e in graph.edges if e.pattern is Pattern.ALLREDUCE}

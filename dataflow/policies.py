@@ -42,8 +42,6 @@ class LocalPolicy(DistributionPolicy):
     as on a cluster and a run gives the same numbers under both.
     """
 
-    name = "local"
-
     def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
         replicas = {name: f.replicas for name, f in graph.fragments.items()}
         worker = Worker("local")

@@ -34,6 +34,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -487,6 +488,7 @@ class RayExecutor(Executor):
         ray = _ray()
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        _send_plugins_by_value()
         if not self._node_ids:
             self.cluster()
         plan = placement.plan
@@ -559,6 +561,18 @@ class RayExecutor(Executor):
             runtime.shutdown()
             raise
         return runtime
+
+
+def _send_plugins_by_value() -> None:
+    """Algorithms loaded from a file (`rlkit run file.py:Class`) live in a module only this
+    process has: their classes go to the workers by value, not by reference."""
+    from ray import cloudpickle
+
+    from rlkit.plugins import FILE_MODULE_PREFIX
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith(FILE_MODULE_PREFIX):
+            cloudpickle.register_pickle_by_value(module)
 
 
 def _bundle(slot: Slot) -> dict[str, float]:

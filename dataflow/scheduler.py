@@ -141,5 +141,6 @@ def _explain(
     have = max(room["cpu"] for room in free.values())
     return (
         f"{who} needs {w.cpus:g} CPUs on one node; the most free on any node is {have:g}: "
-        "use fewer --actors or add nodes"
+        "use fewer --actors, a smaller --actor-cpus share (0.5 packs two actors on a core), "
+        "or add nodes"
     )

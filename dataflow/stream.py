@@ -1,17 +1,20 @@
-"""Streaming actors: the driver keeps every actor a bounded number of chunks ahead.
+"""Streaming sources: the runtime keeps every source replica a bounded number of chunks
+ahead along a queue edge (`Runtime.stream`).
 
 Used by the `async-actor` distribution policy (off-policy actors stream transitions into
-the replay buffer while the learner learns); any actor role whose `collect` returns
-``(batch, info)`` with ``info["version"]`` (the weight version that acted) and that has
-`set_weights(weights, version)` can be streamed the same way.
+the replay buffer while the learner learns); any producer that returns
+``Output(batch, info)`` with ``info["version"]`` (the weight version that acted), and whose
+fragment takes weights along a broadcast edge as ``method(weights, version)``, can be
+streamed the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlkit.dataflow.executor import Pending, WorkerGroup
+if TYPE_CHECKING:
+    from rlkit.dataflow.executor import Pending, WorkerGroup
 
 
 class Stream:
@@ -26,8 +29,14 @@ class Stream:
     version than it was sent) is sent the latest weights again.
     """
 
-    def __init__(self, actors: int, depth: int) -> None:
+    def __init__(self, actors: int, depth: int, produce: str = "collect") -> None:
         self.depth = depth
+        self.produce = produce
+        """The source method that makes a chunk."""
+        self.push = "set_weights"
+        """The method that takes a weight broadcast (the broadcast edge's consumer)."""
+        self.arrived: list[Any] = []
+        """The chunks that arrived at the last `harvest`."""
         self.inflight: list[tuple[int, str, Pending, int]] = []
         """(replica, "push" | "collect", call, weight version the actor should have) in
         the order sent."""
@@ -42,8 +51,18 @@ class Stream:
         self.sent = [0] * actors
         """Latest weight version sent to each actor."""
 
-    def publish(self, actors: WorkerGroup, weights: Any, version: int) -> None:
-        self.weights, self.published, self.version = actors.share(weights), weights, version
+    def publish(
+        self, actors: WorkerGroup, weights: Any, extra: tuple[Any, ...], push: str = "set_weights"
+    ) -> None:
+        """Weights for every actor's next chunk; `extra` is ``(version,)``."""
+        self.weights, self.published = actors.share(weights), weights
+        self.version, self.push = int(extra[0]), push
+
+    def lag(self) -> float:
+        """Mean weight versions between the latest and those that made the last arrivals."""
+        if not self.arrived:
+            return 0.0
+        return sum(self.version - c[1]["version"] for c in self.arrived) / len(self.arrived)
 
     def queued(self, replica: int | None = None) -> int:
         """Chunks asked for and not yet added to the buffer (of one actor, or all)."""
@@ -58,10 +77,10 @@ class Stream:
         for replica in range(actors.size):
             while self.queued(replica) < self.depth:
                 if self.sent[replica] < self.version:
-                    push = actors.call_one_async(replica, "set_weights", self.weights, self.version)
+                    push = actors.call_one_async(replica, self.push, self.weights, self.version)
                     self.inflight.append((replica, "push", push, self.version))
                     self.sent[replica] = self.version
-                call = actors.call_one_async(replica, "collect", *args())
+                call = actors.call_one_async(replica, self.produce, *args())
                 self.inflight.append((replica, "collect", call, self.sent[replica]))
 
     def harvest(self, actors: WorkerGroup) -> list[Any]:
@@ -83,6 +102,7 @@ class Stream:
                     if result[1]["version"] < expected:  # restarted: initial weights
                         self.sent[replica] = result[1]["version"]
             self.inflight = left
+        self.arrived = chunks
         return chunks
 
     def take(self) -> list[Any] | None:
@@ -99,9 +119,12 @@ class Stream:
             "sent": list(self.sent),
             "weights": self.published,
             "version": self.version,
+            "push": self.push,
         }
 
     def load_state_dict(self, actors: WorkerGroup, state: dict[str, Any]) -> None:
+        from rlkit.dataflow.executor import Pending
+
         self.inflight = [(r, kind, Pending.done(x), v) for r, kind, x, v in state["inflight"]]
         self.waiting, self.sent = state["waiting"], list(state["sent"])
-        self.publish(actors, state["weights"], state["version"])
+        self.publish(actors, state["weights"], (state["version"],), state.get("push", self.push))

@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -38,16 +38,11 @@ class KLPenaltyPPOConfig(PPOConfig):
         check(self.kl_coef >= 0, "kl_coef", "must be >= 0")
 
 
-# The registered name and `name` must agree: checkpoints and config.yaml record `name`,
-# and `rlkit.evaluate` / resume look the algorithm up by it.
+# The name is given once, here: checkpoints and config.yaml record it. PPO's per-env
+# presets are inherited. From the shell: rlkit run examples/custom_ppo.py:KLPenaltyPPO ...
 @ALGORITHMS.register("ppo_kl")
 class KLPenaltyPPO(PPO):
-    name = "ppo_kl"
     config_cls: ClassVar[type[BaseConfig]] = KLPenaltyPPOConfig
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PPO.presets()  # PPO's per-env hyperparameters fit this variant too
 
     @staticmethod
     def loss(

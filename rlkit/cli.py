@@ -1,6 +1,7 @@
 """The `rlkit` command: run, resume, eval, plan, list.
 
     rlkit run ppo --env Humanoid [--preset NAME] [--FIELD VALUE ...]
+    rlkit run path/to/file.py:Class --env CartPole     (or module:Class, or --algo SPEC)
     rlkit resume RUN_DIR
     rlkit eval RUN_DIR [--episodes N] [--video]
     rlkit plan ppo --env Humanoid [--FIELD VALUE ...]
@@ -41,7 +42,7 @@ def _type_name(annotation: Any) -> str:
 
 def config_parser(prog: str, config_cls: type) -> _Parser:
     """One flag per config field, documented by the field's docstring line."""
-    from rlkit.config import field_docs, field_types, flag
+    from rlkit.config import field_docs, field_types, flag, offered_fields
 
     parser = _Parser(prog=prog, description=(config_cls.__doc__ or "").strip(), add_help=True)
     parser.add_argument(
@@ -49,7 +50,10 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
     )
     docs, types = field_docs(config_cls), field_types(config_cls)
     defaults = config_cls()
+    offered = offered_fields(config_cls)
     for f in dataclasses.fields(config_cls):
+        if f.name not in offered:
+            continue
         annotation = types[f.name]
         default = getattr(defaults, f.name)
         extra: dict[str, Any] = {"nargs": "?", "const": "true"} if annotation is bool else {}
@@ -74,6 +78,9 @@ def _parse_config_args(
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+        dropped = getattr(algo_cls.config_cls, "dropped", ())
+        if bad.startswith("--") and bad[2:].split("=")[0].replace("-", "_") in dropped:
+            raise ConfigError(f"{bad.split('=')[0]} does not apply to {algo_cls.name}")
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
         close = difflib.get_close_matches(bad.split("=")[0], options, n=1)
         hint = (
@@ -88,10 +95,11 @@ def _parse_config_args(
 
 
 def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tuple[Any, Any]:
-    from rlkit.algorithms import ALGORITHMS
+    import rlkit.algorithms  # noqa: F401  (registers the built-in algorithms)
+    from rlkit.plugins import resolve
     from rlkit.trainer import make_config
 
-    algo_cls = ALGORITHMS.get(algo_name)
+    algo_cls = resolve(algo_name)
     preset, values = _parse_config_args(f"rlkit {command} {algo_cls.name}", algo_cls, argv)
     env = values.pop("env", None)
     if env is None:
@@ -158,11 +166,18 @@ def cmd_list() -> int:
     from rlkit.algorithms import ALGORITHMS
     from rlkit.dataflow import EXECUTORS, POLICIES
     from rlkit.envs import SHORT_NAMES
+    from rlkit.plugins import load_entry_points, source_of
 
+    load_entry_points()
     print("algorithms:")
     for name in ALGORITHMS:
         algo = ALGORITHMS.get(name)
-        print(f"  {name:<8} presets: {', '.join(algo.presets()) or '-'}")
+        source = source_of(algo)
+        origin = f"  (plugin: {source})" if source else ""
+        print(f"  {name:<8} presets: {', '.join(algo.presets()) or '-'}{origin}")
+    print(
+        "  (your own: rlkit run path/to/file.py:Class, or an entry point in group rlkit.algorithms)"
+    )
     print("environments (short name -> gymnasium id; any gymnasium id works too):")
     for short, full in SHORT_NAMES.items():
         print(f"  {short:<24} {full}")
@@ -178,7 +193,10 @@ def build_parser() -> _Parser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
-        "run", help="train ALGO on --env ENV (see: rlkit run ALGO --help)", add_help=False
+        "run",
+        help="train ALGO on --env ENV (see: rlkit run ALGO --help); ALGO is a name, "
+        "path/file.py:Class or module:Class",
+        add_help=False,
     )
     run.add_argument("algorithm")
     plan = sub.add_parser(
@@ -199,9 +217,29 @@ def build_parser() -> _Parser:
     return parser
 
 
+def _algo_flag(argv: list[str]) -> list[str]:
+    """`rlkit run --algo SPEC ...` -> `rlkit run SPEC ...` (the positional form)."""
+    if not argv or argv[0] not in ("run", "plan"):
+        return argv
+    rest = argv[1:]
+    for i, arg in enumerate(rest):
+        if arg == "--algo" or arg.startswith("--algo="):
+            spec = (
+                arg.partition("=")[2] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
+            )
+            if not spec:
+                raise ConfigError(
+                    f"rlkit {argv[0]}: --algo needs module:Class or path/file.py:Class"
+                )
+            drop = 1 if "=" in arg else 2
+            return [argv[0], spec, *rest[:i], *rest[i + drop :]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        argv = _algo_flag(argv)
         args, rest = build_parser().parse_known_args(argv)
         if args.command in ("run", "plan"):
             handler = cmd_run if args.command == "run" else cmd_plan

@@ -14,15 +14,24 @@ import textwrap
 import typing
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from rlkit.errors import ConfigError
 
 C = TypeVar("C", bound="BaseConfig")
 
 
+class FieldOptions:
+    """Class-level options of a config (a plain base, so they are no dataclass fields)."""
+
+    dropped: ClassVar[tuple[str, ...]] = ()
+    """Inherited fields that do not apply to this algorithm: no flag is offered for them,
+    setting one is refused, and they keep their defaults (which the subclass must make
+    harmless: e.g. an A2C config drops the on-policy `target_kl` and `overlap`)."""
+
+
 @dataclass
-class BaseConfig:
+class BaseConfig(FieldOptions):
     """Fields every algorithm has: what to run, for how long, where, and how to log."""
 
     env: str = "CartPole"
@@ -42,6 +51,9 @@ class BaseConfig:
     """Worker processes for --vector workers; 0 means one per CPU core."""
     actors: int = 1
     """Actor replicas (each owns num_envs environments)."""
+    actor_cpus: float = 1.0
+    """CPU share each actor replica reserves; below 1 packs several actors onto a core
+    (oversubscribing knowingly: 2 actors and a learner on 2 cores with 0.5)."""
     executor: str = "local"
     """Dataflow executor: local (in-process; the default) or ray."""
     policy: str = "auto"
@@ -83,6 +95,7 @@ class BaseConfig:
         check(self.num_envs >= 1, "num_envs", "must be at least 1")
         check(self.env_workers >= 0, "env_workers", "must be >= 0")
         check(self.actors >= 1, "actors", "must be at least 1")
+        check(self.actor_cpus > 0, "actor_cpus", "must be positive")
         check(self.learners >= 1, "learners", "must be at least 1")
         check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
         check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
@@ -92,7 +105,9 @@ class BaseConfig:
         check(bool(self.env), "env", "must name an environment")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The offered fields (dropped ones left out) as plain values."""
+        offered = offered_fields(type(self))
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in offered}
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -100,6 +115,12 @@ class BaseConfig:
         cfg = cls()
         apply_overrides(cfg, values)
         return cfg
+
+
+def offered_fields(cls: type) -> list[str]:
+    """The config fields a user can set: all of the dataclass's but the `dropped` ones."""
+    dropped = set(getattr(cls, "dropped", ()))
+    return [f.name for f in fields(cls) if f.name not in dropped]
 
 
 def check(ok: bool, field: str, message: str) -> None:
@@ -187,9 +208,13 @@ def convert(name: str, annotation: Any, value: Any) -> Any:
 def apply_overrides(cfg: BaseConfig, values: dict[str, Any]) -> None:
     """Set fields from `values` (converted by annotation); unknown keys raise ConfigError."""
     types = field_types(type(cfg))
-    names = [f.name for f in fields(cfg)]
+    names = offered_fields(type(cfg))
     for key, value in values.items():
         name = key.replace("-", "_")
+        if name in getattr(cfg, "dropped", ()):
+            raise ConfigError(
+                f"--{flag(name)} does not apply to {type(cfg).__name__} (it drops that field)"
+            )
         if name not in types or name not in names:
             import difflib
 

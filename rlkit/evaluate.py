@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlkit import checkpoint
+from rlkit.envs.episodes import run_episodes
 from rlkit.envs.vector import make_env, probe_spec
 from rlkit.errors import CheckpointError, EnvError
 from rlkit.trainer import load_run
@@ -29,24 +29,6 @@ class EvalResult:
     @property
     def std(self) -> float:
         return float(np.std(self.returns))
-
-
-def run_episodes(
-    env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
-) -> tuple[list[float], list[int]]:
-    """Play `episodes` episodes (reset seeds seed, seed+1, ...); their returns and lengths."""
-    returns, lengths = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, length, done = 0.0, 0, False
-        while not done:
-            obs, reward, term, trunc, _ = env.step(act(np.asarray(obs)[None])[0])
-            total += float(reward)
-            length += 1
-            done = bool(term or trunc)
-        returns.append(total)
-        lengths.append(length)
-    return returns, lengths
 
 
 def evaluate(

@@ -23,9 +23,12 @@ class Registry(Generic[T]):
         self._names: dict[str, str] = {}  # lower-case -> registered spelling
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: ``@ALGORITHMS.register("ppo")``."""
+        """Decorator: ``@ALGORITHMS.register("ppo")``. A class with a `name` attribute gets
+        this name, so it is written once."""
 
         def add(obj: T) -> T:
+            if isinstance(obj, type) and hasattr(obj, "name"):
+                obj.name = name
             self.add(name, obj)
             return obj
 

@@ -2,8 +2,10 @@
 
 Roles are plain classes: they take a `device`, hold tensors, and know nothing of where
 they run. The dataflow executor constructs them inside a worker (in this process, or in
-a Ray actor) and calls their methods; arguments and results are batches, weight dicts
-and metric dicts, all picklable. Everything a role holds comes back from `state_dict()`.
+a Ray actor) and calls their methods as the graph's edges say; arguments and results are
+batches, weight dicts and metric dicts, all picklable. Everything a role holds comes back
+from `state_dict()`. A role need not derive from these classes: an edge only needs its
+methods (checked when the graph is built); deriving documents the contract.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 
 from rlkit.batch import Batch
+from rlkit.dataflow.carry import Output
 
 Weights = dict[str, torch.Tensor]
 Metrics = dict[str, Any]
@@ -33,6 +36,11 @@ class Role(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
+    def eval_state(self) -> dict[str, Any]:
+        """What periodic evaluation gives `Algorithm.eval_policy` of this role: its whole
+        state by default (a buffer gives none: its contents make no policy)."""
+        return self.state_dict()
+
     def close(self) -> None:
         """Release what the role holds outside Python (env subprocesses, files)."""
 
@@ -41,10 +49,11 @@ class Actor(Role):
     """Owns environment instances and a copy of the policy."""
 
     @abstractmethod
-    def collect(self, num_steps: int) -> tuple[Batch, dict[str, Any]]:
-        """Step the environments `num_steps` times; return experience and a dict of episode
-        stats ("return", "length": lists over the episodes that ended) and, for off-policy
-        actors, the "version" of the weights that acted."""
+    def collect(self, num_steps: int) -> Output:
+        """Step the environments `num_steps` times; return `Output(experience, info)`: the
+        experience an env-major batch (see `rlkit.batch`), the info the episode stats
+        ("return", "length": lists over the episodes that ended) and the "version" of
+        the weights that acted."""
 
     @abstractmethod
     def set_weights(self, weights: Weights, version: int) -> None:
@@ -76,6 +85,9 @@ class Buffer(Role):
 
     @abstractmethod
     def __len__(self) -> int: ...
+
+    def eval_state(self) -> dict[str, Any]:
+        return {}
 
 
 class Generator(Role):

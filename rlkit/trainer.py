@@ -25,15 +25,16 @@ from typing import Any
 import yaml
 
 from rlkit import checkpoint
-from rlkit.algorithms.base import ALGORITHMS, Algorithm
+from rlkit.algorithms.base import Algorithm
 from rlkit.config import BaseConfig
 from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
 from rlkit.envs.registry import short_name
 from rlkit.envs.vector import probe_spec
-from rlkit.errors import CheckpointError, ConfigError
+from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.metrics import MetricsLogger
+from rlkit.plugins import resolve
 
 CONFIG_NAME = "config.yaml"
 INTERRUPTED = 130
@@ -48,6 +49,12 @@ class Built:
 
 def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     """Validate, resolve env and device, compile and place; nothing starts yet."""
+    missing = sorted(getattr(algo_cls, "__abstractmethods__", ()))
+    if missing:
+        raise ConfigError(
+            f"{algo_cls.__name__} leaves {', '.join(missing)} unimplemented: "
+            "a template's abstract methods are what an algorithm must supply"
+        )
     config.validate()
     executor = EXECUTORS.get(config.executor)(config)
     if config.learners > 1 and config.executor == "local":
@@ -63,7 +70,9 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
             policy = "local"
         else:
             policy = "dp-learner" if config.learners > 1 else "multi-actor"
-    plan = POLICIES.get(policy)().compile(algorithm.graph(), options)
+    graph = algorithm.graph()
+    graph.check()
+    plan = POLICIES.get(policy)().compile(graph, options)
     return Built(algorithm, place(plan, executor.cluster()), executor)
 
 
@@ -102,8 +111,13 @@ def new_run_dir(algo: str, config: BaseConfig) -> Path:
 
 
 def save_config(run_dir: Path, algo: str, config: BaseConfig) -> None:
+    from rlkit.plugins import SOURCES
+
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
-    text = yaml.safe_dump({"algorithm": algo, "config": values}, sort_keys=False)
+    record: dict[str, Any] = {"algorithm": algo}
+    if algo.lower() in SOURCES:  # a plugin: where resume and eval find it again
+        record["source"] = SOURCES[algo.lower()]
+    text = yaml.safe_dump({**record, "config": values}, sort_keys=False)
     checkpoint.atomic_write(run_dir / CONFIG_NAME, lambda tmp: tmp.write_text(text))
 
 
@@ -118,12 +132,13 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
     try:
         data = yaml.safe_load(path.read_text())
         name = data["algorithm"]
-        if name not in ALGORITHMS:
+        try:
+            algo_cls = resolve(str(name), data.get("source"))
+        except RegistryError:
             raise CheckpointError(
                 f"{run_dir} was written by algorithm {name!r}, which is not registered here: "
-                "import the module that registers it (see docs/custom_algorithm.md)"
-            )
-        algo_cls = ALGORITHMS.get(name)
+                "install or import the package that registers it (see docs/custom_algorithm.md)"
+            ) from None
         return algo_cls, algo_cls.config_cls.from_dict(data["config"])
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -215,7 +230,7 @@ class Trainer:
         logger: MetricsLogger | None = None
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            algo.start(runtime)
+            algo.begin(runtime)
             if saved is not None:
                 try:
                     algo.load_state_dict(saved["state"])
@@ -310,8 +325,8 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         """Deterministic episodes with the current policy, on an env of its own (seeded the
         same way every time, so an evaluation does not disturb training or resume)."""
+        from rlkit.envs.episodes import run_episodes
         from rlkit.envs.vector import make_env
-        from rlkit.evaluate import run_episodes
 
         algo = self.built.algorithm
         if self.eval_env is None:

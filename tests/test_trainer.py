@@ -13,7 +13,10 @@ from rlkit.trainer import Trainer, make_config
 
 
 class NaNPPO(PPO):
-    """PPO whose loss turns to NaN: stands for a diverging run."""
+    """PPO whose loss turns to NaN: stands for a diverging run (of the run PPO wrote, so
+    it keeps PPO's name; a subclass is otherwise named after its class)."""
+
+    name = "ppo"
 
     @staticmethod
     def loss(config, policy, batch):

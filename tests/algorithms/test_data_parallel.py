@@ -77,10 +77,10 @@ def dqn_batch() -> B.Batch:
     n = 32
     return {
         "obs": torch.randn(n, 4, generator=g),
-        "action": torch.randint(0, 3, (n,), generator=g),
-        "reward": torch.randn(n, generator=g),
+        "actions": torch.randint(0, 3, (n,), generator=g),
+        "rewards": torch.randn(n, generator=g),
         "next_obs": torch.randn(n, 4, generator=g),
-        "discount": torch.full((n,), 0.99),
+        "discounts": torch.full((n,), 0.99),
         "terminated": torch.rand(n, generator=g) < 0.2,
     }
 

@@ -43,10 +43,10 @@ def off_policy_batch(spec: SpaceSpec, n: int = 64) -> dict[str, torch.Tensor]:
     return {
         "obs": torch.randn(n, 5, generator=g),
         "next_obs": torch.randn(n, 5, generator=g),
-        "action": action,
-        "reward": torch.randn(n, generator=g),
+        "actions": action,
+        "rewards": torch.randn(n, generator=g),
         "terminated": torch.rand(n, generator=g) < 0.1,
-        "discount": torch.full((n,), 0.99),
+        "discounts": torch.full((n,), 0.99),
     }
 
 

@@ -54,11 +54,11 @@ def test_critic_target_matches_reference():
     n = 32
     batch = {
         "obs": torch.randn(n, 3, generator=g),
-        "action": torch.rand(n, 2, generator=g),
-        "reward": torch.randn(n, generator=g),
+        "actions": torch.rand(n, 2, generator=g),
+        "rewards": torch.randn(n, generator=g),
         "next_obs": torch.randn(n, 3, generator=g),
         "terminated": torch.rand(n, generator=g) < 0.3,
-        "discount": torch.full((n,), 0.99),
+        "discounts": torch.full((n,), 0.99),
     }
     state = learner.generator.get_state()
     loss, y = learner.losses(batch)
@@ -66,9 +66,9 @@ def test_critic_target_matches_reference():
     next_action, next_logp = learner.actor.sample(batch["next_obs"], learner.generator)
     q1, q2 = learner.target(batch["next_obs"], next_action)
     soft = torch.minimum(q1, q2) - 0.3 * next_logp
-    expected = batch["reward"] + 0.99 * (1 - batch["terminated"].float()) * soft
+    expected = batch["rewards"] + 0.99 * (1 - batch["terminated"].float()) * soft
     torch.testing.assert_close(y, expected.detach())
-    c1, c2 = learner.critic(batch["obs"], batch["action"])
+    c1, c2 = learner.critic(batch["obs"], batch["actions"])
     expected_loss = 0.5 * (((c1 - expected) ** 2).mean() + ((c2 - expected) ** 2).mean())
     torch.testing.assert_close(loss, expected_loss.detach())
 
@@ -79,11 +79,11 @@ def test_update_moves_alpha_toward_the_entropy_target_and_targets_slowly():
     n = 16
     batch = {
         "obs": torch.randn(n, 3),
-        "action": torch.rand(n, 2),
-        "reward": torch.randn(n),
+        "actions": torch.rand(n, 2),
+        "rewards": torch.randn(n),
         "next_obs": torch.randn(n, 3),
         "terminated": torch.zeros(n, dtype=torch.bool),
-        "discount": torch.full((n,), 0.99),
+        "discounts": torch.full((n,), 0.99),
     }
     before = learner.log_alpha.item()
     target_before = [p.clone() for p in learner.target.parameters()]

@@ -66,7 +66,7 @@ def test_a_killed_actor_is_restarted_and_no_stored_transition_is_lost(
     runtime = built.executor.start(built.placement)
     algo = built.algorithm
     try:
-        algo.start(runtime)
+        algo.begin(runtime)
         for _ in range(4):
             algo.train_step()
         replay, actors = runtime["replay"], runtime["actor"]

@@ -43,7 +43,7 @@ def test_learners_stay_identical(ray_local, tmp_path: Path):
     built = build(PPO, cfg)
     runtime: Runtime = built.executor.start(built.placement)
     try:
-        built.algorithm.start(runtime)
+        built.algorithm.begin(runtime)
         for _ in range(2):
             built.algorithm.train_step()
         first, second = runtime["learner"].call("get_weights")
@@ -72,7 +72,7 @@ def test_dqn_with_two_learners_on_replay_shards(ray_local, tmp_path: Path):
     runtime = built.executor.start(built.placement)
     algo = built.algorithm
     try:
-        algo.start(runtime)
+        algo.begin(runtime)
         metrics = [algo.train_step().metrics for _ in range(12)]
         assert any("loss" in m for m in metrics)
         assert runtime["replay"].call("__len__") == [algo.env_steps // 2] * 2

@@ -89,7 +89,7 @@ def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_local, tmp_path: Pa
     runtime = built.executor.start(built.placement)
     algo = built.algorithm
     try:
-        algo.start(runtime)
+        algo.begin(runtime)
         algo.train_step()
         actors = runtime["actor"]
         first = actors.pids()
@@ -120,7 +120,7 @@ def test_a_killed_learner_comes_back_with_its_checkpointed_state(ray_local, tmp_
     runtime.saved_state = trainer._checkpointed_fragments
     algo = trainer.built.algorithm
     try:
-        algo.start(runtime)
+        algo.begin(runtime)
         assert runtime.saved_state() is None  # no checkpoint yet
         for _ in range(2):
             algo.train_step()

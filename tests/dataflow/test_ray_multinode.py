@@ -113,6 +113,7 @@ def rlhf_graph(colocate: bool, accelerator: str = "gpu") -> LogicalGraph:
         g.add(Fragment(name, Scorer, {"key": key}, resources=share, colocate=group))
     g.add(Fragment("policy", PolicyLearner, resources=share, colocate=group))
     g.connect("prompts", "prompts", "generator", Pattern.SCATTER, "produce", "generate")
+    g.connect("responses", "generator", "policy", Pattern.GATHER, "generate", "update")
     for name, call in (("reference", "score"), ("reward", "score"), ("critic", "score")):
         g.connect(f"to_{name}", "generator", name, Pattern.GATHER, "generate", call)
         g.connect(f"from_{name}", name, "policy", Pattern.GATHER, call, "update")
@@ -120,16 +121,20 @@ def rlhf_graph(colocate: bool, accelerator: str = "gpu") -> LogicalGraph:
     return g
 
 
+SCORERS = ("reference", "reward", "critic")
+
+
 def rlhf_step(runtime: Any, version: int) -> dict[str, float]:
-    """The RLHF PPO driver, one step: scatter prompts, score, update, broadcast weights."""
-    prompts = runtime["prompts"].one("produce", 8)
-    responses = B.cat(runtime["generator"].scatter("generate", prompts))
-    batch = dict(responses)
-    for name in ("reference", "reward", "critic"):
-        batch.update(runtime[name].one("score", responses))
-    metrics = runtime["policy"].one("update", batch)
-    runtime["generator"].call("set_weights", runtime["policy"].one("get_weights"), version)
-    return metrics
+    """The RLHF PPO driver, one step, by the graph's edges: prompts scattered to the
+    generators, their responses on to every scorer, responses and scores joined into one
+    policy update, the weights broadcast back."""
+    graph = runtime.plan.graph
+    responses = runtime.carry(graph.edge("prompts"), 8)
+    scores = [runtime.pass_on(graph.edge(f"to_{name}"), responses) for name in SCORERS]
+    into_policy = [graph.edge("responses"), *(graph.edge(f"from_{n}") for n in SCORERS)]
+    update = runtime.join(into_policy, [responses, *scores])
+    runtime.carry(graph.edge("weights").bind(version))
+    return update.results[0]
 
 
 def run_two_steps(executor: Any, plan: Any) -> list[dict[str, float]]:
