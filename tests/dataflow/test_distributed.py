@@ -156,3 +156,18 @@ def test_dp_learner_needs_an_all_reduced_learner_and_joins_shards_beside_it():
 
 def test_policies_are_registered_beside_local():
     assert {"local", "multi-actor", "async-actor", "colocate", "dp-learner"} <= set(POLICIES)
+
+
+def test_an_actor_cpu_share_below_one_packs_actors_onto_cores():
+    from rlkit.dataflow.scheduler import Cluster, Node, place
+
+    def plan(share: float):
+        g = LogicalGraph("ppo")
+        g.add(Fragment("actor", Role, resources=Resources("cpu", cpus=share), replicas=2))
+        g.add(Fragment("learner", Role))
+        return compile_("multi-actor", g, actors=2)
+
+    two_cores = Cluster([Node("head", cpus=2)])
+    with pytest.raises(PlacementError, match="a smaller --actor-cpus share"):
+        place(plan(1.0), two_cores)
+    assert len(place(plan(0.5), two_cores).slots) == 3
