@@ -195,22 +195,11 @@ class OnPolicyLearner(DataParallelRole, Learner):
         self.updates = 0
 
     def update(self, batch: Batch) -> Metrics:
+        """Advantages, then `epochs` passes of shuffled minibatch steps (stopped early past
+        `target_kl`); the mean of each logged value over the steps."""
         cfg = self.config
         batch = B.to(batch, self.device)
-        estimator = ADVANTAGES.get(cfg.advantage)
-        advantages, returns = estimator(
-            batch["rewards"],
-            batch["values"],
-            batch["next_values"],
-            batch["dones"],
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
-        # scalars packed in one [n, 4] tensor: a minibatch is three gathers, not six
-        scalars = torch.stack([batch["log_probs"], batch["values"], advantages, returns], -1)
-        data = B.flatten_time(
-            {"obs": batch["obs"], "actions": batch["actions"], "scalars": scalars}
-        )
+        data, returns = self.samples(batch)
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
@@ -222,29 +211,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
             order = torch.randperm(n, generator=self.generator).to(self.device)
             shuffled = B.index(data, order)  # one gather per epoch; minibatches are slices
             for start in range(0, n, size):
-                rows = B.index(shuffled, slice(start, start + size))
-                log_probs, values, adv, ret = rows["scalars"].unbind(-1)
-                if cfg.norm_adv and adv.numel() > 1:
-                    mean, std = self.dp.mean_std(adv)  # over the whole minibatch, all replicas
-                    adv = (adv - mean) / (std + 1e-8)
-                mb = {
-                    "obs": rows["obs"],
-                    "actions": rows["actions"],
-                    "log_probs": log_probs,
-                    "values": values,
-                    "advantages": adv,
-                    "returns": ret,
-                }
-                extra = {"state": self.loss_state} if self.loss_takes_state else {}
-                with autocast(self.device, cfg.precision):
-                    loss, stats = self.loss(cfg, self.policy, mb, **extra)
-                self.flat.zero_grad()
-                loss.backward()
-                self.dp.average_(self.flat.grad)
-                if cfg.max_grad_norm > 0:
-                    self.flat.clip_grad_norm_(cfg.max_grad_norm)
-                self.optimizer.step()
-                stats = {"loss": loss, **stats}
+                stats = self.minibatch_step(B.index(shuffled, slice(start, start + size)))
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0) + v.detach()
                 steps += 1
@@ -266,6 +233,53 @@ class OnPolicyLearner(DataParallelRole, Learner):
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self.algorithm.after_update(cfg, self.loss_state, metrics)
         return metrics
+
+    def samples(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+        """A rollout ``[envs, steps, ...]`` as flat samples with their advantages and
+        returns (by the `--advantage` estimator), and the returns ``[envs, steps]``."""
+        cfg = self.config
+        advantages, returns = ADVANTAGES.get(cfg.advantage)(
+            batch["rewards"],
+            batch["values"],
+            batch["next_values"],
+            batch["dones"],
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        # scalars packed in one [n, 4] tensor: a minibatch is three gathers, not six
+        scalars = torch.stack([batch["log_probs"], batch["values"], advantages, returns], -1)
+        flat = B.flatten_time(
+            {"obs": batch["obs"], "actions": batch["actions"], "scalars": scalars}
+        )
+        return flat, returns
+
+    def minibatch_step(self, rows: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step of `algorithm.loss` on a minibatch of samples: advantages
+        standardized (over every replica's share), backward, all-reduce, clipping, step.
+        Returns the loss and the loss's stats (tensors)."""
+        cfg = self.config
+        log_probs, values, adv, ret = rows["scalars"].unbind(-1)
+        if cfg.norm_adv and adv.numel() > 1:
+            mean, std = self.dp.mean_std(adv)  # over the whole minibatch, all replicas
+            adv = (adv - mean) / (std + 1e-8)
+        mb = {
+            "obs": rows["obs"],
+            "actions": rows["actions"],
+            "log_probs": log_probs,
+            "values": values,
+            "advantages": adv,
+            "returns": ret,
+        }
+        extra = {"state": self.loss_state} if self.loss_takes_state else {}
+        with autocast(self.device, cfg.precision):
+            loss, stats = self.loss(cfg, self.policy, mb, **extra)
+        self.flat.zero_grad()
+        loss.backward()
+        self.dp.average_(self.flat.grad)
+        if cfg.max_grad_norm > 0:
+            self.flat.clip_grad_norm_(cfg.max_grad_norm)
+        self.optimizer.step()
+        return {"loss": loss, **stats}
 
     def get_weights(self) -> Weights:
         return {"flat": self.flat.get()}

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from rlkit import batch as B
-from rlkit.dataflow import EXECUTORS, POLICIES, Fragment, LogicalGraph, Pattern, PolicyOptions, place
+from rlkit.dataflow import (
+    EXECUTORS,
+    POLICIES,
+    Fragment,
+    LogicalGraph,
+    Pattern,
+    PolicyOptions,
+    place,
+)
 from rlkit.dataflow.carry import Output
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import DRIVER, Resources, edge
