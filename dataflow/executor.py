@@ -172,6 +172,11 @@ class Runtime:
         its initial state."""
         self._ahead: dict[str, Pending] = {}
         """Producer calls started ahead of their use, by edge name (`Edge.ahead`)."""
+        self._edges = {e.name: e for e in plan.graph.edges}
+        self._transports = {t.edge.name: t.how for t in plan.transports}
+        self._streaming_sources = {
+            e.src for e in plan.graph.edges if self._transports.get(e.name) == "queue"
+        }
         self._streams: dict[str, Stream] = {}
         """Streaming sources (queue edges carried as "queue"), by fragment name."""
 
@@ -193,11 +198,10 @@ class Runtime:
     def declared(self, edge: Edge[P, R]) -> Edge[P, R]:
         """The plan's edge of that name (its bound and prefetch as the graph declared them),
         with the consumer arguments `edge` was bound to."""
-        try:
-            mine = self.plan.graph.edge(edge.name)
-        except KeyError:
-            raise KeyError(f"graph {self.plan.graph.name} has no edge {edge.name!r}") from None
-        return cast(Edge[P, R], mine.bind(*edge.extra))
+        mine = self._edges.get(edge.name)
+        if mine is None:
+            raise KeyError(f"graph {self.plan.graph.name} has no edge {edge.name!r}")
+        return cast(Edge[P, R], mine.bind(*edge.extra) if edge.extra else mine)
 
     def carry(self, edge: Edge[P, R], *args: P.args, **kwargs: P.kwargs) -> Delivery[R]:
         """Carry `edge` once: its producer with `args` on the source replicas (from the
@@ -245,7 +249,7 @@ class Runtime:
         edge's bound in chunks ahead, each chunk started with `args()` of its time, and a
         weight broadcast into a streaming fragment is queued before its next chunk."""
         e: Edge[Any, Any] = self.declared(edge)
-        if self.plan.transport(e.name) != "queue":
+        if self._transports[e.name] != "queue":
             yield self.carry(edge, *args())
             return
         group, stream = self.groups[e.src], self.stream_of(e.src)
@@ -259,7 +263,7 @@ class Runtime:
         """For a streamed edge: "policy_lag" (weight versions between the latest and the
         ones that made the chunks that arrived last) and "queued_chunks"; else nothing."""
         e: Edge[Any, Any] = self.declared(edge)
-        if self.plan.transport(e.name) != "queue":
+        if self._transports[e.name] != "queue":
             return {}
         stream = self.stream_of(e.src)
         return {"policy_lag": stream.lag(), "queued_chunks": float(stream.queued())}
@@ -267,7 +271,7 @@ class Runtime:
     def queued(self, edge: Edge[Any, Any]) -> int:
         """Chunks asked of the sources of a streamed edge and not yet delivered (0 else)."""
         e: Edge[Any, Any] = self.declared(edge)
-        return self.stream_of(e.src).queued() if self.plan.transport(e.name) == "queue" else 0
+        return self.stream_of(e.src).queued() if self._transports[e.name] == "queue" else 0
 
     def stream_of(self, fragment: str) -> Stream:
         if fragment not in self._streams:
@@ -281,9 +285,7 @@ class Runtime:
         return self._streams[fragment]
 
     def _streaming(self, fragment: str) -> bool:
-        return any(
-            self.plan.transport(e.name) == "queue" for e in self.plan.graph.outputs(fragment)
-        )
+        return fragment in self._streaming_sources
 
     def _produce(
         self, e: Edge[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
