@@ -55,10 +55,13 @@ class Algorithm(ABC):
     attribute; a subclass that gives none is named after its class (lower case)."""
     config_cls: ClassVar[type[BaseConfig]] = BaseConfig
     """The typed config dataclass; its fields are the command-line flags."""
+    _auto_name: ClassVar[bool] = True
+    """Whether `name` came from the class name (no name given)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:  # never inherit a registered name
+        cls._auto_name = "name" not in cls.__dict__
+        if cls._auto_name:  # never inherit a registered name
             cls.name = cls.__name__.lower()
 
     def __init__(self, config: BaseConfig, env_id: str, spec: SpaceSpec) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlkit.errors import ConfigError
+
 
 class FlatParameters:
     def __init__(self, module: nn.Module) -> None:
@@ -55,7 +57,10 @@ class FlatParameters:
     @torch.no_grad()
     def set(self, flat: torch.Tensor) -> None:
         if flat.shape != self.param.shape:
-            raise ValueError(
-                f"flat weights of {flat.numel()} values do not fit {self.param.numel()} parameters"
+            raise ConfigError(
+                f"weights of {flat.numel():,} values do not fit a network of "
+                f"{self.param.numel():,} parameters: the module an actor acts with "
+                "(make_actor_policy / make_policy) must have the parameters of the network "
+                "whose get_weights the learner sends, in the same order"
             )
         self.param.copy_(flat)

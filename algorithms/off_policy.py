@@ -276,7 +276,8 @@ class OffPolicy(Algorithm):
         if not rounds:
             return {}
         metrics = {k: v / (rounds * self.config.gradient_steps) for k, v in sums.items()}
-        metrics["epsilon"] = self.epsilon()
+        if type(self).epsilon is not OffPolicy.epsilon:  # an exploration schedule (DQN)
+            metrics["epsilon"] = self.epsilon()
         return metrics
 
     def next_chunk_args(self) -> tuple[int, bool, float]:

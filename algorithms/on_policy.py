@@ -54,7 +54,7 @@ class OnPolicyConfig(BaseConfig):
     epochs: int = 10
     """Passes over each rollout."""
     minibatch_size: int = 64
-    """Samples per gradient step."""
+    """Samples per gradient step; 0 means the whole rollout (one step per epoch)."""
     norm_adv: bool = True
     """Standardize advantages per minibatch."""
     vf_coef: float = 0.5
@@ -89,7 +89,7 @@ class OnPolicyConfig(BaseConfig):
         check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must be in [0, 1]")
         check(self.lr > 0, "lr", "must be positive")
         check(self.epochs >= 1, "epochs", "must be at least 1")
-        check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
+        check(self.minibatch_size >= 0, "minibatch_size", "must be >= 0 (0: the whole rollout)")
         check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         check(
             len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes"

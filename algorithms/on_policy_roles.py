@@ -204,7 +204,8 @@ class OnPolicyLearner(DataParallelRole, Learner):
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
         n = B.batch_size(data)
-        size = cfg.minibatch_size // self.dp.world  # data parallel: each replica's share
+        # data parallel: each replica's share; 0: the whole rollout
+        size = cfg.minibatch_size // self.dp.world if cfg.minibatch_size else n
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for _ in range(cfg.epochs):

@@ -49,7 +49,8 @@ class Delivery(Generic[R]):
     data: Any
     """What travelled, merged over the source replicas (the gathered rollout; the weights)."""
     infos: list[dict[str, Any]] = field(default_factory=list)
-    """The info of each source replica's `Output`, in replica order ({} for plain data)."""
+    """The info of each source replica's `Output`, in replica order ({} for plain data);
+    for an edge from the driver, of each destination replica's result, if an `Output`."""
     results: list[R] = field(default_factory=list)
     """What each destination replica's consumer returned, in replica order (for a sink
     edge into the driver: the merged data, once)."""

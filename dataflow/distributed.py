@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern
+from rlkit.dataflow.graph import DRIVER, Edge, Fragment, LogicalGraph, Pattern
 from rlkit.dataflow.plan import Plan, Transport, Worker
 from rlkit.dataflow.policies import POLICIES, DistributionPolicy, PolicyOptions
 from rlkit.errors import ConfigError
@@ -54,6 +54,8 @@ def _transports(graph: LogicalGraph) -> list[Transport]:
     def how(e: Edge) -> str:
         if e.pattern is Pattern.ALLREDUCE:
             return "collective"
+        if DRIVER in (e.src, e.dst):  # the driver is its own process
+            return "object-store"
         src, dst = graph.fragments[e.src], graph.fragments[e.dst]
         together = src.beside == e.dst or dst.beside == e.src  # one process: a reference
         return "reference" if together else "object-store"

@@ -314,6 +314,8 @@ class Runtime:
         merged = merge(data)
         parts = split(merged, group.size)
         results = group.call_each(e.consume, [(p, *e.extra) for p in parts])
+        if e.src == DRIVER:  # no producers: the infos of consumers that return `Output`
+            infos = unpack(results)[1]
         return Delivery(e, merged, infos, results)
 
     def connect_collectives(self) -> None:

@@ -140,6 +140,22 @@ def method_name(method: Callable[..., Any] | str | None) -> str:
     return method if isinstance(method, str) else method.__name__
 
 
+def from_driver(
+    name: str, dst: str, pattern: Pattern | str, consume: Callable[..., R] | str
+) -> Edge[[Any], R]:
+    """A typed edge whose source is the driver: ``runtime.carry(EDGE, data)`` sends `data`
+    (split by scatter, the same value to all by broadcast) to `consume` on `dst`."""
+    return Edge(name, DRIVER, dst, Pattern(pattern), "", method_name(consume))
+
+
+def to_driver(
+    name: str, src: str, pattern: Pattern | str, produce: Callable[Concatenate[Any, P], Any] | str
+) -> Edge[P, Any]:
+    """A typed edge into the driver: ``runtime.carry(EDGE, *args)`` runs `produce` on `src`
+    and returns what it made, merged, as the delivery's data."""
+    return Edge(name, src, DRIVER, Pattern(pattern), method_name(produce), "")
+
+
 def edge(
     name: str,
     src: str,

@@ -213,7 +213,7 @@ def apply_overrides(cfg: BaseConfig, values: dict[str, Any]) -> None:
         name = key.replace("-", "_")
         if name in getattr(cfg, "dropped", ()):
             raise ConfigError(
-                f"--{flag(name)} does not apply to {type(cfg).__name__} (it drops that field)"
+                f"--{flag(name)} does not apply to this algorithm ({type(cfg).__name__} drops it)"
             )
         if name not in types or name not in names:
             import difflib

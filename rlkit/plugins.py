@@ -58,9 +58,17 @@ def load_entry_points() -> None:
         except Exception as e:  # a broken plugin must not break `rlkit list` for the others
             print(f"rlkit: warning: entry point {ep.name} ({ep.value}): {e}", file=sys.stderr)
             continue
-        if ep.name not in ALGORITHMS:  # its module may register it on import
-            _register(_checked(cls, ep.value), ep.name)
-        SOURCES[ep.name.lower()] = ep.value
+        cls = _checked(cls, ep.value)
+        if "name" in cls.__dict__ and not getattr(cls, "_auto_name", False):
+            # the class names itself: that name stays (checkpoints and presets use it);
+            # the entry point's name is an alias of it
+            if cls.name not in ALGORITHMS:
+                ALGORITHMS.add(cls.name, cls)
+            if ep.name.lower() != cls.name.lower() and ep.name not in ALGORITHMS:
+                ALGORITHMS.add(ep.name, cls)
+        elif ep.name not in ALGORITHMS:
+            _register(cls, ep.name)
+        SOURCES[ep.name.lower()] = SOURCES[cls.name.lower()] = ep.value
 
 
 def resolve(name: str, source: str | None = None) -> type[Algorithm]:

@@ -29,6 +29,8 @@ class Registry(Generic[T]):
         def add(obj: T) -> T:
             if isinstance(obj, type) and hasattr(obj, "name"):
                 obj.name = name
+                if hasattr(obj, "_auto_name"):
+                    obj._auto_name = False
             self.add(name, obj)
             return obj
 
