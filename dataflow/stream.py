@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rlkit.dataflow.executor import Pending, WorkerGroup
+    from rlkit.dataflow.groups import Pending, WorkerGroup
 
 
 class Stream:
@@ -123,7 +123,7 @@ class Stream:
         }
 
     def load_state_dict(self, actors: WorkerGroup, state: dict[str, Any]) -> None:
-        from rlkit.dataflow.executor import Pending
+        from rlkit.dataflow.groups import Pending
 
         self.inflight = [(r, kind, Pending.done(x), v) for r, kind, x, v in state["inflight"]]
         self.waiting, self.sent = state["waiting"], list(state["sent"])
