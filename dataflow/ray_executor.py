@@ -485,13 +485,24 @@ class RayExecutor(Executor):
 
     # -- starting a plan --------------------------------------------------------------
     def start(self, placement: Placement) -> RayRuntime:
-        ray = _ray()
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
+        """Reserve the placement groups, start a host actor per worker, wait until every
+        replica is built; a failure on the way releases what was taken."""
         _send_plugins_by_value()
         if not self._node_ids:
             self.cluster()
-        plan = placement.plan
+        pgs, bundle_of = self.reserve(placement)
+        runtime = RayRuntime(placement.plan, placement, self, pgs)
+        try:
+            self.start_hosts(runtime, bundle_of)
+        except BaseException:
+            runtime.shutdown()
+            raise
+        return runtime
+
+    def reserve(self, placement: Placement) -> tuple[list[Any], dict[str, tuple[Any, int]]]:
+        """One placement group per worker group, each bundle pinned to the node the
+        scheduler chose; the groups, and each worker's (group, bundle index)."""
+        ray = _ray()
         groups: dict[str, list[Slot]] = {}
         for slot in placement.slots:
             w = slot.worker
@@ -511,56 +522,54 @@ class RayExecutor(Executor):
             pgs.append(pg)
             for i, s in enumerate(slots):
                 bundle_of[s.worker.name] = (pg, i)
-        runtime = RayRuntime(plan, placement, self, pgs)
+        return pgs, bundle_of
+
+    def start_hosts(self, runtime: RayRuntime, bundle_of: dict[str, tuple[Any, int]]) -> None:
+        """Wait for the reservation, start the host actors in their bundles, wait until they
+        built their replicas (a role's RLKitError reaches the caller as itself), and give
+        the runtime a `RayGroup` per fragment."""
+        ray = _ray()
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        plan, placement = runtime.plan, runtime.placement
         try:
-            try:
-                ray.get([pg.ready() for pg in pgs], timeout=self.reserve_s)
-            except ray.exceptions.GetTimeoutError:
-                raise PlacementError(
-                    f"Ray could not reserve the plan's resources within {self.reserve_s:g}s "
-                    "(other jobs may hold them): free the cluster, use fewer --actors or add nodes"
-                ) from None
-            host_cls = ray.remote(FragmentHost)
-            for slot in placement.slots:
-                w = slot.worker
-                pg, index = bundle_of[w.name]
-                bundle = _bundle(slot)
-                members = [
-                    (
-                        f,
-                        i,
-                        plan.fragment(f).role,
-                        plan.fragment(f).kwargs,
-                        placement.device_of(f, i),
-                    )
-                    for f, i in w.members
-                ]
-                handle = host_cls.options(
-                    num_cpus=bundle["CPU"],
-                    num_gpus=bundle.get("GPU", 0),
-                    resources={"NPU": bundle["NPU"]} if "NPU" in bundle else None,
-                    max_restarts=self.max_restarts,
-                    max_task_retries=0,  # retried by RayGroup, which counts restarts
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg, index),
-                ).remote(members)
-                runtime.hosts[w.name] = Host(w.name, handle, runtime)
-            names = list(runtime.hosts)
-            try:
-                ready = ray.get([runtime.hosts[n].handle.ready.remote() for n in names])
-            except ray.exceptions.RayTaskError as e:
-                if isinstance(e.cause, RLKitError):
-                    raise e.cause from None
-                raise
-            for name, incarnation in zip(names, ready, strict=True):
-                runtime.hosts[name].incarnation = incarnation
-            for name in plan.graph.fragments:
-                count = plan.replicas[name]
-                hosts = [runtime.hosts[plan.worker_of(name, i).name] for i in range(count)]
-                runtime.groups[name] = RayGroup(name, hosts, list(range(count)))
-        except BaseException:
-            runtime.shutdown()
+            ray.get([pg.ready() for pg in runtime.placement_groups], timeout=self.reserve_s)
+        except ray.exceptions.GetTimeoutError:
+            raise PlacementError(
+                f"Ray could not reserve the plan's resources within {self.reserve_s:g}s "
+                "(other jobs may hold them): free the cluster, use fewer --actors or add nodes"
+            ) from None
+        host_cls = ray.remote(FragmentHost)
+        for slot in placement.slots:
+            w = slot.worker
+            pg, index = bundle_of[w.name]
+            bundle = _bundle(slot)
+            members = [
+                (f, i, plan.fragment(f).role, plan.fragment(f).kwargs, placement.device_of(f, i))
+                for f, i in w.members
+            ]
+            handle = host_cls.options(
+                num_cpus=bundle["CPU"],
+                num_gpus=bundle.get("GPU", 0),
+                resources={"NPU": bundle["NPU"]} if "NPU" in bundle else None,
+                max_restarts=self.max_restarts,
+                max_task_retries=0,  # retried by RayGroup, which counts restarts
+                scheduling_strategy=PlacementGroupSchedulingStrategy(pg, index),
+            ).remote(members)
+            runtime.hosts[w.name] = Host(w.name, handle, runtime)
+        names = list(runtime.hosts)
+        try:
+            ready = ray.get([runtime.hosts[n].handle.ready.remote() for n in names])
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, RLKitError):
+                raise e.cause from None
             raise
-        return runtime
+        for name, incarnation in zip(names, ready, strict=True):
+            runtime.hosts[name].incarnation = incarnation
+        for name in plan.graph.fragments:
+            count = plan.replicas[name]
+            hosts = [runtime.hosts[plan.worker_of(name, i).name] for i in range(count)]
+            runtime.groups[name] = RayGroup(name, hosts, list(range(count)))
 
 
 def _send_plugins_by_value() -> None:
