@@ -30,6 +30,7 @@ from rlkit.config import BaseConfig
 from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
+from rlkit.divergence import check_finite
 from rlkit.envs.registry import short_name
 from rlkit.envs.vector import probe_spec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
@@ -259,6 +260,7 @@ class Trainer:
             try:
                 while self.step < cfg.total_steps and not self._stop:
                     result = algo.train_step()
+                    check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
                     self.step += result.steps
                     self.iteration += 1
                     self.returns.extend(result.episodes["return"])
