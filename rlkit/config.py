@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from rlkit.errors import ConfigError
 from rlkit.limits import check_memory, check_ranges, check_relations
+from rlkit.run_dir import check_name
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -111,6 +112,7 @@ class BaseConfig(FieldOptions):
         check(self.eval_every >= 0, "eval_every", "must be >= 0")
         check(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         check(bool(self.env), "env", "must name an environment")
+        check_name(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The offered fields (dropped ones left out) as plain values."""

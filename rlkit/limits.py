@@ -160,8 +160,7 @@ def check_ranges(cfg: Any) -> None:
             if v not in rng:
                 kind_name = "integer" if kind is int else "number"
                 raise ConfigError(
-                    f"--{_flag(f.name)}: {_num(v)} is out of range: it must be "
-                    f"{rng.describe(kind_name)}"
+                    f"--{_flag(f.name)}: must be {rng.describe(kind_name)}, got {_num(v)}"
                 )
 
 
