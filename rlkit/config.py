@@ -113,6 +113,9 @@ class BaseConfig(FieldOptions):
         check(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         check(bool(self.env), "env", "must name an environment")
         check_name(self.name)
+        from rlkit.device import check_device_name  # torch, only once a config is validated
+
+        check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """The offered fields (dropped ones left out) as plain values."""

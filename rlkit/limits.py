@@ -47,7 +47,9 @@ class Range:
     def _within(self, v: float) -> bool:
         if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
             return False
-        return not (self.high is not None and (v > self.high or (self.high_open and v == self.high)))
+        return not (
+            self.high is not None and (v > self.high or (self.high_open and v == self.high))
+        )
 
     def describe(self, kind: str) -> str:
         """E.g. "an integer in [0, 4294967295]", "a finite number > 0"."""

@@ -53,6 +53,7 @@ class MetricsLogger:
         kept = [r for s, r in body if s <= step]
         self._write_all(header, kept)
         return header
+
     def log(self, row: dict[str, float]) -> None:
         """Append one row; `row["step"]` is the x axis everywhere. A key seen for the first
         time (e.g. learner metrics once off-policy learning starts) adds a column."""
