@@ -91,7 +91,8 @@ def verify(path: Path) -> None:
     if sha256(path) not in recorded:
         raise CheckpointError(
             f"checkpoint {path} is corrupt: its SHA-256 does not match {record.name}; "
-            "restore it from a backup or start a new run"
+            f"restore it from a backup (or delete {record.name} if you replaced the checkpoint "
+            "on purpose)"
         )
 
 

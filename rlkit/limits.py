@@ -209,7 +209,11 @@ def memory_needed(cfg: Any, spec: Any = None) -> dict[str, int]:
 
 
 def check_memory(cfg: Any, spec: Any = None, available: int | None = None) -> None:
-    """ConfigError naming the field whose sizes need more than the machine's memory."""
+    """ConfigError naming the field whose sizes need more than the machine's memory.
+    Skipped for a run on a Ray cluster elsewhere (`--address`): its nodes' memory counts."""
+    remote = bool(getattr(cfg, "address", None))
+    if available is None and remote:
+        return
     total = machine_memory() if available is None else available
     if total <= 0:
         return
