@@ -151,7 +151,7 @@ def check_ranges(cfg: Any) -> None:
         if kind is None:
             continue
         value = getattr(cfg, f.name)
-        values = value if isinstance(value, tuple) else (value,)
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         declared = field_range(f, types[f.name])
         rng = declared or (_DEFAULT_INT if kind is int else FINITE)
         what = "an integer" if kind is int else "a number"
@@ -159,7 +159,7 @@ def check_ranges(cfg: Any) -> None:
             ok_type = isinstance(v, int) if kind is int else isinstance(v, (int, float))
             if isinstance(v, bool) or not ok_type:
                 raise ConfigError(f"--{_flag(f.name)}: expected {what}, got {v!r}")
-            if v not in rng:
+            if v not in rng or (kind is int and v not in _DEFAULT_INT):  # ints fit int64
                 kind_name = "integer" if kind is int else "number"
                 raise ConfigError(
                     f"--{_flag(f.name)}: must be {rng.describe(kind_name)}, got {_num(v)}"

@@ -196,3 +196,25 @@ def test_big_integers_convert_exactly():
 def test_malformed_device_is_one_line(device, capsys):
     assert main(["plan", "ppo", "--env", "CartPole", "--device", device]) == 2
     assert device in one_error_line(capsys)
+
+
+def test_a_config_added_later_gets_ranges_from_metadata_and_defaults():
+    from rlkit.config import BaseConfig
+
+    @dataclasses.dataclass
+    class LaterConfig(BaseConfig):
+        kl_coef: float = dataclasses.field(default=1.0, metadata={"range": Range(low=0)})
+        window: int = 8  # no declared range: any int that fits int64
+        scale: float = 1.0  # no declared range: any finite float
+
+    for name, value, message in [
+        ("kl_coef", -1.0, "--kl-coef: must be a finite number >= 0, got -1"),
+        ("window", 10**30, "--window: must be an integer in"),
+        ("scale", math.nan, "--scale: must be a finite number, got nan"),
+        ("seed", -1, "--seed: must be an integer in [0, 4294967295], got -1"),
+    ]:
+        cfg = LaterConfig()
+        setattr(cfg, name, value)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            cfg.validate()
+    LaterConfig().validate()
