@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from rlkit.config import offered_fields
 from rlkit.errors import TrainingError
 
 
@@ -29,7 +30,7 @@ def check_finite(metrics: Mapping[str, Any], step: int, config: Any) -> None:
 
 def remedy(config: Any) -> str:
     """What to change: the config's learning rates, and gradient clipping where it has it."""
-    names = [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else []
+    names = offered_fields(type(config)) if dataclasses.is_dataclass(config) else []
     rates = [n for n in names if n == "lr" or n.endswith("_lr")]
     flags = [f"--{n.replace('_', '-')} (now {getattr(config, n):g})" for n in rates]
     advice = "lower " + " and ".join(flags) if flags else "lower the learning rate"

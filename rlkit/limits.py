@@ -80,6 +80,7 @@ RANGES: dict[str, Range] = {
     "num_envs": Range(low=1, high=65_536),
     "env_workers": Range(low=0, high=4_096),
     "actors": Range(low=1, high=4_096),
+    "actor_cpus": Range(low=0, high=4_096, low_open=True),
     "learners": Range(low=1, high=4_096),
     "torch_threads": Range(low=1, high=4_096),
     "checkpoint_every": Range(low=1, high=STEPS_MAX),
@@ -146,9 +147,10 @@ def field_range(field: dataclasses.Field[Any], annotation: Any) -> Range | None:
 def check_ranges(cfg: Any) -> None:
     """ConfigError naming the first numeric field whose value is out of its range."""
     types = typing.get_type_hints(type(cfg))
+    dropped = set(getattr(type(cfg), "dropped", ()))  # not offered: they keep their defaults
     for f in dataclasses.fields(cfg):
         kind = numeric_kind(types[f.name])
-        if kind is None:
+        if kind is None or f.name in dropped:
             continue
         value = getattr(cfg, f.name)
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)

@@ -67,11 +67,10 @@ def env_for(algo: str) -> str:
 def tiny_args(algo: str, total_steps: int = 256, checkpoint_every: int = 128) -> list[str]:
     """`rlkit run` arguments for a run of seconds, built from the fields the config has, so
     any registered algorithm gets one."""
-    import dataclasses
-
     from rlkit.algorithms import ALGORITHMS
+    from rlkit.config import offered_fields
 
-    names = {f.name for f in dataclasses.fields(ALGORITHMS.get(algo).config_cls)}
+    names = set(offered_fields(ALGORITHMS.get(algo).config_cls))
     args = ["run", algo, "--env", env_for(algo), "--total-steps", str(total_steps)]
     args += ["--checkpoint-every", str(checkpoint_every)]
     optional = {

@@ -72,9 +72,10 @@ def test_a_run_of_an_unregistered_algorithm_says_so(tmp_path):
 
 # -- divergence, for every registered algorithm -------------------------------------------
 def rate_fields(config) -> list[str]:
-    import dataclasses
+    from rlkit.config import offered_fields
 
-    return [f.name for f in dataclasses.fields(config) if f.name == "lr" or f.name.endswith("_lr")]
+    names = offered_fields(type(config))
+    return [n for n in names if n == "lr" or n.endswith("_lr")]
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
@@ -88,6 +89,8 @@ def test_a_non_finite_metric_stops_any_algorithm_and_keeps_the_checkpoint(algo, 
     algo_cls, cfg = load_run(run_dir)
 
     class Diverging(algo_cls):  # type: ignore[misc, valid-type]
+        name = algo_cls.name  # resumes the run its algorithm wrote
+
         def train_step(self):
             result = super().train_step()
             result.metrics["q_values"] = float("inf")
