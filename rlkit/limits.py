@@ -94,7 +94,7 @@ RANGES: dict[str, Range] = {
     "gae_lambda": UNIT,
     "lr": POSITIVE,
     "epochs": Range(low=1, high=1_000_000),
-    "minibatch_size": COUNT,
+    "minibatch_size": Range(low=0, high=2**31 - 1),  # 0: the whole rollout
     "vf_coef": NON_NEGATIVE,
     "ent_coef": FINITE,
     "max_grad_norm": NON_NEGATIVE,
