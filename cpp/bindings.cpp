@@ -53,6 +53,9 @@ FieldSpec parse_field(const std::string& name, const std::string& dtype,
   size_t bytes = static_cast<size_t>(size);
   for (int64_t d : shape) {
     if (d < 0) throw BufferError("field '" + name + "' has a negative dimension");
+    if (d > 0 && bytes > SIZE_MAX / static_cast<size_t>(d))
+      throw BufferError("field '" + name + "' has shape " + shape_str(shape) +
+                        ": its bytes per row overflow; use a smaller shape");
     bytes *= static_cast<size_t>(d);
   }
   if (bytes == 0) throw BufferError("field '" + name + "' has an empty shape " + shape_str(shape));
@@ -140,12 +143,22 @@ class Core {
     nb::ndarray<nb::ro> a;
     if (!nb::try_cast(v, a, false)) {
       nb::object conv;
+      bool objects = false;
       try {
-        conv = np_.attr("asarray")(v, "dtype"_a = dtype_name(spec.code, spec.bits).c_str());
+        // numpy would turn None (or any object) into NaN when casting straight to the field's
+        // dtype: read the value as it is first, and refuse arrays of Python objects
+        nb::object raw = np_.attr("asarray")(v);
+        objects = nb::cast<std::string>(raw.attr("dtype").attr("kind")) == "O";
+        if (!objects)
+          conv = np_.attr("asarray")(raw, "dtype"_a = dtype_name(spec.code, spec.bits).c_str());
       } catch (nb::python_error& e) {
         throw BufferError("field '" + spec.name + "': cannot read the value as an array (" +
                           e.what() + "); pass a numpy array or a CPU torch tensor");
       }
+      if (objects)
+        throw BufferError("field '" + spec.name +
+                          "' got Python objects (dtype object, e.g. None or mixed types): pass "
+                          "numbers, as a numpy array of dtype " + dtype_name(spec.code, spec.bits));
       owned.push_back(conv);
       if (!nb::try_cast(conv, a, false))
         throw BufferError("field '" + spec.name + "': cannot read the value as an array");

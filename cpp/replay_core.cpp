@@ -1,6 +1,7 @@
 #include "replay_core.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -73,6 +74,9 @@ ReplayCore::ReplayCore(std::vector<FieldSpec> fields, Options opt)
   for (size_t f = 0; f < fields_.size(); ++f)
     if (locs_[f].col >= 0) col_fields_[locs_[f].col].push_back(f);
   for (auto& c : cols_) {
+    if (c.stride != 0 && cap_ > (SIZE_MAX - 127) / c.stride)
+      throw BufferError("capacity " + std::to_string(cap_) + " x " + std::to_string(c.stride) +
+                        " bytes per row overflows: lower the buffer's capacity");
     size_t bytes = (cap_ * c.stride + 63) / 64 * 64;
     try {
       c.data = static_cast<uint8_t*>(big_alloc(bytes));

@@ -65,6 +65,14 @@ def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwar
         raise EnvError(f"{env_id} needs an extra package: {e}") from None
     except gym.error.Error as e:
         raise EnvError(f"cannot make {env_id}: {e}") from None
+    except ModuleNotFoundError as e:  # e.g. phys2d/* and tabular/* ids import jax
+        package = (e.name or str(e)).split(".")[0]
+        raise EnvError(
+            f"{env_id} needs the package {package!r}, which is not installed: "
+            f"pip install {package} (or choose another env)"
+        ) from None
+    except ImportError as e:  # ids gymnasium keeps registered but cannot make (mujoco-py, shimmy)
+        raise EnvError(f"{env_id} is not supported here: {' '.join(str(e).split())}") from None
     return Checkpointable(env, index)
 
 

@@ -11,8 +11,12 @@ interface is what rlkit's EnvRunner uses of a gymnasium vector env: `reset`, `st
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
+import os
 import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -50,9 +54,48 @@ class _Arrays:
             self.shm.unlink()
 
 
+_PR_SET_PDEATHSIG = 1
+PARENT_CHECK_S = 1.0
+"""How often an idle worker checks that the process that started it is still alive."""
+
+
+def _die_with_parent(parent: int, main_thread: bool) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (when the parent forked it
+    from its main thread: the signal follows the forking *thread*), and exit now if the
+    parent is already gone. Elsewhere the idle loop's `getppid` check does the job."""
+    if main_thread and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _next_command(conn: Connection, parent: int) -> Any:
+    """The parent's next message; None once the parent has died (pipe closed, or this
+    process re-parented), so an orphaned worker never lives on."""
+    while not conn.poll(PARENT_CHECK_S):
+        if os.getppid() != parent:
+            return None
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
+
+
 def _worker(
-    fns: Sequence[EnvFn], lo: int, specs: dict[str, Any], shm_name: str, conn: Connection
+    fns: Sequence[EnvFn],
+    lo: int,
+    specs: dict[str, Any],
+    shm_name: str,
+    conn: Connection,
+    parent: int,
+    main_thread: bool,
+    inherited: Sequence[Connection],
 ) -> None:
+    _die_with_parent(parent, main_thread)
+    for c in inherited:  # other workers' pipe ends: holding them would hide the parent's death
+        c.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the trainer
     shared = _Arrays(specs, shm_name)
     a = shared.arrays
@@ -60,7 +103,10 @@ def _worker(
     hi = lo + len(envs)
     try:
         while True:
-            cmd, arg = conn.recv()
+            message = _next_command(conn, parent)
+            if message is None:
+                break
+            cmd, arg = message
             if cmd == "step":
                 for i, env in enumerate(envs, lo):
                     obs, reward, term, trunc, _ = env.step(a["action"][i])
@@ -82,7 +128,8 @@ def _worker(
                 conn.send(("ok", None))
                 break
     except Exception as e:  # report, don't hang the trainer
-        conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
     finally:
         for env in envs:
             env.close()
@@ -117,9 +164,20 @@ class WorkerVectorEnv:
         """The env slice of each worker; `step_async` / `step_wait` address one of them."""
         self.conns: list[Connection] = []
         self.procs = []
+        me, main = os.getpid(), threading.current_thread() is threading.main_thread()
         for sl in self.groups:
             parent, child = ctx.Pipe()
-            args = (env_fns[sl], sl.start, self.specs, self.shared.shm.name, child)
+            inherited = [*self.conns, parent]
+            args = (
+                env_fns[sl],
+                sl.start,
+                self.specs,
+                self.shared.shm.name,
+                child,
+                me,
+                main,
+                inherited,
+            )
             p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             child.close()

@@ -1,13 +1,20 @@
 """Checkpoints: one file per run directory, written atomically (temp file, fsync, rename).
 
-A crash or Ctrl-C while writing leaves the previous checkpoint as it was.
+A crash or Ctrl-C while writing leaves the previous checkpoint as it was. Beside each
+checkpoint, ``checkpoint.pt.sha256`` records its SHA-256 (and the previous one's, so that a
+kill between the two renames leaves a pair that still verifies); `load` refuses a file
+whose bytes match neither. Temp files of writers that were killed are removed by
+`remove_stale_temps` on the next start or resume.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +46,102 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def save(path: Path, algorithm: str, state: dict[str, Any]) -> None:
     payload = {"format": FORMAT, "algorithm": algorithm, **state}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        torch.save(payload, tmp)
+        digest = sha256(tmp)
+        previous = _recorded(path)[:1]
+        # the digest file names the new file before the rename makes it current
+        text = "".join(f"{d}  {path.name}\n" for d in [digest, *previous])
+        atomic_write(checksum_path(path), lambda t: t.write_text(text))
+
+    atomic_write(path, write)
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _recorded(path: Path) -> list[str]:
+    """The digests recorded beside `path`, newest first ([] when there is no record)."""
+    try:
+        text = checksum_path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [m.group(1) for m in re.finditer(r"^([0-9a-f]{64})\b", text, re.MULTILINE)]
+
+
+def verify(path: Path) -> None:
+    """CheckpointError if `path` does not match the digest recorded beside it."""
+    record = checksum_path(path)
+    if not record.exists():
+        return  # a checkpoint from before digests were written
+    recorded = _recorded(path)
+    if not recorded:
+        raise CheckpointError(f"{record} is corrupt (no SHA-256 digest in it)")
+    if sha256(path) not in recorded:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its SHA-256 does not match {record.name}; "
+            f"restore it from a backup (or delete {record.name} if you replaced the checkpoint "
+            "on purpose)"
+        )
+
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete ``.NAME.tmp-PID`` files (from `atomic_write`) whose writer is no longer alive."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or not entry.is_file() or _alive(int(m.group(1))):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours, from a write this process already finished or abandoned
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def check_layout(path: Path, data: Mapping[str, Any]) -> None:
+    """CheckpointError when a trainer checkpoint's top-level structure is wrong."""
+    state, trainer = data.get("state", {}), data.get("trainer", {})
+    if not isinstance(state, Mapping) or not isinstance(trainer, Mapping):
+        raise CheckpointError(f"{path} is corrupt: 'state' and 'trainer' must be mappings")
+    fragments = state.get("fragments", {})
+    if not isinstance(fragments, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, (list, tuple)) for k, v in fragments.items()
+    ):
+        raise CheckpointError(
+            f"{path} is corrupt: 'fragments' must map fragment names to lists of states"
+        )
 
 
 def load(path: Path, algorithm: str | None = None) -> dict[str, Any]:
@@ -47,10 +149,22 @@ def load(path: Path, algorithm: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    verify(path)
     try:
         # Checkpoints hold numpy arrays and env states besides tensors: only load your own.
         data = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        ImportError,
+        UnicodeDecodeError,
+    ) as e:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e})"
         ) from None
@@ -61,4 +175,5 @@ def load(path: Path, algorithm: str | None = None) -> dict[str, Any]:
             f"{path} is a {data.get('algorithm')!r} checkpoint, not {algorithm!r}: "
             "resume or evaluate it with the algorithm that wrote it"
         )
+    check_layout(path, data)
     return data

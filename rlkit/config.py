@@ -17,6 +17,8 @@ from functools import cache
 from typing import Any, ClassVar, Literal, TypeVar
 
 from rlkit.errors import ConfigError
+from rlkit.limits import check_memory, check_ranges, check_relations
+from rlkit.run_dir import check_name
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -90,7 +92,14 @@ class BaseConfig(FieldOptions):
     """Weights & Biases project name."""
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first field out of range."""
+        """Raise ConfigError naming the first field out of range.
+
+        Every numeric field is first checked against its range (`rlkit.limits`: a range
+        declared in the field's metadata, the built-in table, or a default: ints that fit
+        int64, finite floats); then cross-field rules and the memory the sizes imply."""
+        check_ranges(self)
+        check_relations(self)
+        check_memory(self)
         check(self.total_steps > 0, "total_steps", "must be positive")
         check(self.num_envs >= 1, "num_envs", "must be at least 1")
         check(self.env_workers >= 0, "env_workers", "must be >= 0")
@@ -103,6 +112,10 @@ class BaseConfig(FieldOptions):
         check(self.eval_every >= 0, "eval_every", "must be >= 0")
         check(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         check(bool(self.env), "env", "must name an environment")
+        check_name(self.name)
+        from rlkit.device import check_device_name  # torch, only once a config is validated
+
+        check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """The offered fields (dropped ones left out) as plain values."""
@@ -184,13 +197,18 @@ def convert(name: str, annotation: Any, value: Any) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         if isinstance(value, int):
             return value
+        text = str(value).strip().replace("_", "")
         try:
-            number = float(str(value).replace("_", ""))
+            return int(text)  # exact, also beyond 2**53
+        except ValueError:
+            pass
+        try:
+            number = float(text)
         except ValueError:
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
         if not number.is_integer():
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(number)
+        return int(number)  # 1e6; its range is checked by validate()
     if annotation is float:
         try:
             return float(str(value).replace("_", "")) if isinstance(value, str) else float(value)

@@ -21,11 +21,22 @@ def npu_available() -> bool:
     return bool(torch.npu.is_available())  # type: ignore[attr-defined]
 
 
-def resolve_device(name: str) -> torch.device:
-    """A concrete torch device for ``auto|cpu|cuda[:i]|npu[:i]``; DeviceError if absent."""
-    kind = name.split(":")[0]
+def check_device_name(name: str) -> tuple[str, str]:
+    """(kind, index) of ``auto|cpu|cuda[:i]|npu[:i]``; DeviceError naming a malformed one.
+    Only the spelling: whether this machine has the device is `resolve_device`'s job."""
+    kind, colon, index = str(name).partition(":")
     if kind not in DEVICES:
         raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
+    if colon and (kind == "auto" or not index.isdigit() or len(index) > 6):
+        raise DeviceError(
+            f"--device {name}: malformed; use auto, cpu, cuda, cuda:N, npu or npu:N (N an index)"
+        )
+    return kind, index
+
+
+def resolve_device(name: str) -> torch.device:
+    """A concrete torch device for ``auto|cpu|cuda[:i]|npu[:i]``; DeviceError if absent."""
+    kind, index = check_device_name(name)
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,7 +49,15 @@ def resolve_device(name: str) -> torch.device:
         raise DeviceError(
             f"--device {name}: no Ascend NPU (torch_npu) here; use --device cpu or auto"
         )
-    return torch.device(name)
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise DeviceError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            "numbered from 0"
+        )
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise DeviceError(f"--device {name}: {' '.join(str(e).split())}") from None
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:

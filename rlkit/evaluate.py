@@ -49,7 +49,7 @@ def evaluate(
     env_id, spec = probe_spec(config.env)
     try:
         act = algo_cls.eval_policy(state["state"], config, spec)
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(
             f"{run_dir / checkpoint.CHECKPOINT} does not fit this run's layout ({type(e).__name__}: {e})"
         ) from None

@@ -4,10 +4,14 @@ learning-curve PNG at the end. One row per training iteration, keyed by env step
 from __future__ import annotations
 
 import csv
+import math
 import os
 import uuid
 from pathlib import Path
 from typing import Any
+
+from rlkit.checkpoint import atomic_write
+from rlkit.errors import CheckpointError
 
 CSV_NAME = "metrics.csv"
 CURVE_NAME = "learning_curve.png"
@@ -38,14 +42,16 @@ class MetricsLogger:
             self.wandb = _start_wandb(self.run_dir, config, wandb_project, resume_step is not None)
 
     def _truncate(self, step: int) -> list[str] | None:
-        """Keep the rows written up to the checkpoint being resumed (drop later ones)."""
-        with open(self.csv_path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
+        """Keep the rows written up to the checkpoint being resumed (drop later ones).
+
+        The file is rewritten beside itself and renamed over the old one, so a kill at any
+        moment leaves either the old file or the new one. A last line cut short by a kill
+        (no newline at its end) is dropped; any other malformed row is refused."""
+        header, body = read_rows(self.csv_path)
+        if header is None:
             return None
-        header, body = rows[0], [r for r in rows[1:] if r and int(float(r[0])) <= step]
-        with open(self.csv_path, "w", newline="") as f:
-            csv.writer(f).writerows([header, *body])
+        kept = [r for s, r in body if s <= step]
+        self._write_all(header, kept)
         return header
 
     def log(self, row: dict[str, float]) -> None:
@@ -70,10 +76,19 @@ class MetricsLogger:
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
         assert self.columns is not None
-        with open(self.csv_path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.columns)
-            writer.writerows([[r.get(c, "") for c in self.columns] for r in rows])
+        columns = self.columns
+        self._write_all(columns, [[r.get(c, "") for c in columns] for r in rows])
+
+    def _write_all(self, header: list[str], rows: list[list[str]]) -> None:
+        """Replace the CSV atomically (write beside it, fsync, rename)."""
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(rows)
+
+        atomic_write(self.csv_path, write)
 
     def close(self) -> Path | None:
         """Flush everything and draw the learning curve; returns the PNG path."""
@@ -81,6 +96,43 @@ class MetricsLogger:
         if self.wandb is not None:
             self.wandb.finish()
         return plot_learning_curve(self.csv_path, self.run_dir / CURVE_NAME)
+
+
+def read_rows(path: Path) -> tuple[list[str] | None, list[tuple[float, list[str]]]]:
+    """The header and (step, row) pairs of a metrics CSV; CheckpointError naming the line
+    of a row that is not a metrics row. A last line without its newline (a write cut
+    short by a kill) is left out."""
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is corrupt: not text; delete it to resume") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the row being appended when the run was killed
+    lines = list(csv.reader(text.splitlines(keepends=True)))
+    if not lines:
+        return None, []
+    header, body = lines[0], []
+    if not header or header[0] != "step":
+        raise CheckpointError(f"{path} is corrupt: its first line is not a header (step, ...)")
+    for number, row in enumerate(lines[1:], start=2):
+        if not row:
+            continue
+        step = _float(row[0])
+        if len(row) != len(header) or step is None or not math.isfinite(step):
+            raise CheckpointError(
+                f"{path} line {number} is not a metrics row ({','.join(row)[:40]!r}): "
+                "delete that line and resume again"
+            )
+        body.append((step, row))
+    return header, body
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _fmt(value: Any) -> Any:

@@ -30,11 +30,13 @@ from rlkit.config import BaseConfig
 from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
+from rlkit.divergence import check_finite
 from rlkit.envs.registry import short_name
 from rlkit.envs.vector import probe_spec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.metrics import MetricsLogger
 from rlkit.plugins import resolve
+from rlkit.run_dir import create as create_run_dir
 
 CONFIG_NAME = "config.yaml"
 INTERRUPTED = 130
@@ -101,13 +103,7 @@ def new_run_dir(algo: str, config: BaseConfig) -> Path:
         config.name
         or f"{algo}-{short_name(config.env)}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
     )
-    path = Path(config.out) / name
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path(config.out) / f"{name}-{suffix}"
-    path.mkdir(parents=True)
-    return path
+    return create_run_dir(config.out, name)
 
 
 def save_config(run_dir: Path, algo: str, config: BaseConfig) -> None:
@@ -130,22 +126,40 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a run directory (no {CONFIG_NAME})")
     try:
-        data = yaml.safe_load(path.read_text())
-        name = data["algorithm"]
-        try:
-            algo_cls = resolve(str(name), data.get("source"))
-        except RegistryError:
-            raise CheckpointError(
-                f"{run_dir} was written by algorithm {name!r}, which is not registered here: "
-                "install or import the package that registers it (see docs/custom_algorithm.md)"
-            ) from None
-        return algo_cls, algo_cls.config_cls.from_dict(data["config"])
+        data = yaml.safe_load(path.read_bytes())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise CheckpointError(f"{path} is corrupt: not valid YAML{where}") from None
-    except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{path} is corrupt: {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"{path} is corrupt: expected a mapping with 'algorithm' and 'config', "
+            f"got {type(data).__name__}"
+        )
+    name, values, source = data.get("algorithm"), data.get("config"), data.get("source")
+    if not isinstance(name, str):
+        raise CheckpointError(f"{path} is corrupt: 'algorithm' must be a name, got {name!r:.60}")
+    if not isinstance(values, dict):
+        raise CheckpointError(
+            f"{path} is corrupt: 'config' must be a mapping of fields, got {type(values).__name__}"
+        )
+    if source is not None and not isinstance(source, str):
+        raise CheckpointError(f"{path} is corrupt: 'source' must be a module:Class spec")
+    try:
+        algo_cls = resolve(name, source)
+    except RegistryError:
+        raise CheckpointError(
+            f"{run_dir} was written by algorithm {name!r}, which is not registered here: "
+            "install or import the package that registers it (see docs/custom_algorithm.md)"
+        ) from None
+    try:
+        config = algo_cls.config_cls.from_dict(values)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt: {' '.join(str(e).split())}") from None
+    checkpoint.remove_stale_temps(run_dir)
+    return algo_cls, config
 
 
 class Trainer:
@@ -197,6 +211,10 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         assert self.run_dir is not None
+        # the next periodic checkpoint lies after this one (a resume must not save again at once)
+        while self.next_checkpoint <= self.step:
+            self.next_checkpoint += self.config.checkpoint_every
+        checkpoint.remove_stale_temps(self.run_dir)
         state = {"trainer": self._trainer_state(), "state": self.built.algorithm.state_dict()}
         checkpoint.save(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, state)
 
@@ -246,7 +264,6 @@ class Trainer:
                         f"extend it with: rlkit resume {self.run_dir} --total-steps N",
                         flush=True,
                     )
-                save_config(self.run_dir, self.algo_cls.name, cfg)  # a raised --total-steps sticks
             logger = MetricsLogger(
                 self.run_dir,
                 cfg.to_dict(),
@@ -259,6 +276,7 @@ class Trainer:
             try:
                 while self.step < cfg.total_steps and not self._stop:
                     result = algo.train_step()
+                    check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
                     self.step += result.steps
                     self.iteration += 1
                     self.returns.extend(result.episodes["return"])

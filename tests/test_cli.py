@@ -50,14 +50,14 @@ def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str
             ["run", "ppo", "--env", "CartPole", "--lr", "fast"],
             ["--lr: expected a number, got 'fast'"],
         ),
-        (["run", "ppo", "--env", "CartPole", "--gamma", "1.5"], ["--gamma: must be in [0, 1]"]),
+        (["run", "ppo", "--env", "CartPole", "--gamma", "1.5"], ["--gamma: must be a finite number in [0, 1], got 1.5"]),
         (
             ["run", "ppo", "--env", "CartPole", "--total-steps", "0"],
-            ["--total-steps: must be positive"],
+            ["--total-steps: must be an integer in [1, ", "got 0"],
         ),
         (
             ["run", "ppo", "--env", "CartPole", "--total-steps", "-5"],
-            ["--total-steps: must be positive"],
+            ["--total-steps: must be an integer in [1, ", "got -5"],
         ),
         (
             ["run", "ppo", "--env", "CartPole", "--device", "cuda"],

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rlkit.errors import BufferError
+from rlkit.limits import machine_memory
 from rlkit.replay._core import Core
 from rlkit.replay.state import STATE_VERSION, read_file, write_file
 
@@ -152,6 +153,7 @@ class ReplayBuffer:
             raise BufferError(
                 "share_obs needs 'obs' and 'next_obs' fields of the same shape and dtype"
             )
+        _check_size(self._capacity, fields)
         spec = [(k, f.dtype.str, list(f.shape)) for k, f in fields.items()]
         self._core = Core(
             self._capacity,
@@ -258,6 +260,16 @@ class ReplayBuffer:
             raise BufferError(
                 f"not a replay buffer state (missing {e}); pass what state_dict() returned"
             ) from e
+        fields = layout.get("fields") if isinstance(layout, Mapping) else None
+        if (
+            not isinstance(fields, list)
+            or not all(isinstance(f, list) and len(f) == 3 for f in fields)
+            or not (core is None or isinstance(core, Mapping))
+        ):
+            raise BufferError(
+                "not a replay buffer state (malformed layout or core); "
+                "pass what state_dict() returned"
+            )
         mine = self._layout()
         if self._fields is None and layout["fields"]:
             mine["fields"] = layout["fields"]
@@ -286,7 +298,11 @@ class ReplayBuffer:
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Loads a file written by `save`; raises BufferError if its layout differs."""
-        self.load_state_dict(read_file(path))
+        state = read_file(path)
+        try:
+            self.load_state_dict(state)
+        except BufferError as e:
+            raise BufferError(f"{str(path)!r}: {e}") from e
 
     def __repr__(self) -> str:
         names = ", ".join(self._fields or {}) or "inferred on first add"
@@ -392,6 +408,23 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise BufferError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _check_size(capacity: int, fields: Mapping[str, Field]) -> None:
+    """BufferError before allocating when capacity x row bytes cannot fit in this machine."""
+    for k, f in fields.items():
+        if f.dtype.kind not in "biuf":
+            raise BufferError(
+                f"field {k!r} has dtype {f.dtype}: use a bool, int, uint or float dtype"
+            )
+    row = sum(f.dtype.itemsize * math.prod(f.shape) for f in fields.values())
+    need = capacity * row
+    memory = machine_memory()
+    if need >= 2**63 or (memory and need > memory):
+        raise BufferError(
+            f"capacity {capacity:,} x {row:,} bytes per row needs {need / 2**30:,.1f} GiB, "
+            f"more than this machine's {memory / 2**30:,.1f} GiB of memory: lower the capacity"
+        )
+
+
 def _check_core_state(
     core: Mapping[str, Any], fields: dict[str, Field], capacity: int, prioritized: bool, share: bool
 ) -> None:
@@ -401,6 +434,15 @@ def _check_core_state(
         n = min(total, capacity)
         if total < 0:
             raise BufferError("replay state has a negative row count")
+        max_priority = core["max_priority"]
+        if not (
+            isinstance(max_priority, (int, float, np.floating))
+            and math.isfinite(max_priority)
+            and max_priority > 0
+        ):
+            raise BufferError(
+                f"replay state has max_priority {max_priority!r}; it must be a finite number > 0"
+            )
         rng = list(core["rng"])
         if len(rng) != 4 or not all(0 <= int(w) < 2**64 for w in rng):
             raise BufferError("replay state has a malformed RNG state")

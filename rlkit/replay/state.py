@@ -59,15 +59,20 @@ def write_file(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a file written by `write_file` back into a state_dict."""
+    """Reads a file written by `write_file` back into a state_dict; BufferError naming the
+    path for a file that is missing, empty, truncated or not of this layout."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop(_META).tobytes().decode())
     except FileNotFoundError as e:
         raise BufferError(f"replay buffer file {str(path)!r} does not exist") from e
+    except EOFError as e:
+        raise BufferError(f"replay buffer file {str(path)!r} is empty or truncated") from e
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
         raise BufferError(f"{str(path)!r} is not a replay buffer file or is corrupt ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("layout"), dict):
+        raise BufferError(f"{str(path)!r} is corrupt: its metadata is not a replay buffer state")
     state: dict[str, Any] = {k: v for k, v in meta.items() if k != "core"}
     core = meta.get("core")
     if core is not None:
@@ -77,7 +82,7 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             for k in ("priorities", "side_slots", "side_pending", "side_next_obs"):
                 if k in arrays:
                     core[k] = arrays[k]
-        except (KeyError, ValueError) as e:
-            raise BufferError(f"{str(path)!r} is missing replay data ({e}); it is corrupt") from e
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise BufferError(f"{str(path)!r} is missing replay data ({e!r}); it is corrupt") from e
     state["core"] = core
     return state
