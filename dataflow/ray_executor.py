@@ -54,8 +54,8 @@ from rlkit.dataflow.executor import (
 )
 from rlkit.dataflow.plan import Plan
 from rlkit.dataflow.scheduler import Cluster, Node, Placement, Slot
-from rlkit.device import DEVICES, npu_available
-from rlkit.errors import ConfigError, DeviceError, PlacementError, RLKitError, TrainingError
+from rlkit.device import check_device_name, npu_available
+from rlkit.errors import ConfigError, PlacementError, RLKitError, TrainingError
 
 log = logging.getLogger("rlkit.dataflow.ray")
 
@@ -480,8 +480,7 @@ class RayExecutor(Executor):
     def check_device(self, device: str) -> None:
         """The cluster decides (the scheduler refuses a GPU learner on a GPU-less
         cluster); here only the name is checked."""
-        if device.split(":")[0] not in DEVICES:
-            raise DeviceError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        check_device_name(device)
 
     # -- starting a plan --------------------------------------------------------------
     def start(self, placement: Placement) -> RayRuntime:

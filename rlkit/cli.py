@@ -130,14 +130,15 @@ def cmd_plan(algo: str, argv: Sequence[str]) -> int:
     return 0
 
 
-def cmd_resume(run_dir: str, total_steps: int | None) -> int:
+def cmd_resume(run_dir: str, total_steps: str | None) -> int:
     from pathlib import Path
 
+    from rlkit.config import convert
     from rlkit.trainer import Trainer, load_run
 
     algo_cls, config = load_run(Path(run_dir))
-    if total_steps is not None:
-        config.total_steps = total_steps
+    if total_steps is not None:  # converted as `rlkit run` converts it (1e6 is fine)
+        config.total_steps = convert("total_steps", int, total_steps)
     return Trainer(algo_cls, config, Path(run_dir)).run(resume=True)
 
 
@@ -205,7 +206,7 @@ def build_parser() -> _Parser:
     plan.add_argument("algorithm")
     resume = sub.add_parser("resume", help="continue a run from its checkpoint")
     resume.add_argument("run_dir")
-    resume.add_argument("--total-steps", type=int, default=None, help="raise the step budget")
+    resume.add_argument("--total-steps", default=None, help="raise the step budget")
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10)

@@ -34,6 +34,7 @@ from rlkit.divergence import check_finite
 from rlkit.envs.registry import short_name
 from rlkit.envs.vector import probe_spec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
+from rlkit.limits import check_memory
 from rlkit.metrics import MetricsLogger
 from rlkit.plugins import resolve
 from rlkit.run_dir import create as create_run_dir
@@ -63,6 +64,7 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
         raise ConfigError("--learners > 1 needs learners in parallel processes: use --executor ray")
     executor.check_device(config.device)
     env_id, spec = probe_spec(config.env)
+    check_memory(config, spec)  # with the env's real observation and action sizes
     algo_cls.check_env(env_id, spec)
     algorithm = algo_cls(config, env_id, spec)
     options = PolicyOptions(actors=config.actors, learners=config.learners)
@@ -253,7 +255,7 @@ class Trainer:
                 try:
                     algo.load_state_dict(saved["state"])
                     self._load_trainer_state(saved["trainer"])
-                except (KeyError, ValueError, RuntimeError) as e:
+                except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
                     raise CheckpointError(
                         f"{self.run_dir / checkpoint.CHECKPOINT} does not fit this run's layout "
                         f"({type(e).__name__}: {e}); it was written by another rlkit version or config"
