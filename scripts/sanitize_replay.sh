@@ -43,7 +43,7 @@ for kind in $KINDS; do
   # A stand-alone copy of the package holding the sanitized module.
   stage="$TMP/py-$kind"
   mkdir -p "$stage/rlkit/replay"
-  cp rlkit/__init__.py rlkit/errors.py "$stage/rlkit/"
+  cp rlkit/__init__.py rlkit/errors.py rlkit/limits.py "$stage/rlkit/"
   cp rlkit/replay/*.py "$stage/rlkit/replay/"
   cp "$build"/cpp/_core*.so "$stage/rlkit/replay/"
   # ASan+UBSan: the stress test and the API / bad-input / prioritized tests.
