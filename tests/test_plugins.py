@@ -105,7 +105,10 @@ def test_entry_point_plugin_is_listed_and_runs(
     shutil.copy(USER / "a2c.py", pkg / "a2c.py")
     (pkg / "__init__.py").write_text("from user_algorithms_pkg.a2c import A2C\n")
     dist_info(site, "user_algorithms_pkg", "[rlkit.algorithms]\na2c_ep = user_algorithms_pkg:A2C\n")
-    env = {**cli_env, "PYTHONPATH": os.pathsep.join([str(site), cli_env.get("PYTHONPATH", "")])}
+    # no empty entry: "" on PYTHONPATH is the working directory, and from a source checkout
+    # its rlkit/ (without the compiled buffer) would shadow the installed one
+    paths = [str(site), *filter(None, cli_env.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**cli_env, "PYTHONPATH": os.pathsep.join(paths)}
 
     listed = subprocess.run([*rlkit_cmd, "list"], env=env, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
