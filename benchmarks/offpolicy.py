@@ -245,8 +245,8 @@ def worker_sac_update_only(n: int, seed: int) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     obs_dim, b = spec.obs_shape[0], cfg.batch_size
     batch = {"obs": torch.randn(b, obs_dim, generator=g), "next_obs": torch.randn(b, obs_dim, generator=g),
-             "action": torch.rand(b, spec.action_dim, generator=g) * 0.8 - 0.4, "reward": torch.randn(b, generator=g),
-             "terminated": torch.zeros(b, dtype=torch.bool), "discount": torch.full((b,), cfg.gamma)}
+             "actions": torch.rand(b, spec.action_dim, generator=g) * 0.8 - 0.4, "rewards": torch.randn(b, generator=g),
+             "terminated": torch.zeros(b, dtype=torch.bool), "discounts": torch.full((b,), cfg.gamma)}
     for _ in range(20):  # warm-up (allocator, Adam state)
         learner.update(batch)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -285,8 +285,8 @@ def worker_dqn_update_only(n: int, seed: int) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     b, obs_dim, h = cfg.batch_size, spec.obs_shape[0], cfg.hidden
     batch = {"obs": torch.randn(b, obs_dim, generator=g), "next_obs": torch.randn(b, obs_dim, generator=g),
-             "action": torch.randint(0, spec.action_dim, (b,), generator=g), "reward": torch.ones(b),
-             "terminated": torch.zeros(b, dtype=torch.bool), "discount": torch.full((b,), cfg.gamma)}
+             "actions": torch.randint(0, spec.action_dim, (b,), generator=g), "rewards": torch.ones(b),
+             "terminated": torch.zeros(b, dtype=torch.bool), "discounts": torch.full((b,), cfg.gamma)}
     sizes = [obs_dim, *h, spec.action_dim]
     params = [torch.nn.Parameter(torch.randn(o, i, generator=g) / i**0.5 if k == 0 else torch.zeros(o))
               for i, o in zip(sizes, sizes[1:], strict=False) for k in (0, 1)]
@@ -300,8 +300,8 @@ def worker_dqn_update_only(n: int, seed: int) -> dict[str, Any]:
 
     def lean() -> None:
         with torch.no_grad():
-            y = batch["reward"] + batch["discount"] * (~batch["terminated"]) * mlp(target, batch["next_obs"]).max(-1).values
-        q = mlp(params, batch["obs"]).gather(-1, batch["action"][:, None]).squeeze(-1)
+            y = batch["rewards"] + batch["discounts"] * (~batch["terminated"]) * mlp(target, batch["next_obs"]).max(-1).values
+        q = mlp(params, batch["obs"]).gather(-1, batch["actions"][:, None]).squeeze(-1)
         loss = F.smooth_l1_loss(q, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
