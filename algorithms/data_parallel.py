@@ -15,7 +15,13 @@ import socket
 import torch
 import torch.distributed as dist
 
+from rlkit.dataflow.graph import Edge, Pattern, edge
+
 BACKENDS = {"cpu": "gloo", "cuda": "nccl", "npu": "hccl"}
+
+GRADIENTS: Edge[[], None] = edge("gradients", "learner", "learner", Pattern.ALLREDUCE)
+"""Data-parallel learner replicas average their gradients (nothing to do with one); the
+edge of every template whose learner fragment is "learner"."""
 
 
 def node_address() -> str:

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.off_policy_roles import OffPolicyActor, Replay, learn
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError, EnvError
 from rlkit.roles import Learner
@@ -108,10 +109,6 @@ WEIGHTS = edge(
     OffPolicyActor.set_weights,
 )
 """The learner's acting parameters to every actor, with their version (the round)."""
-GRADIENTS: Edge[[], None] = edge("gradients", "learner", "learner", Pattern.ALLREDUCE)
-"""Data-parallel learners average their gradients (nothing to do with one)."""
-
-
 class OffPolicy(Algorithm):
     """Template: subclasses set `config_cls`, `learner_cls` and the three policy hooks."""
 

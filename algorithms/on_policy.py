@@ -24,11 +24,12 @@ import torch
 
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
 from rlkit.envs.vector import SpaceSpec
 
@@ -118,10 +119,6 @@ WEIGHTS = edge(
     OnPolicyActor.set_weights,
 )
 """The learner's parameters to every actor, with their version."""
-GRADIENTS: Edge[[], None] = edge("gradients", "learner", "learner", Pattern.ALLREDUCE)
-"""Data-parallel learners average their gradients (nothing to do with one)."""
-
-
 class OnPolicy(Algorithm):
     """Template: subclasses implement `loss`; hooks choose the network and the optimizer."""
 
