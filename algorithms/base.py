@@ -21,6 +21,7 @@ import yaml
 from rlkit.config import BaseConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
+from rlkit.envs.families import EnvFamily, Episodes, parse_env_kwargs
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.registry import Registry
@@ -33,10 +34,12 @@ class StepResult:
     """What one driver step did."""
 
     steps: int
-    """Environment steps taken (all actors, all envs)."""
+    """`Algorithm.unit`s done: environment steps taken (all actors, all envs), or samples."""
     metrics: dict[str, float] = field(default_factory=dict)
     episodes: dict[str, list[float]] = field(default_factory=lambda: {"return": [], "length": []})
-    """Episodes that ended during the step: their returns and lengths."""
+    """Episodes that ended during the step: their "return" and "length", and any other
+    per-episode values (a multi-agent env's per-agent returns), each one list over the
+    episodes; the trainer logs the mean of the last 100 as ``episode_<key>``."""
 
 
 class Algorithm(ABC):
@@ -57,6 +60,12 @@ class Algorithm(ABC):
     """The typed config dataclass; its fields are the command-line flags."""
     _auto_name: ClassVar[bool] = True
     """Whether `name` came from the class name (no name given)."""
+    families: ClassVar[tuple[str, ...]] = ("gymnasium",)
+    """The env families (`rlkit.envs.families`) it trains in, preferred first; none for
+    an algorithm that trains on data, not in an env (it then has no `--env`)."""
+    unit: ClassVar[str] = "steps"
+    """What `StepResult.steps`, the budget and the ``*_every`` intervals count: env steps,
+    or samples (or tokens) for an algorithm that trains on data."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -68,7 +77,58 @@ class Algorithm(ABC):
         self.config = config
         self.env_id = env_id
         self.spec = spec
+        self.family: EnvFamily | None = None
+        """The env family of `env_id` (set by the trainer; None without an env)."""
         self._runtime: Runtime | None = None
+
+    def budget(self) -> int:
+        """How many `unit`s to train for: ``config.total_steps`` (an algorithm on data may
+        derive it from its epochs and dataset size)."""
+        return int(self.config.total_steps)
+
+    @classmethod
+    def run_label(cls, config: BaseConfig) -> str:
+        """What a run directory is named after besides the algorithm: the env's short name."""
+        from rlkit.envs.families import select
+
+        if not cls.families:
+            return ""
+        family = select(cls.name, cls.families, config.env)
+        return family.short_name(family.resolve(config.env))
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """Periodic evaluation (`--eval-every`): whole episodes of the current deterministic
+        policy in the family's evaluation loop, as ``eval_return``, ``eval_return_min`` and
+        the family's own ``eval_*`` means. An algorithm on data evaluates its held-out split."""
+        if self.family is None:
+            return {}
+        kwargs = parse_env_kwargs(self.config.env_kwargs)
+        played = self.family.evaluate(self.env_id, kwargs, self.current_policy(), episodes, seed)
+        return {
+            "eval_return": float(np.mean(played.returns)),
+            "eval_return_min": float(np.min(played.returns)),
+            **{f"eval_{k}": v for k, v in played.extra.items()},
+        }
+
+    @classmethod
+    def evaluate_checkpoint(
+        cls,
+        state: dict[str, Any],
+        config: BaseConfig,
+        episodes: int,
+        seed: int,
+        video_dir: Path | None = None,
+        video_length: int = 500,
+    ) -> Episodes:
+        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy."""
+        from rlkit.envs.families import select
+
+        family = select(cls.name, cls.families, config.env)
+        env_id = family.resolve(config.env)
+        kwargs = parse_env_kwargs(config.env_kwargs)
+        spec = family.probe(env_id, kwargs)
+        policy = cls.eval_policy(state, config, spec)
+        return family.evaluate(env_id, kwargs, policy, episodes, seed, video_dir, video_length)
 
     @classmethod
     def check_env(cls, env_id: str, spec: SpaceSpec) -> None:

@@ -109,6 +109,8 @@ WEIGHTS = edge(
     OffPolicyActor.set_weights,
 )
 """The learner's acting parameters to every actor, with their version (the round)."""
+
+
 class OffPolicy(Algorithm):
     """Template: subclasses set `config_cls`, `learner_cls` and the three policy hooks."""
 

@@ -17,6 +17,7 @@ from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.batch import Batch
 from rlkit.dataflow.carry import Output
+from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
@@ -122,7 +123,13 @@ class OffPolicyActor(Actor):
         self.algorithm, self.config, self.spec = algorithm, config, spec
         seed = config.seed + 10_007 * replica
         self.runner = EnvRunner(
-            env_id, spec, config.num_envs, config.vector, seed, workers=config.env_workers
+            env_id,
+            spec,
+            config.num_envs,
+            config.vector,
+            seed,
+            workers=config.env_workers,
+            kwargs=parse_env_kwargs(config.env_kwargs),
         )
         with torch.random.fork_rng():
             torch.manual_seed(seed)

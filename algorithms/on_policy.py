@@ -119,6 +119,8 @@ WEIGHTS = edge(
     OnPolicyActor.set_weights,
 )
 """The learner's parameters to every actor, with their version."""
+
+
 class OnPolicy(Algorithm):
     """Template: subclasses implement `loss`; hooks choose the network and the optimizer."""
 

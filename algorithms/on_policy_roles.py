@@ -20,6 +20,7 @@ from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
 from rlkit.dataflow.carry import Output
 from rlkit.device import autocast
+from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.normalize import RewardScaler
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
@@ -58,7 +59,14 @@ class OnPolicyActor(Actor):
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
         self.runner = EnvRunner(
-            env_id, spec, config.num_envs, config.vector, seed, config.norm_obs, config.env_workers
+            env_id,
+            spec,
+            config.num_envs,
+            config.vector,
+            seed,
+            config.norm_obs,
+            config.env_workers,
+            parse_env_kwargs(config.env_kwargs),
         )
         with torch.random.fork_rng():
             torch.manual_seed(seed)

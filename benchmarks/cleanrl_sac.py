@@ -70,7 +70,9 @@ class Policy(nn.Module):
     half_range: torch.Tensor
     mid: torch.Tensor
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray
+    ) -> None:
         super().__init__()
         self.l1 = nn.Linear(obs_dim, hidden)
         self.l2 = nn.Linear(hidden, hidden)
@@ -99,7 +101,11 @@ def parse(argv: list[str] | None = None) -> Args:
     p = argparse.ArgumentParser(description="CleanRL-style single-file SAC")
     for f in dataclasses.fields(Args):
         default = f.default
-        kind: Any = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        kind: Any = (
+            (lambda s: s.lower() in ("1", "true", "yes"))
+            if isinstance(default, bool)
+            else type(default)
+        )
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
     return Args(**vars(p.parse_args(argv)))
 
@@ -136,8 +142,12 @@ def main(args: Args) -> dict[str, float]:
     else:
         alpha = args.alpha
 
-    stored_space = gym.spaces.Box(-np.inf, np.inf, obs_space.shape, np.float32)  # MuJoCo gives float64
-    rb = ReplayBuffer(args.buffer_size, stored_space, act_space, "cpu", handle_timeout_termination=False)
+    stored_space = gym.spaces.Box(
+        -np.inf, np.inf, obs_space.shape, np.float32
+    )  # MuJoCo gives float64
+    rb = ReplayBuffer(
+        args.buffer_size, stored_space, act_space, "cpu", handle_timeout_termination=False
+    )
     returns: list[float] = []
     obs, _ = envs.reset(seed=args.seed)
     t_learn = c_learn = math.nan
@@ -164,11 +174,19 @@ def main(args: Args) -> dict[str, float]:
             batch = rb.sample(args.batch_size)
             with torch.no_grad():
                 next_a, next_logp = actor.act(batch.next_observations)
-                q_next = torch.min(q1_targ(batch.next_observations, next_a),
-                                   q2_targ(batch.next_observations, next_a)) - alpha * next_logp
-                target = batch.rewards.flatten() + (1.0 - batch.dones.flatten()) * args.gamma * q_next.view(-1)
-            q_loss = (F.mse_loss(q1(batch.observations, batch.actions).view(-1), target)
-                      + F.mse_loss(q2(batch.observations, batch.actions).view(-1), target))
+                q_next = (
+                    torch.min(
+                        q1_targ(batch.next_observations, next_a),
+                        q2_targ(batch.next_observations, next_a),
+                    )
+                    - alpha * next_logp
+                )
+                target = batch.rewards.flatten() + (
+                    1.0 - batch.dones.flatten()
+                ) * args.gamma * q_next.view(-1)
+            q_loss = F.mse_loss(
+                q1(batch.observations, batch.actions).view(-1), target
+            ) + F.mse_loss(q2(batch.observations, batch.actions).view(-1), target)
             q_opt.zero_grad()
             q_loss.backward()
             q_opt.step()
@@ -199,18 +217,28 @@ def main(args: Args) -> dict[str, float]:
             if args.print_every and global_step % args.print_every == 0:
                 recent = float(np.mean(returns[-100:])) if returns else math.nan
                 sps = (global_step + 1) / (time.perf_counter() - start)
-                print(f"step {global_step + 1:,}  return {recent:.1f}  q_loss {q_loss.item():.3f}  "
-                      f"alpha {alpha:.3f}  {sps:.0f} steps/s", flush=True)
+                print(
+                    f"step {global_step + 1:,}  return {recent:.1f}  q_loss {q_loss.item():.3f}  "
+                    f"alpha {alpha:.3f}  {sps:.0f} steps/s",
+                    flush=True,
+                )
     end, cpu_end = time.perf_counter(), time.process_time()
     envs.close()
     learned = args.total_timesteps - args.learning_starts
-    return {"steps": learned, "loop_s": end - t_learn, "cpu_s": cpu_end - c_learn,
-            "total_s": end - start, "total_cpu_s": cpu_end - cpu_start,
-            "return": float(np.mean(returns[-100:])) if returns else math.nan}
+    return {
+        "steps": learned,
+        "loop_s": end - t_learn,
+        "cpu_s": cpu_end - c_learn,
+        "total_s": end - start,
+        "total_cpu_s": cpu_end - cpu_start,
+        "return": float(np.mean(returns[-100:])) if returns else math.nan,
+    }
 
 
 if __name__ == "__main__":
     out = main(parse())
-    print(f"{out['steps']:,} steps after learning starts in {out['loop_s']:.1f}s "
-          f"({out['steps'] / out['loop_s']:.1f} steps/s, {out['steps'] / out['cpu_s']:.1f} per CPU s); "
-          f"return (last 100 episodes) {out['return']:.1f}")
+    print(
+        f"{out['steps']:,} steps after learning starts in {out['loop_s']:.1f}s "
+        f"({out['steps'] / out['loop_s']:.1f} steps/s, {out['steps'] / out['cpu_s']:.1f} per CPU s); "
+        f"return (last 100 episodes) {out['return']:.1f}"
+    )

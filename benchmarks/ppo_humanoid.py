@@ -49,10 +49,27 @@ REPO = Path(__file__).resolve().parent.parent
 IMG = REPO / "docs" / "img" / "ppo_humanoid_1m.png"
 
 # The hyperparameters shared by both sides (rlkit's Humanoid preset, algorithms/presets/ppo.yaml).
-HP: dict[str, Any] = dict(num_envs=NUM_ENVS, num_steps=NUM_STEPS, minibatch_size=64, epochs=10, lr=3e-4, anneal_lr=True,
-          gamma=0.99, gae_lambda=0.95, clip_coef=0.2, clip_vloss=True, vf_coef=0.5, ent_coef=0.0,
-          max_grad_norm=0.5, norm_obs=True, norm_reward=True, hidden=(64, 64), activation="tanh",
-          log_std_init=0.0, torch_threads=1)
+HP: dict[str, Any] = dict(
+    num_envs=NUM_ENVS,
+    num_steps=NUM_STEPS,
+    minibatch_size=64,
+    epochs=10,
+    lr=3e-4,
+    anneal_lr=True,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_coef=0.2,
+    clip_vloss=True,
+    vf_coef=0.5,
+    ent_coef=0.0,
+    max_grad_norm=0.5,
+    norm_obs=True,
+    norm_reward=True,
+    hidden=(64, 64),
+    activation="tanh",
+    log_std_init=0.0,
+    torch_threads=1,
+)
 
 
 # -- workers (each runs in its own subprocess) ------------------------------------------------
@@ -65,16 +82,27 @@ def worker_rlkit(steps: int, seed: int, vector: str, **extra: Any) -> dict[str, 
     torch.set_num_threads(1)
     algo = ALGORITHMS.get("ppo")
     with tempfile.TemporaryDirectory(prefix="bench_ppo_") as out:
-        overrides = {"total_steps": steps, "out": out, "name": "run", "seed": seed, "vector": vector,
-                     "torch_threads": 1, **extra}
+        overrides = {
+            "total_steps": steps,
+            "out": out,
+            "name": "run",
+            "seed": seed,
+            "vector": vector,
+            "torch_threads": 1,
+            **extra,
+        }
         cfg = make_config(algo, "Humanoid", None, overrides)
         for key, value in HP.items():  # the preset must still be what this benchmark claims
-            assert getattr(cfg, key) == value, f"rlkit preset changed: {key}={getattr(cfg, key)!r}, expected {value!r}"
+            assert getattr(cfg, key) == value, (
+                f"rlkit preset changed: {key}={getattr(cfg, key)!r}, expected {value!r}"
+            )
         trainer = Trainer(algo, cfg)
         algorithm = trainer.built.algorithm
         train_step, cpu = algorithm.train_step, [math.nan, math.nan]
 
-        def timed_train_step() -> Any:  # CPU seconds of this process from the first to the last update
+        def timed_train_step() -> (
+            Any
+        ):  # CPU seconds of this process from the first to the last update
             if math.isnan(cpu[0]):
                 cpu[0] = time.process_time()
             result = train_step()
@@ -89,8 +117,13 @@ def worker_rlkit(steps: int, seed: int, vector: str, **extra: Any) -> dict[str, 
     loop_steps, loop_s = int(last["step"]), float(last["time"])
     # With async envs the stepping happens in subprocesses, so this process's CPU time says little.
     cpu_sps = loop_steps / (cpu[1] - cpu[0]) if vector == "sync" and not extra else math.nan
-    return {"steps": loop_steps, "loop_s": loop_s, "sps": loop_steps / loop_s, "cpu_sps": cpu_sps,
-            "return": float(last["episode_return"])}
+    return {
+        "steps": loop_steps,
+        "loop_s": loop_s,
+        "sps": loop_steps / loop_s,
+        "cpu_sps": cpu_sps,
+        "return": float(last["episode_return"]),
+    }
 
 
 def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
@@ -103,25 +136,49 @@ def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
     from torch import nn
 
     torch.set_num_threads(1)
-    env = VecNormalize(make_vec_env(ENV_ID, n_envs=NUM_ENVS, seed=seed, vec_env_cls=DummyVecEnv),
-                       norm_obs=True, norm_reward=True, gamma=HP["gamma"])
+    env = VecNormalize(
+        make_vec_env(ENV_ID, n_envs=NUM_ENVS, seed=seed, vec_env_cls=DummyVecEnv),
+        norm_obs=True,
+        norm_reward=True,
+        gamma=HP["gamma"],
+    )
     model = PPO(
-        "MlpPolicy", env, n_steps=NUM_STEPS, batch_size=HP["minibatch_size"], n_epochs=HP["epochs"],
-        learning_rate=LinearSchedule(HP["lr"], 0.0, 1.0), gamma=HP["gamma"], gae_lambda=HP["gae_lambda"],
-        clip_range=HP["clip_coef"], clip_range_vf=HP["clip_coef"], normalize_advantage=True,
-        ent_coef=HP["ent_coef"], vf_coef=HP["vf_coef"], max_grad_norm=HP["max_grad_norm"],
-        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh,
-                           log_std_init=HP["log_std_init"], ortho_init=True,
-                           optimizer_kwargs=dict(eps=1e-5)),
-        seed=seed, device="cpu", verbose=0,
+        "MlpPolicy",
+        env,
+        n_steps=NUM_STEPS,
+        batch_size=HP["minibatch_size"],
+        n_epochs=HP["epochs"],
+        learning_rate=LinearSchedule(HP["lr"], 0.0, 1.0),
+        gamma=HP["gamma"],
+        gae_lambda=HP["gae_lambda"],
+        clip_range=HP["clip_coef"],
+        clip_range_vf=HP["clip_coef"],
+        normalize_advantage=True,
+        ent_coef=HP["ent_coef"],
+        vf_coef=HP["vf_coef"],
+        max_grad_norm=HP["max_grad_norm"],
+        policy_kwargs=dict(
+            net_arch=dict(pi=[64, 64], vf=[64, 64]),
+            activation_fn=nn.Tanh,
+            log_std_init=HP["log_std_init"],
+            ortho_init=True,
+            optimizer_kwargs=dict(eps=1e-5),
+        ),
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=steps)
     loop_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     ep = [e["r"] for e in model.ep_info_buffer or []]  # last 100 episodes, unnormalized (Monitor)
-    return {"steps": int(model.num_timesteps), "loop_s": loop_s, "sps": model.num_timesteps / loop_s,
-            "cpu_sps": model.num_timesteps / cpu_s,
-            "return": float(np.mean(ep)) if ep else math.nan}
+    return {
+        "steps": int(model.num_timesteps),
+        "loop_s": loop_s,
+        "sps": model.num_timesteps / loop_s,
+        "cpu_sps": model.num_timesteps / cpu_s,
+        "return": float(np.mean(ep)) if ep else math.nan,
+    }
 
 
 def worker_raw(steps: int, seed: int, start_at: float) -> dict[str, Any]:
@@ -150,10 +207,20 @@ def worker_raw(steps: int, seed: int, start_at: float) -> dict[str, Any]:
 
 # -- driver ------------------------------------------------------------------------------------
 def _spawn(args: list[str], result: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "benchmarks.ppo_humanoid", "--worker", *args, "--result", str(result)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.ppo_humanoid",
+        "--worker",
+        *args,
+        "--result",
+        str(result),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     # cwd: the repo root (for `-m benchmarks...`); MuJoCo may write MUJOCO_LOG.TXT there on warnings.
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _finish(proc: subprocess.Popen[bytes], result: Path, what: str) -> dict[str, Any]:
@@ -178,40 +245,90 @@ def run_raw(procs: int, steps: int, tmp: Path) -> dict[str, float]:
     running = []
     for i in range(procs):
         result = tmp / f"raw{procs}-{i}.json"
-        proc = _spawn(["raw", "--steps", str(steps), "--seed", str(i), "--start-at", str(start_at)], result)
+        proc = _spawn(
+            ["raw", "--steps", str(steps), "--seed", str(i), "--start-at", str(start_at)], result
+        )
         running.append((proc, result))
     outs = [_finish(p, r, "raw") for p, r in running]
     return {k: sum(o[k] for o in outs) for k in ("sps", "cpu_sps")}
 
 
-CONTENDERS = {"rlkit": "rlkit PPO (sync vector env, preset default)", "sb3": "Stable-Baselines3 PPO",
-              "rlkit-async": "rlkit PPO (`--vector async`)",
-              "rlkit-workers": "rlkit PPO (`--vector workers`: 2 env processes, pipelined inference)",
-              "rlkit-overlap": "rlkit PPO (`--executor ray --overlap`: collection overlaps the update)"}
+CONTENDERS = {
+    "rlkit": "rlkit PPO (sync vector env, preset default)",
+    "sb3": "Stable-Baselines3 PPO",
+    "rlkit-async": "rlkit PPO (`--vector async`)",
+    "rlkit-workers": "rlkit PPO (`--vector workers`: 2 env processes, pipelined inference)",
+    "rlkit-overlap": "rlkit PPO (`--executor ray --overlap`: collection overlaps the update)",
+}
 
 
 def fmt(x: float) -> str:
     return f"{x:,.0f}" if math.isfinite(x) else "-"
 
 
-def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]], raw2: list[dict[str, float]],
-           steps: int, repeats: int, quick: bool, command: str, long_run: str, load: tuple[float, float]) -> str:
+def render(
+    results: dict[str, list[dict[str, Any]]],
+    raw1: list[dict[str, float]],
+    raw2: list[dict[str, float]],
+    steps: int,
+    repeats: int,
+    quick: bool,
+    command: str,
+    long_run: str,
+    load: tuple[float, float],
+) -> str:
     sps = {k: median([r["sps"] for r in v]) for k, v in results.items()}
     cpu = {k: median([r["cpu_sps"] for r in v]) for k, v in results.items()}
     raw_one, raw_two = median([r["sps"] for r in raw1]), median([r["sps"] for r in raw2])
-    raw_one_cpu, raw_two_cpu = median([r["cpu_sps"] for r in raw1]), median([r["cpu_sps"] for r in raw2])
+    raw_one_cpu, raw_two_cpu = (
+        median([r["cpu_sps"] for r in raw1]),
+        median([r["cpu_sps"] for r in raw2]),
+    )
     rows = []
     for kind, label in CONTENDERS.items():
         runs = results[kind]
-        rows.append([label, fmt(sps[kind]), " / ".join(fmt(r["sps"]) for r in runs),
-                     f"{sps[kind] / sps['sb3']:.2f}x", f"{sps[kind] / raw_two:.0%}", fmt(cpu[kind]),
-                     f"{cpu[kind] / cpu['sb3']:.2f}x" if math.isfinite(cpu[kind]) else "-",
-                     f"{cpu[kind] / raw_two_cpu:.0%}" if math.isfinite(cpu[kind]) else "-",
-                     f"{median([r['process_s'] for r in runs]):.1f}", fmt(median([r["return"] for r in runs]))])
-    rows.append(["raw Humanoid-v5, random actions, 1 process", fmt(raw_one), " / ".join(fmt(r["sps"]) for r in raw1),
-                 "", f"{raw_one / raw_two:.0%}", fmt(raw_one_cpu), "", f"{raw_one_cpu / raw_two_cpu:.0%}", "", ""])
-    rows.append(["raw Humanoid-v5, random actions, 2 processes (sum)", fmt(raw_two),
-                 " / ".join(fmt(r["sps"]) for r in raw2), "", "100%", fmt(raw_two_cpu), "", "100%", "", ""])
+        rows.append(
+            [
+                label,
+                fmt(sps[kind]),
+                " / ".join(fmt(r["sps"]) for r in runs),
+                f"{sps[kind] / sps['sb3']:.2f}x",
+                f"{sps[kind] / raw_two:.0%}",
+                fmt(cpu[kind]),
+                f"{cpu[kind] / cpu['sb3']:.2f}x" if math.isfinite(cpu[kind]) else "-",
+                f"{cpu[kind] / raw_two_cpu:.0%}" if math.isfinite(cpu[kind]) else "-",
+                f"{median([r['process_s'] for r in runs]):.1f}",
+                fmt(median([r["return"] for r in runs])),
+            ]
+        )
+    rows.append(
+        [
+            "raw Humanoid-v5, random actions, 1 process",
+            fmt(raw_one),
+            " / ".join(fmt(r["sps"]) for r in raw1),
+            "",
+            f"{raw_one / raw_two:.0%}",
+            fmt(raw_one_cpu),
+            "",
+            f"{raw_one_cpu / raw_two_cpu:.0%}",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "raw Humanoid-v5, random actions, 2 processes (sum)",
+            fmt(raw_two),
+            " / ".join(fmt(r["sps"]) for r in raw2),
+            "",
+            "100%",
+            fmt(raw_two_cpu),
+            "",
+            "100%",
+            "",
+            "",
+        ]
+    )
     ratio, cpu_ratio = sps["rlkit"] / sps["sb3"], cpu["rlkit"] / cpu["sb3"]
     best = max(("rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap"), key=lambda k: sps[k])
     lines = ["## PPO on Humanoid-v5: rlkit vs Stable-Baselines3", ""]
@@ -224,14 +341,26 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         "rlkit / SB3 / rlkit async / rlkit workers / rlkit overlap within each repeat, with the raw-env runs at the start of each repeat. "
         "Throughput is env-steps per wall second of the training loop (start-up, imports, env and network "
         "construction and end-of-run artifacts excluded for both sides), median of the repeats, the "
-        "individual repeats beside it. \"per CPU s\" divides by the CPU time of the (single) training process "
+        'individual repeats beside it. "per CPU s" divides by the CPU time of the (single) training process '
         "over the same loop instead: it is far less sensitive to other load on a shared machine, and is "
         "what one uncontended core would give (not shown for async and workers, whose env stepping runs in "
         "subprocesses).",
         "",
-        table(["contender", "steps/s (median)", "repeats", "vs SB3", "of raw 2-process limit",
-               "steps per CPU s", "vs SB3 (CPU)", "of 2-core limit (CPU)", "process wall s",
-               "return (last 100 ep.)"], rows),
+        table(
+            [
+                "contender",
+                "steps/s (median)",
+                "repeats",
+                "vs SB3",
+                "of raw 2-process limit",
+                "steps per CPU s",
+                "vs SB3 (CPU)",
+                "of 2-core limit (CPU)",
+                "process wall s",
+                "return (last 100 ep.)",
+            ],
+            rows,
+        ),
         "",
         f"**rlkit / SB3 = {ratio:.2f}x** by wall clock, {cpu_ratio:.2f}x per CPU second; target >= 2.5x: "
         f"{'met' if ratio >= 2.5 else 'not met'}. The faster rlkit row by wall clock ({best}) reaches "
@@ -240,16 +369,19 @@ def render(results: dict[str, list[dict[str, Any]]], raw1: list[dict[str, float]
         f"(at most 50% for a one-process run).",
     ]
     if raw_two < 1.5 * raw_one:
-        lines += ["", f"Caution: two raw processes together made only {raw_two / raw_one:.2f}x one process, so "
-                  "the two cores were not free (other work on the machine); wall-clock figures are depressed "
-                  "and noisy, the per-CPU-second columns much less so."]
+        lines += [
+            "",
+            f"Caution: two raw processes together made only {raw_two / raw_one:.2f}x one process, so "
+            "the two cores were not free (other work on the machine); wall-clock figures are depressed "
+            "and noisy, the per-CPU-second columns much less so.",
+        ]
     lines += [
         "",
         "Identical hyperparameters (rlkit's Humanoid preset): 4 envs x 512 steps, minibatch 64, 10 epochs, "
         "Adam lr 3e-4 (eps 1e-5) annealed linearly to 0, gamma 0.99, GAE lambda 0.95, clip 0.2, value "
         "clipping 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm 0.5, per-minibatch advantage normalization, "
         "observation and reward normalization (clip 10), separate Tanh MLPs 64x64 for policy and value, "
-        "orthogonal init, state-independent log std initialised at 0, 1 torch thread. SB3: `PPO(\"MlpPolicy\")` "
+        'orthogonal init, state-independent log std initialised at 0, 1 torch thread. SB3: `PPO("MlpPolicy")` '
         "over `VecNormalize(DummyVecEnv x 4)` (with `Monitor`), `clip_range_vf=0.2`, "
         "`LinearSchedule(3e-4, 0, 1)`. Remaining differences, inherent to each library: SB3's value loss "
         "is `mse(returns, clipped prediction)` while rlkit's is `0.5 * max(unclipped, clipped)` squared "
@@ -281,31 +413,58 @@ def _previous_long_run(heading: str) -> str | None:
 def long_run_text(run_dir: Path | None) -> str:
     """The 1M-step return paragraph, from an existing run directory (and its eval.json)."""
     head = [f"### 1M-step return, rlkit vs CleanRL's published {CLEANRL_716} on Humanoid-v4", ""]
-    how = ("Produced separately (about 10-15 minutes here), then `rlkit eval` for the deterministic return:\n\n"
-           "```\ncd /tmp && rlkit run ppo --env Humanoid --total-steps 1000000 --out /tmp/bench_runs "
-           "--name humanoid-1m --seed 1\nrlkit eval /tmp/bench_runs/humanoid-1m --episodes 10\n"
-           "python -m benchmarks.ppo_humanoid --long-run-only   # rewrites this paragraph\n```")
+    how = (
+        "Produced separately (about 10-15 minutes here), then `rlkit eval` for the deterministic return:\n\n"
+        "```\ncd /tmp && rlkit run ppo --env Humanoid --total-steps 1000000 --out /tmp/bench_runs "
+        "--name humanoid-1m --seed 1\nrlkit eval /tmp/bench_runs/humanoid-1m --episodes 10\n"
+        "python -m benchmarks.ppo_humanoid --long-run-only   # rewrites this paragraph\n```"
+    )
     if run_dir is None or not (run_dir / "metrics.csv").is_file():
-        kept = _previous_long_run(head[0])  # the run is gone (e.g. /tmp cleared): keep what was recorded
+        kept = _previous_long_run(
+            head[0]
+        )  # the run is gone (e.g. /tmp cleared): keep what was recorded
         return kept if kept is not None else "\n".join([*head, "Not recorded yet.", "", how])
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     last = rows[-1]
     train_ret, step = float(last["episode_return"]), int(last["step"])
     loop_s = float(last["time"])
-    ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else None
-    trows = [["rlkit PPO, Humanoid-v5, seed 1, mean of last 100 training episodes", f"{train_ret:,.0f}",
-              f"{step:,}"]]
+    ev = (
+        json.loads((run_dir / "eval.json").read_text())
+        if (run_dir / "eval.json").is_file()
+        else None
+    )
+    trows = [
+        [
+            "rlkit PPO, Humanoid-v5, seed 1, mean of last 100 training episodes",
+            f"{train_ret:,.0f}",
+            f"{step:,}",
+        ]
+    ]
     if ev:
-        trows.append([f"rlkit PPO, Humanoid-v5, seed 1, deterministic policy, {ev['episodes']} eval episodes",
-                      f"{ev['mean']:,.0f} +- {ev['std']:,.0f}", f"{step:,}"])
-    trows.append(["CleanRL ppo_continuous_action, Humanoid-v4 (published)", f"{CLEANRL_716}", "1,000,000"])
-    lines = [*head, table(["run", "return", "env steps"], trows), "",
-             f"One seed only (CleanRL's figure is a mean over seeds), and v5 vs v4 differ slightly in "
-             f"observation and reward details, so this is a sanity check, not a tie-breaker. The run's "
-             f"training loop took {loop_s / 60:,.1f} min ({step / loop_s:,.0f} steps/s, with other work on "
-             f"the machine at times).", ""]
-    note = run_dir / "eval_note.md"  # an optional remark on how the eval was made, kept with the run
+        trows.append(
+            [
+                f"rlkit PPO, Humanoid-v5, seed 1, deterministic policy, {ev['episodes']} eval episodes",
+                f"{ev['mean']:,.0f} +- {ev['std']:,.0f}",
+                f"{step:,}",
+            ]
+        )
+    trows.append(
+        ["CleanRL ppo_continuous_action, Humanoid-v4 (published)", f"{CLEANRL_716}", "1,000,000"]
+    )
+    lines = [
+        *head,
+        table(["run", "return", "env steps"], trows),
+        "",
+        f"One seed only (CleanRL's figure is a mean over seeds), and v5 vs v4 differ slightly in "
+        f"observation and reward details, so this is a sanity check, not a tie-breaker. The run's "
+        f"training loop took {loop_s / 60:,.1f} min ({step / loop_s:,.0f} steps/s, with other work on "
+        f"the machine at times).",
+        "",
+    ]
+    note = (
+        run_dir / "eval_note.md"
+    )  # an optional remark on how the eval was made, kept with the run
     if note.is_file():
         lines += [note.read_text().strip(), ""]
     if IMG.is_file():
@@ -315,16 +474,32 @@ def long_run_text(run_dir: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ppo_humanoid", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS:,} steps, 1 repeat")
-    p.add_argument("--steps", type=int, help=f"env steps per training run (default {DEFAULT_STEPS:,})")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.ppo_humanoid", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {QUICK_STEPS:,} steps, 1 repeat"
+    )
+    p.add_argument(
+        "--steps", type=int, help=f"env steps per training run (default {DEFAULT_STEPS:,})"
+    )
     p.add_argument("--repeats", type=int, help="repeats of each contender (default 3)")
-    p.add_argument("--long-run", type=Path, default=Path("/tmp/bench_runs/humanoid-1m"),
-                   help="run directory of the separate 1M-step run, for the return paragraph")
-    p.add_argument("--long-run-only", action="store_true",
-                   help="rewrite only the 1M-step paragraph of the section (from --long-run); runs nothing")
-    p.add_argument("--worker", choices=["rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap", "sb3", "raw"],
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--long-run",
+        type=Path,
+        default=Path("/tmp/bench_runs/humanoid-1m"),
+        help="run directory of the separate 1M-step run, for the return paragraph",
+    )
+    p.add_argument(
+        "--long-run-only",
+        action="store_true",
+        help="rewrite only the 1M-step paragraph of the section (from --long-run); runs nothing",
+    )
+    p.add_argument(
+        "--worker",
+        choices=["rlkit", "rlkit-async", "rlkit-workers", "rlkit-overlap", "sb3", "raw"],
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -337,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
             out = worker_rlkit(a.steps, a.seed, "async")
         elif a.worker == "rlkit-workers":
             out = worker_rlkit(a.steps, a.seed, "workers")
-        elif a.worker == "rlkit-overlap":  # one policy version stale: not the same algorithm step for step
+        elif (
+            a.worker == "rlkit-overlap"
+        ):  # one policy version stale: not the same algorithm step for step
             out = worker_rlkit(a.steps, a.seed, "sync", executor="ray", overlap=True)
         elif a.worker == "sb3":
             out = worker_sb3(a.steps, a.seed)
@@ -374,27 +551,44 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(repeats):
             raw1.append(run_raw(1, raw_steps, tmp))
             raw2.append(run_raw(2, raw_steps, tmp))
-            print(f"[{rep + 1}/{repeats}] raw Humanoid-v5: 1 process {raw1[-1]['sps']:,.0f} steps/s "
-                  f"({raw1[-1]['cpu_sps']:,.0f} per CPU s), 2 processes {raw2[-1]['sps']:,.0f} steps/s "
-                  f"({raw2[-1]['cpu_sps']:,.0f} per CPU s)", flush=True)
+            print(
+                f"[{rep + 1}/{repeats}] raw Humanoid-v5: 1 process {raw1[-1]['sps']:,.0f} steps/s "
+                f"({raw1[-1]['cpu_sps']:,.0f} per CPU s), 2 processes {raw2[-1]['sps']:,.0f} steps/s "
+                f"({raw2[-1]['cpu_sps']:,.0f} per CPU s)",
+                flush=True,
+            )
             for kind in CONTENDERS:
                 r = run_one(kind, steps, rep, tmp)
                 results[kind].append(r)
-                print(f"[{rep + 1}/{repeats}] {kind:<12} {r['sps']:,.0f} steps/s ({r['steps']:,} steps in "
-                      f"{r['loop_s']:.1f}s; {r['cpu_sps']:,.0f} per CPU s; process {r['process_s']:.1f}s; "
-                      f"return {r['return']:.0f}; load {os.getloadavg()[0]:.1f})", flush=True)
+                print(
+                    f"[{rep + 1}/{repeats}] {kind:<12} {r['sps']:,.0f} steps/s ({r['steps']:,} steps in "
+                    f"{r['loop_s']:.1f}s; {r['cpu_sps']:,.0f} per CPU s; process {r['process_s']:.1f}s; "
+                    f"return {r['return']:.0f}; load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
     load = (load_start, os.getloadavg()[0])
-    body = render(results, raw1, raw2, steps, repeats, a.quick, command,
-                  long_run_text(a.long_run if a.long_run and a.long_run.is_dir() else None), load)
+    body = render(
+        results,
+        raw1,
+        raw2,
+        steps,
+        repeats,
+        a.quick,
+        command,
+        long_run_text(a.long_run if a.long_run and a.long_run.is_dir() else None),
+        load,
+    )
     write_section(SECTION, body)
     sps = {k: median([r["sps"] for r in v]) for k, v in results.items()}
     cpu = {k: median([r["cpu_sps"] for r in v]) for k, v in results.items()}
-    print(f"rlkit {sps['rlkit']:,.0f} / SB3 {sps['sb3']:,.0f} = {sps['rlkit'] / sps['sb3']:.2f}x "
-          f"(per CPU s: {cpu['rlkit'] / cpu['sb3']:.2f}x); rlkit async {sps['rlkit-async']:,.0f}; "
-          f"rlkit workers {sps['rlkit-workers']:,.0f} = {sps['rlkit-workers'] / sps['sb3']:.2f}x; "
-          f"rlkit overlap {sps['rlkit-overlap']:,.0f} = {sps['rlkit-overlap'] / sps['sb3']:.2f}x; "
-          f"raw 1 proc {median([r['sps'] for r in raw1]):,.0f}, 2 procs {median([r['sps'] for r in raw2]):,.0f}; "
-          f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md")
+    print(
+        f"rlkit {sps['rlkit']:,.0f} / SB3 {sps['sb3']:,.0f} = {sps['rlkit'] / sps['sb3']:.2f}x "
+        f"(per CPU s: {cpu['rlkit'] / cpu['sb3']:.2f}x); rlkit async {sps['rlkit-async']:,.0f}; "
+        f"rlkit workers {sps['rlkit-workers']:,.0f} = {sps['rlkit-workers'] / sps['sb3']:.2f}x; "
+        f"rlkit overlap {sps['rlkit-overlap']:,.0f} = {sps['rlkit-overlap'] / sps['sb3']:.2f}x; "
+        f"raw 1 proc {median([r['sps'] for r in raw1]):,.0f}, 2 procs {median([r['sps'] for r in raw2]):,.0f}; "
+        f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md"
+    )
     return 0
 
 

@@ -17,7 +17,9 @@ from benchmarks.report import median
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ppo_parts", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.ppo_parts", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--repeats", type=int, default=5, help="updates measured (default 5)")
     a = p.parse_args(argv)
 
@@ -53,11 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                 env.reset()
         raw.append(time.process_time() - c)
     col, upd, env_s = median(collect), median(update), median(raw)
-    print(f"CPU s per update of {steps:,} env steps (medians of {a.repeats}): collect {col:.3f} "
-          f"(raw env {env_s:.3f}, so {col / env_s - 1:.0%} on top), learner update {upd:.3f}")
-    print(f"bounds in env steps/s: one process {steps / (col + upd):,.0f}; collection overlapped with the "
-          f"update on two cores {steps / max(col, upd):,.0f}; all work split perfectly over two cores "
-          f"{steps / ((col + upd) / 2):,.0f}")
+    print(
+        f"CPU s per update of {steps:,} env steps (medians of {a.repeats}): collect {col:.3f} "
+        f"(raw env {env_s:.3f}, so {col / env_s - 1:.0%} on top), learner update {upd:.3f}"
+    )
+    print(
+        f"bounds in env steps/s: one process {steps / (col + upd):,.0f}; collection overlapped with the "
+        f"update on two cores {steps / max(col, upd):,.0f}; all work split perfectly over two cores "
+        f"{steps / ((col + upd) / 2):,.0f}"
+    )
     actor.close()
     env.close()
     return 0

@@ -85,13 +85,23 @@ class Data:
 
     def row(self) -> dict[str, Any]:
         """The one transition, by field name."""
-        return {"obs": self.obs, "action": self.act, "reward": self.rew,
-                "next_obs": self.next_obs, "done": self.done}
+        return {
+            "obs": self.obs,
+            "action": self.act,
+            "reward": self.rew,
+            "next_obs": self.next_obs,
+            "done": self.done,
+        }
 
     def batch(self) -> dict[str, np.ndarray]:
         """The batch of transitions, by field name."""
-        return {"obs": self.b_obs, "action": self.b_act, "reward": self.b_rew,
-                "next_obs": self.b_next, "done": self.b_done}
+        return {
+            "obs": self.b_obs,
+            "action": self.b_act,
+            "reward": self.b_rew,
+            "next_obs": self.b_next,
+            "done": self.b_done,
+        }
 
 
 class Contender:

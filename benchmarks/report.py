@@ -49,12 +49,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def quick_banner(what: str) -> list[str]:
     """The warning lines that open a section written by a `--quick` smoke run."""
-    return [f"**QUICK SMOKE RUN (`--quick`): {what}; the figures are not a measurement. Rerun "
-            "without `--quick` for the real table.**", ""]
+    return [
+        f"**QUICK SMOKE RUN (`--quick`): {what}; the figures are not a measurement. Rerun "
+        "without `--quick` for the real table.**",
+        "",
+    ]
 
 
 def provenance(script: str, load: tuple[float, float], versions: str = "") -> str:
-    """"Written by `SCRIPT` on DATE (machine, cores, Python[, versions]; load averages)": the
+    """ "Written by `SCRIPT` on DATE (machine, cores, Python[, versions]; load averages)": the
     opening of every section, without the closing period."""
     extra = f", {versions}" if versions else ""
     return (
@@ -68,4 +71,10 @@ def provenance(script: str, load: tuple[float, float], versions: str = "") -> st
 
 def reproduce(command: str) -> list[str]:
     """The closing lines of a section: how to run it again."""
-    return ["Reproduce (from the repository root, with the `bench` extra installed):", "", "```", command, "```"]
+    return [
+        "Reproduce (from the repository root, with the `bench` extra installed):",
+        "",
+        "```",
+        command,
+        "```",
+    ]

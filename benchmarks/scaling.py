@@ -71,13 +71,16 @@ def _instrument(group: Any, spent: dict[str, float]) -> None:
             spent[method] += time.perf_counter() - t0
             wait = getattr(result, "wait", None)
             if wait is not None:
+
                 def timed_wait(_wait: Any = wait, _method: str = method) -> Any:
                     t1 = time.perf_counter()
                     out = _wait()
                     spent[_method] += time.perf_counter() - t1
                     return out
+
                 result.wait = timed_wait
             return result
+
         setattr(group, name, timed)
 
 
@@ -94,17 +97,32 @@ def worker(executor: str, actors: int, overlap: bool, updates: int, seed: int) -
 
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")  # short: socket paths
-        init_ray(num_cpus=ray_cpus(actors), include_dashboard=False, logging_level=logging.WARNING,
-                 _temp_dir=ray_dir)
+        init_ray(
+            num_cpus=ray_cpus(actors),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            _temp_dir=ray_dir,
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="bench_scaling_") as out:
-            overrides: dict[str, Any] = {"total_steps": updates * PER_UPDATE * actors, "out": out,
-                                         "name": "run", "seed": seed, "torch_threads": 1, "executor": executor}
+            overrides: dict[str, Any] = {
+                "total_steps": updates * PER_UPDATE * actors,
+                "out": out,
+                "name": "run",
+                "seed": seed,
+                "torch_threads": 1,
+                "executor": executor,
+            }
             if executor == "ray":
                 overrides |= {"policy": "multi-actor", "actors": actors, "overlap": overlap}
             cfg = make_config(PPO, "Humanoid", None, overrides)
-            for key, value in HP.items():  # the preset must still be what benchmarks/ppo_humanoid.py uses
-                assert getattr(cfg, key) == value, f"rlkit preset changed: {key}={getattr(cfg, key)!r}"
+            for (
+                key,
+                value,
+            ) in HP.items():  # the preset must still be what benchmarks/ppo_humanoid.py uses
+                assert getattr(cfg, key) == value, (
+                    f"rlkit preset changed: {key}={getattr(cfg, key)!r}"
+                )
             trainer = Trainer(PPO, cfg)
             algorithm = trainer.built.algorithm
             spent: dict[str, float] = defaultdict(float)
@@ -112,12 +130,16 @@ def worker(executor: str, actors: int, overlap: bool, updates: int, seed: int) -
             train_step, started = algorithm.train_step, [False]
 
             def timed_train_step() -> Any:
-                if not started[0]:  # the first update: the runtime is up, time its groups from here on
+                if not started[
+                    0
+                ]:  # the first update: the runtime is up, time its groups from here on
                     started[0] = True
                     for fragment in ("actor", "learner"):
                         _instrument(algorithm.runtime[fragment], spent)
                 result = train_step()
-                done.update(spent)  # not the final checkpoint's wait for an --overlap rollout in flight
+                done.update(
+                    spent
+                )  # not the final checkpoint's wait for an --overlap rollout in flight
                 return result
 
             algorithm.train_step = timed_train_step  # type: ignore[method-assign]
@@ -133,23 +155,46 @@ def worker(executor: str, actors: int, overlap: bool, updates: int, seed: int) -
             shutil.rmtree(ray_dir, ignore_errors=True)
     last = rows[-1]
     steps, loop_s, n = int(last["step"]), float(last["time"]), int(last["iteration"])
-    phases = {"collect": done["collect"], "update": done["update"],
-              "weights": done["get_weights"] + done["set_weights"]}
+    phases = {
+        "collect": done["collect"],
+        "update": done["update"],
+        "weights": done["get_weights"] + done["set_weights"],
+    }
     phases["rest"] = loop_s - sum(phases.values())
-    return {"steps": steps, "loop_s": loop_s, "sps": steps / loop_s, "return": float(last["episode_return"]),
-            "phase_ms": {k: 1000 * v / n for k, v in phases.items()}}
+    return {
+        "steps": steps,
+        "loop_s": loop_s,
+        "sps": steps / loop_s,
+        "return": float(last["episode_return"]),
+        "phase_ms": {k: 1000 * v / n for k, v in phases.items()},
+    }
 
 
 # -- driver ------------------------------------------------------------------------------------
 def run_one(kind: str, actors: int, updates: int, seed: int, tmp: Path) -> dict[str, Any]:
     result = tmp / f"{kind}-{actors}-{seed}.json"
-    cmd = [sys.executable, "-m", "benchmarks.scaling", "--worker", kind, "--actors", str(actors),
-           "--updates", str(updates), "--seed", str(seed), "--result", str(result)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.scaling",
+        "--worker",
+        kind,
+        "--actors",
+        str(actors),
+        "--updates",
+        str(updates),
+        "--seed",
+        str(seed),
+        "--result",
+        str(result),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode != 0:
-        sys.exit(f"{kind} x{actors} failed (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')[-3000:]}")
+        sys.exit(
+            f"{kind} x{actors} failed (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')[-3000:]}"
+        )
     out: dict[str, Any] = json.loads(result.read_text())
     out["process_s"] = time.perf_counter() - t0
     return out
@@ -162,39 +207,70 @@ def contenders(actors_max: int) -> list[tuple[str, int]]:
     return rows
 
 
-LABELS = {"local": "`--executor local`", "ray": "`--executor ray --policy multi-actor`",
-          "overlap": "`--executor ray --policy multi-actor --overlap`"}
+LABELS = {
+    "local": "`--executor local`",
+    "ray": "`--executor ray --policy multi-actor`",
+    "overlap": "`--executor ray --policy multi-actor --overlap`",
+}
 
 
-def render(results: dict[tuple[str, int], list[dict[str, Any]]], updates: int, repeats: int, quick: bool,
-           command: str, load: tuple[float, float]) -> tuple[str, list[str]]:
+def render(
+    results: dict[tuple[str, int], list[dict[str, Any]]],
+    updates: int,
+    repeats: int,
+    quick: bool,
+    command: str,
+    load: tuple[float, float],
+) -> tuple[str, list[str]]:
     sps = {k: median([r["sps"] for r in v]) for k, v in results.items()}
-    phase = {k: {p: median([r["phase_ms"][p] for r in v]) for p in PHASES} for k, v in results.items()}
+    phase = {
+        k: {p: median([r["phase_ms"][p] for r in v]) for p in PHASES} for k, v in results.items()
+    }
     cores = os.cpu_count() or 1
     rows = []
     for (kind, n), runs in results.items():
         eff = sps[(kind, n)] / (n * sps[(kind, 1)]) if kind != "local" else 1.0
-        rows.append([LABELS[kind], n, ray_cpus(n) if kind != "local" else "-", fmt(sps[(kind, n)]),
-                     " / ".join(fmt(r["sps"]) for r in runs), f"{sps[(kind, n)] / sps[('local', 1)]:.2f}x",
-                     f"{eff:.2f}" if kind != "local" else "-",
-                     " / ".join(f"{phase[(kind, n)][p]:.0f}" for p in PHASES),
-                     f"{median([r['process_s'] for r in runs]):.1f}", fmt(median([r["return"] for r in runs]))])
+        rows.append(
+            [
+                LABELS[kind],
+                n,
+                ray_cpus(n) if kind != "local" else "-",
+                fmt(sps[(kind, n)]),
+                " / ".join(fmt(r["sps"]) for r in runs),
+                f"{sps[(kind, n)] / sps[('local', 1)]:.2f}x",
+                f"{eff:.2f}" if kind != "local" else "-",
+                " / ".join(f"{phase[(kind, n)][p]:.0f}" for p in PHASES),
+                f"{median([r['process_s'] for r in runs]):.1f}",
+                fmt(median([r["return"] for r in runs])),
+            ]
+        )
     overhead = 1 - sps[("ray", 1)] / sps[("local", 1)]
-    findings = [f"Ray overhead at 1 actor (synchronous) = 1 - ray1/local = {overhead:.1%}; target <= 15%: "
-                f"{'met' if overhead <= 0.15 else 'not met'}."]
+    findings = [
+        f"Ray overhead at 1 actor (synchronous) = 1 - ray1/local = {overhead:.1%}; target <= 15%: "
+        f"{'met' if overhead <= 0.15 else 'not met'}."
+    ]
     for kind in ("ray", "overlap"):
         for n in range(2, max(k[1] for k in results) + 1):
             eff = sps[(kind, n)] / (n * sps[(kind, 1)])
-            findings.append(f"Scaling efficiency, {kind}, {n} actors = sps({n}) / ({n} x sps(1)) = {eff:.2f}; "
-                            f"target >= 0.8: {'met' if eff >= 0.8 else 'not met'}"
-                            + (f" (oversubscribed: {n + 1} busy processes on {cores} cores)."
-                               if kind == "overlap" and n + 1 > cores else "."))
+            findings.append(
+                f"Scaling efficiency, {kind}, {n} actors = sps({n}) / ({n} x sps(1)) = {eff:.2f}; "
+                f"target >= 0.8: {'met' if eff >= 0.8 else 'not met'}"
+                + (
+                    f" (oversubscribed: {n + 1} busy processes on {cores} cores)."
+                    if kind == "overlap" and n + 1 > cores
+                    else "."
+                )
+            )
     ph = phase[("ray", 1)]
     c = ph["collect"] / sum(ph.values())  # Amdahl: only collection is split across the actors
-    bounds = ", ".join(f"{1 / (c / n + 1 - c) / n:.2f} at {n}" for n in range(2, max(k[1] for k in results) + 1))
-    findings.append(f"At 1 actor, collection is {c:.0%} of the synchronous loop; the rest (update, weight "
-                    f"sync, logging) is serial and grows with the batch, so by Amdahl's law the synchronous "
-                    f"plan's efficiency is at most {bounds} actors, on enough cores.")
+    bounds = ", ".join(
+        f"{1 / (c / n + 1 - c) / n:.2f} at {n}" for n in range(2, max(k[1] for k in results) + 1)
+    )
+    findings.append(
+        f"At 1 actor, collection is {c:.0%} of the synchronous loop; the rest (update, weight "
+        f"sync, logging) is serial and grows with the batch, so by Amdahl's law the synchronous "
+        f"plan's efficiency is at most {bounds} actors, on enough cores."
+    )
     lines = ["## PPO on Humanoid-v5: scaling with Ray actors", ""]
     if quick:
         lines += quick_banner("one repeat of a few PPO updates on a shared machine")
@@ -211,9 +287,21 @@ def render(results: dict[tuple[str, int], list[dict[str, Any]]], updates: int, r
         "(under `--overlap` the weight push queues behind the rollout in flight on each actor, so the "
         "weights column includes the part of collection k+1 that the update did not hide).",
         "",
-        table(["plan", "actors", "Ray logical CPUs", "steps/s (median)", "repeats", "vs local",
-               "efficiency", "collect / update / weights / rest (ms per update)", "process wall s",
-               "return"], rows),
+        table(
+            [
+                "plan",
+                "actors",
+                "Ray logical CPUs",
+                "steps/s (median)",
+                "repeats",
+                "vs local",
+                "efficiency",
+                "collect / update / weights / rest (ms per update)",
+                "process wall s",
+                "return",
+            ],
+            rows,
+        ),
         "",
         *[f"- {f}" for f in findings],
         "",
@@ -232,8 +320,14 @@ def render(results: dict[tuple[str, int], list[dict[str, Any]]], updates: int, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UPDATES} updates per actor, 1 repeat")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_UPDATES} updates per actor, 1 repeat",
+    )
     p.add_argument("--updates", type=int, help=f"PPO updates per run (default {DEFAULT_UPDATES})")
     p.add_argument("--repeats", type=int, help="repeats of each row (default 3)")
     p.add_argument("--actors-max", type=int, default=2, help="Ray rows for 1..N actors (default 2)")
@@ -255,9 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value in (("--updates", a.updates), ("--repeats", a.repeats)):
         command += f" {flag} {value}" if value else ""
     command += f" --actors-max {a.actors_max}" if a.actors_max != 2 else ""
-    print(f"Ray runs start a private Ray with max({os.cpu_count()} cores, actors + 1) logical CPUs: the "
-          "synchronous plan never runs actors and learner at once, so one logical CPU of oversubscription "
-          "is what it needs; overlap rows with actors + 1 > cores are truly oversubscribed.", flush=True)
+    print(
+        f"Ray runs start a private Ray with max({os.cpu_count()} cores, actors + 1) logical CPUs: the "
+        "synchronous plan never runs actors and learner at once, so one logical CPU of oversubscription "
+        "is what it needs; overlap rows with actors + 1 > cores are truly oversubscribed.",
+        flush=True,
+    )
     results: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in contenders(a.actors_max)}
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_scaling_") as d:
@@ -266,13 +363,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_one(kind, n, updates, rep, Path(d))
                 results[(kind, n)].append(r)
                 ph = " / ".join(f"{r['phase_ms'][q]:.0f}" for q in PHASES)
-                print(f"[{rep + 1}/{repeats}] {kind:<7} x{n} {r['sps']:,.0f} steps/s ({r['steps']:,} steps in "
-                      f"{r['loop_s']:.1f}s; collect/update/weights/rest {ph} ms per update; process "
-                      f"{r['process_s']:.1f}s; load {os.getloadavg()[0]:.1f})", flush=True)
-    body, findings = render(results, updates, repeats, a.quick, command, (load_start, os.getloadavg()[0]))
+                print(
+                    f"[{rep + 1}/{repeats}] {kind:<7} x{n} {r['sps']:,.0f} steps/s ({r['steps']:,} steps in "
+                    f"{r['loop_s']:.1f}s; collect/update/weights/rest {ph} ms per update; process "
+                    f"{r['process_s']:.1f}s; load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    body, findings = render(
+        results, updates, repeats, a.quick, command, (load_start, os.getloadavg()[0])
+    )
     write_section(SECTION, body)
     print("\n".join(findings))
-    print(f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md")
+    print(
+        f"benchmark took {time.perf_counter() - t_start:,.0f}s; wrote section {SECTION!r} of docs/benchmarks.md"
+    )
     return 0
 
 

@@ -51,9 +51,10 @@ class EnvRunner:
         seed: int,
         norm_obs: bool = False,
         workers: int = 0,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.spec, self.num_envs = spec, num_envs
-        self.envs = make_vector_env(env_id, num_envs, mode, workers)
+        self.envs = make_vector_env(env_id, num_envs, mode, workers, kwargs)
         self.obs_norm = ObsNormalizer(spec.obs_shape) if norm_obs else None
         obs, _ = self.envs.reset(seed=seed)
         self.obs = self.normalize(obs)

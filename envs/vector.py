@@ -124,11 +124,17 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         return batch, reward, terminated, truncated, info
 
 
-def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", workers: int = 0) -> VectorEnv:
-    """`num_envs` copies of `env_id`. Modes: "sync" (gymnasium, this process), "async"
-    (gymnasium, one subprocess per env), "workers" (rlkit: `workers` processes, default one
-    per core, each stepping a slice of the envs in shared memory)."""
-    fns = [partial(make_env, env_id, i) for i in range(num_envs)]
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    mode: str = "sync",
+    workers: int = 0,
+    kwargs: dict[str, Any] | None = None,
+) -> VectorEnv:
+    """`num_envs` copies of `env_id` (made with `kwargs`). Modes: "sync" (gymnasium, this
+    process), "async" (gymnasium, one subprocess per env), "workers" (rlkit: `workers`
+    processes, default one per core, each stepping a slice of the envs in shared memory)."""
+    fns = [partial(make_env, env_id, i, **(kwargs or {})) for i in range(num_envs)]
     if mode == "workers":
         return WorkerVectorEnv(fns, workers or os.cpu_count() or 1)
     if mode == "sync":

@@ -61,31 +61,44 @@ class KLPenaltyPPO(PPO):
         value_loss = 0.5 * (policy.value(batch["obs"]) - batch["returns"]).pow(2).mean()
         entropy = policy.entropy(dist).mean()
         loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-        stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                 "approx_kl": kl}
+        stats = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": kl,
+        }
         return loss, {k: v.detach() for k, v in stats.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--total-steps", type=int, default=20_000, help="environment steps")
-    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rlkit-examples"),
-                        help="parent directory of the run directory")
+    parser.add_argument(
+        "--out",
+        default=str(Path(tempfile.gettempdir()) / "rlkit-examples"),
+        help="parent directory of the run directory",
+    )
     parser.add_argument("--kl-coef", type=float, default=1.0, help="weight of the KL penalty")
     args = parser.parse_args()
 
     # Defaults, then the CartPole preset, then these overrides (as `rlkit run` does).
-    overrides = {"total_steps": args.total_steps, "out": args.out, "kl_coef": args.kl_coef,
-                 "device": "cpu"}  # CPU: the same numbers on every machine
+    overrides = {
+        "total_steps": args.total_steps,
+        "out": args.out,
+        "kl_coef": args.kl_coef,
+        "device": "cpu",
+    }  # CPU: the same numbers on every machine
     config = make_config(KLPenaltyPPO, "CartPole", None, overrides)
     trainer = Trainer(KLPenaltyPPO, config)
     if trainer.run() != 0:
         raise SystemExit("interrupted")
     assert trainer.run_dir is not None
-    train_return = sum(trainer.returns) / max(len(trainer.returns), 1)
+    train_return = trainer.recent("return")
     result = evaluate(trainer.run_dir, episodes=5)
-    print(f"{KLPenaltyPPO.name}: {trainer.step:,} steps; training return {train_return:.1f} "
-          f"(last 100 episodes); eval return {result.mean:.1f} +- {result.std:.1f} (5 episodes)")
+    print(
+        f"{KLPenaltyPPO.name}: {trainer.step:,} steps; training return {train_return:.1f} "
+        f"(last 100 episodes); eval return {result.mean:.1f} +- {result.std:.1f} (5 episodes)"
+    )
 
 
 if __name__ == "__main__":

@@ -102,11 +102,11 @@ def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tupl
     algo_cls = resolve(algo_name)
     preset, values = _parse_config_args(f"rlkit {command} {algo_cls.name}", algo_cls, argv)
     env = values.pop("env", None)
-    if env is None:
+    if env is None and algo_cls.families:
         raise ConfigError(
             f"rlkit {command} {algo_cls.name}: --env is required (rlkit list shows env names)"
         )
-    return algo_cls, make_config(algo_cls, env, preset, values)
+    return algo_cls, make_config(algo_cls, env or "", preset, values)
 
 
 def cmd_run(algo: str, argv: Sequence[str]) -> int:
@@ -154,10 +154,13 @@ def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     result = evaluate(Path(run_dir), episodes, video, video_length)
-    print(
-        f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
-        f"(length {sum(result.lengths) / len(result.lengths):.0f})"
-    )
+    if result.returns:
+        print(
+            f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
+            f"(length {sum(result.lengths) / len(result.lengths):.0f})"
+        )
+    for key, value in result.extra.items():
+        print(f"{key}: {value:.4g}")
     if result.video:
         print(f"video: {result.video}")
     return 0
@@ -166,7 +169,7 @@ def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int
 def cmd_list() -> int:
     from rlkit.algorithms import ALGORITHMS
     from rlkit.dataflow import EXECUTORS, POLICIES
-    from rlkit.envs import SHORT_NAMES
+    from rlkit.envs.families import families
     from rlkit.plugins import load_entry_points, source_of
 
     load_entry_points()
@@ -175,13 +178,17 @@ def cmd_list() -> int:
         algo = ALGORITHMS.get(name)
         source = source_of(algo)
         origin = f"  (plugin: {source})" if source else ""
-        print(f"  {name:<8} presets: {', '.join(algo.presets()) or '-'}{origin}")
+        trains = ", ".join(algo.families) or "data"
+        presets = ", ".join(algo.presets()) or "-"
+        print(f"  {name:<8} on {trains}; presets: {presets}{origin}")
     print(
         "  (your own: rlkit run path/to/file.py:Class, or an entry point in group rlkit.algorithms)"
     )
-    print("environments (short name -> gymnasium id; any gymnasium id works too):")
-    for short, full in SHORT_NAMES.items():
-        print(f"  {short:<24} {full}")
+    for name in families():
+        family = families().get(name)
+        print(f"{name} environments (short name -> id; {family.any_id}):")
+        for short, full in family.names().items():
+            print(f"  {short:<24} {full}")
     print(f"distribution policies: {', '.join(POLICIES)}")
     print(f"executors: {', '.join(EXECUTORS)}")
     return 0

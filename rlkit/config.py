@@ -37,7 +37,10 @@ class BaseConfig(FieldOptions):
     """Fields every algorithm has: what to run, for how long, where, and how to log."""
 
     env: str = "CartPole"
-    """Environment: a short name (Humanoid) or any gymnasium id (Humanoid-v5)."""
+    """Environment: a short name (Humanoid, simple_spread), a gymnasium id (Humanoid-v5) or
+    a PettingZoo parallel env factory (module:factory); rlkit list shows the names."""
+    env_kwargs: str = ""
+    """Keyword arguments for the env's constructor: KEY=VALUE,... (e.g. N=5,local_ratio=0.5)."""
     seed: int = 0
     """Seed for environments, networks and sampling; a run is reproducible on CPU."""
     total_steps: int = 100_000

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from rlkit import checkpoint
-from rlkit.envs.episodes import run_episodes
-from rlkit.envs.vector import make_env, probe_spec
-from rlkit.errors import CheckpointError, EnvError
+from rlkit.errors import CheckpointError
 from rlkit.trainer import load_run
 
 
@@ -21,14 +18,16 @@ class EvalResult:
     returns: list[float]
     lengths: list[int]
     video: Path | None
+    extra: dict[str, float] = field(default_factory=dict)
+    """The family's or algorithm's own means (per-agent returns; held-out loss on data)."""
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.returns))
+        return float(np.mean(self.returns)) if self.returns else float("nan")
 
     @property
     def std(self) -> float:
-        return float(np.std(self.returns))
+        return float(np.std(self.returns)) if self.returns else float("nan")
 
 
 def evaluate(
@@ -40,45 +39,26 @@ def evaluate(
 ) -> EvalResult:
     """Run `episodes` deterministic episodes with the checkpointed policy.
 
-    With `video`, the first episode is recorded (up to `video_length` frames) into
-    ``RUN_DIR/videos/`` with gymnasium's RecordVideo; MuJoCo renders headless through EGL.
+    The env family's evaluation loop plays them (`Algorithm.evaluate_checkpoint`; an
+    algorithm on data evaluates its held-out split instead). With `video`, the first
+    episode is recorded (up to `video_length` frames) into ``RUN_DIR/videos/``; MuJoCo
+    renders headless through EGL.
     """
     run_dir = Path(run_dir)
     algo_cls, config = load_run(run_dir)
     state = checkpoint.load(run_dir / checkpoint.CHECKPOINT, algo_cls.name)
-    env_id, spec = probe_spec(config.env)
+    base = config.seed + 1_000_003 if seed is None else seed
+    video_dir = run_dir / "videos" if video else None
     try:
-        act = algo_cls.eval_policy(state["state"], config, spec)
+        played = algo_cls.evaluate_checkpoint(
+            state["state"], config, episodes, base, video_dir, video_length
+        )
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(
             f"{run_dir / checkpoint.CHECKPOINT} does not fit this run's layout ({type(e).__name__}: {e})"
         ) from None
-    env = make_env(env_id, render_mode="rgb_array" if video else None)
-    video_dir = run_dir / "videos"
-    if video:
-        from gymnasium.wrappers import RecordVideo
-
-        env = RecordVideo(
-            env,
-            str(video_dir),
-            episode_trigger=lambda i: i == 0,
-            name_prefix="eval",
-            video_length=video_length,
-            disable_logger=True,
-        )
-    base = config.seed + 1_000_003 if seed is None else seed
-    try:
-        returns, lengths = run_episodes(env, act, episodes, base)
-    except gym.error.DependencyNotInstalled as e:
-        raise EnvError(f"rendering {env_id} needs an extra package: {e}") from None
-    finally:
-        env.close()
-    clip = (
-        max(video_dir.glob("eval*.mp4"), key=lambda p: p.stat().st_mtime, default=None)
-        if video
-        else None
-    )
-    result = EvalResult(returns, lengths, clip)
+    returns, lengths, clip = played.returns, played.lengths, played.video
+    result = EvalResult(returns, lengths, clip, played.extra)
     (run_dir / "eval.json").write_text(
         json.dumps(
             {
@@ -88,6 +68,7 @@ def evaluate(
                 "returns": returns,
                 "lengths": lengths,
                 "video": str(clip) if clip else None,
+                **result.extra,
             },
             indent=2,
         )

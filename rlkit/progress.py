@@ -15,8 +15,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class ProgressReporter:
-    def __init__(self, total: int, start: int = 0, every: float = 10.0) -> None:
-        self.total, self.start = total, start
+    def __init__(
+        self, total: int, start: int = 0, every: float = 10.0, unit: str = "steps"
+    ) -> None:
+        self.total, self.start, self.unit = total, start, unit
+        label = "return" if unit == "steps" else "loss"
         self.t0 = time.perf_counter()
         self.last_print = self.t0
         self.every = every
@@ -26,9 +29,9 @@ class ProgressReporter:
             self.bar = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,} steps"),
-                TextColumn("{task.fields[sps]:>7,.0f} steps/s"),
-                TextColumn("return {task.fields[ret]}"),
+                TextColumn("{task.completed:,}/{task.total:,} " + unit),
+                TextColumn("{task.fields[sps]:>7,.0f} " + unit + "/s"),
+                TextColumn(label + " {task.fields[ret]}"),
                 TimeRemainingColumn(),
                 console=self.console,
             )
@@ -41,14 +44,19 @@ class ProgressReporter:
         """Show progress at `step`; returns steps/s since start (or resume)."""
         now = time.perf_counter()
         sps = (step - self.start) / max(now - self.t0, 1e-9)
-        ret = "-" if math.isnan(episode_return) else f"{episode_return:.1f}"
+        ret = (
+            "-"
+            if math.isnan(episode_return)
+            else f"{episode_return:.{1 if self.unit == 'steps' else 3}f}"
+        )
         if self.bar is not None:
             self.bar.update(self.task, completed=step, sps=sps, ret=ret)
         elif now - self.last_print >= self.every or step >= self.total:
             self.last_print = now
             eta = max(0.0, (self.total - step) / sps) if sps > 0 else float("inf")
             print(
-                f"step {step:,}/{self.total:,}  {sps:,.0f} steps/s  return {ret}  eta {eta:,.0f}s",
+                f"{self.unit.removesuffix('s')} {step:,}/{self.total:,}  {sps:,.0f} {self.unit}/s  "
+                f"{'return' if self.unit == 'steps' else 'loss'} {ret}  eta {eta:,.0f}s",
                 flush=True,
             )
         return sps

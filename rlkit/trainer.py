@@ -31,8 +31,8 @@ from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
 from rlkit.divergence import check_finite
-from rlkit.envs.registry import short_name
-from rlkit.envs.vector import probe_spec
+from rlkit.envs.families import EnvFamily, parse_env_kwargs, select
+from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.limits import check_memory
 from rlkit.metrics import MetricsLogger
@@ -63,10 +63,9 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     if config.learners > 1 and config.executor == "local":
         raise ConfigError("--learners > 1 needs learners in parallel processes: use --executor ray")
     executor.check_device(config.device)
-    env_id, spec = probe_spec(config.env)
-    check_memory(config, spec)  # with the env's real observation and action sizes
-    algo_cls.check_env(env_id, spec)
+    env_id, spec, family = probe(algo_cls, config)
     algorithm = algo_cls(config, env_id, spec)
+    algorithm.family = family
     options = PolicyOptions(actors=config.actors, learners=config.learners)
     policy = config.policy
     if policy == "auto":  # one process for the local executor; a worker per replica on Ray
@@ -80,32 +79,50 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     return Built(algorithm, place(plan, executor.cluster()), executor)
 
 
+def probe(algo_cls: type[Algorithm], config: BaseConfig) -> tuple[str, Any, EnvFamily | None]:
+    """The env's id, spec and family (its spaces read from one env made and closed), or
+    ("", None, None) for an algorithm that trains on no env."""
+    if not algo_cls.families:
+        return "", None, None
+    family = select(algo_cls.name, algo_cls.families, config.env)
+    env_id = family.resolve(config.env)
+    spec = family.probe(env_id, parse_env_kwargs(config.env_kwargs))
+    if isinstance(spec, SpaceSpec):
+        check_memory(config, spec)  # with the env's real observation and action sizes
+    algo_cls.check_env(env_id, spec)
+    return env_id, spec, family
+
+
 def make_config(
     algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]
 ) -> BaseConfig:
-    """Defaults, then the env's preset (or the named one; "none" for no preset), then overrides."""
+    """Defaults, then the env's preset (or the named one; "none" for no preset; "default"
+    for an algorithm on no env), then overrides."""
     from rlkit.config import apply_overrides
-    from rlkit.envs.registry import resolve_env_id
 
     cfg = algo_cls.config_cls()
     presets = {k.lower(): v for k, v in algo_cls.presets().items()}
-    key = (preset if preset is not None else short_name(resolve_env_id(env))).lower()
+    if preset is not None:
+        key = preset.lower()
+    elif algo_cls.families:
+        family = select(algo_cls.name, algo_cls.families, env)
+        key = family.short_name(family.resolve(env)).lower()
+    else:
+        key = "default"
     if preset is not None and key != "none" and key not in presets:
         raise ConfigError(
             f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}"
         )
     if key in presets:
         apply_overrides(cfg, presets[key])
-    apply_overrides(cfg, {"env": env, **overrides})
+    apply_overrides(cfg, {"env": env, **overrides} if algo_cls.families else overrides)
     return cfg
 
 
-def new_run_dir(algo: str, config: BaseConfig) -> Path:
-    name = (
-        config.name
-        or f"{algo}-{short_name(config.env)}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
-    )
-    return create_run_dir(config.out, name)
+def new_run_dir(algo_cls: type[Algorithm], config: BaseConfig) -> Path:
+    label = algo_cls.run_label(config).replace("/", "_").replace(":", "_")
+    parts = [algo_cls.name, label, f"s{config.seed}", f"{datetime.now():%Y%m%d-%H%M%S}"]
+    return create_run_dir(config.out, config.name or "-".join(p for p in parts if p))
 
 
 def save_config(run_dir: Path, algo: str, config: BaseConfig) -> None:
@@ -174,12 +191,11 @@ class Trainer:
         self.step = 0
         self.iteration = 0
         self.next_checkpoint = config.checkpoint_every
-        self.returns: deque[float] = deque(maxlen=100)
-        self.lengths: deque[float] = deque(maxlen=100)
+        self.windows: dict[str, deque[float]] = {}
+        """The last 100 episodes' values per key of `StepResult.episodes` ("return", ...)."""
         self.episodes = 0
         self.next_log = config.log_every
         self.next_eval = config.eval_every
-        self.eval_env: Any = None
         self.reached_target = False
         self.runtime: Runtime | None = None
         self.pending: dict[str, tuple[float, int]] = {}  # metric (sum, count) since the last row
@@ -191,8 +207,7 @@ class Trainer:
             "step": self.step,
             "iteration": self.iteration,
             "next_checkpoint": self.next_checkpoint,
-            "returns": list(self.returns),
-            "lengths": list(self.lengths),
+            "windows": {k: list(v) for k, v in self.windows.items()},
             "episodes": self.episodes,
             "next_log": self.next_log,
             "next_eval": self.next_eval,
@@ -205,11 +220,19 @@ class Trainer:
             s["iteration"],
             s["next_checkpoint"],
         )
-        self.returns.extend(s["returns"])
-        self.lengths.extend(s["lengths"])
+        for key, values in s["windows"].items():
+            self.window(key).extend(values)
         self.episodes = s["episodes"]
         self.next_log, self.pending = s["next_log"], dict(s["pending"])
         self.next_eval = s["next_eval"]
+
+    def window(self, key: str) -> deque[float]:
+        return self.windows.setdefault(key, deque(maxlen=100))
+
+    def recent(self, key: str) -> float:
+        """The mean of the last 100 episodes' `key` (nan before any ended)."""
+        values = self.windows.get(key)
+        return sum(values) / len(values) if values else math.nan
 
     def save_checkpoint(self) -> None:
         assert self.run_dir is not None
@@ -230,7 +253,8 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------
     def run(self, resume: bool = False) -> int:
-        """Train to `total_steps`; returns the exit code (0, or 130 when interrupted)."""
+        """Train to the algorithm's budget (`total_steps`, or what an algorithm on data
+        derives from its epochs); returns the exit code (0, or 130 when interrupted)."""
         from rlkit.progress import ProgressReporter
 
         cfg, algo = self.config, self.built.algorithm
@@ -239,7 +263,7 @@ class Trainer:
             assert self.run_dir is not None
             saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
         else:
-            self.run_dir = self.run_dir or new_run_dir(self.algo_cls.name, cfg)
+            self.run_dir = self.run_dir or new_run_dir(self.algo_cls, cfg)
             save_config(self.run_dir, self.algo_cls.name, cfg)
         assert self.run_dir is not None
         print(f"run directory: {self.run_dir}", flush=True)
@@ -255,12 +279,19 @@ class Trainer:
                 try:
                     algo.load_state_dict(saved["state"])
                     self._load_trainer_state(saved["trainer"])
-                except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+                except (
+                    KeyError,
+                    ValueError,
+                    RuntimeError,
+                    TypeError,
+                    AttributeError,
+                    IndexError,
+                ) as e:
                     raise CheckpointError(
                         f"{self.run_dir / checkpoint.CHECKPOINT} does not fit this run's layout "
                         f"({type(e).__name__}: {e}); it was written by another rlkit version or config"
                     ) from None
-                if self.step >= cfg.total_steps:
+                if self.step >= algo.budget():
                     print(
                         f"run already complete at step {self.step:,}; "
                         f"extend it with: rlkit resume {self.run_dir} --total-steps N",
@@ -273,18 +304,21 @@ class Trainer:
                 cfg.wandb_project,
                 resume_step=self.step if resume else None,
             )
-            progress = ProgressReporter(cfg.total_steps, self.step)
+            budget = algo.budget()
+            progress = ProgressReporter(budget, self.step, unit=algo.unit)
             t0, start_step = time.perf_counter(), self.step
             try:
-                while self.step < cfg.total_steps and not self._stop:
+                while self.step < budget and not self._stop:
                     result = algo.train_step()
                     check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
                     self.step += result.steps
                     self.iteration += 1
-                    self.returns.extend(result.episodes["return"])
-                    self.lengths.extend(result.episodes["length"])
-                    self.episodes += len(result.episodes["return"])
-                    ret = sum(self.returns) / len(self.returns) if self.returns else math.nan
+                    for key, values in result.episodes.items():
+                        self.window(key).extend(values)
+                    self.episodes += len(result.episodes.get("return", ()))
+                    ret = self.recent("return")
+                    if algo.family is None:  # on data: the progress line shows the loss
+                        ret = float(result.metrics.get("loss", math.nan))
                     sps = progress.update(self.step, ret)
                     for key, value in result.metrics.items():
                         total, count = self.pending.get(key, (0.0, 0))
@@ -296,9 +330,9 @@ class Trainer:
                         evaluation
                         or cfg.log_every == 0
                         or self.step >= self.next_log
-                        or self.step >= cfg.total_steps
+                        or self.step >= budget
                     ):
-                        self._log_row(logger, ret, time.perf_counter() - t0, sps, evaluation)
+                        self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
                     if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
                         print(
                             f"evaluation return {evaluation['eval_return']:.1f} reached "
@@ -307,7 +341,7 @@ class Trainer:
                         )
                         self.reached_target = True
                         break
-                    if self.step >= self.next_checkpoint and self.step < cfg.total_steps:
+                    if self.step >= self.next_checkpoint and self.step < budget:
                         self.save_checkpoint()
                         while self.next_checkpoint <= self.step:
                             self.next_checkpoint += cfg.checkpoint_every
@@ -316,8 +350,8 @@ class Trainer:
             self.save_checkpoint()
             elapsed = time.perf_counter() - t0
             print(
-                f"{self.step - start_step:,} steps in {elapsed:,.1f}s "
-                f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} steps/s)",
+                f"{self.step - start_step:,} {algo.unit} in {elapsed:,.1f}s "
+                f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
                 flush=True,
             )
             if self._stop:
@@ -336,8 +370,6 @@ class Trainer:
             return 0
         finally:
             signal.signal(signal.SIGINT, previous)
-            if self.eval_env is not None:
-                self.eval_env.close()
             if logger is not None:
                 logger.close()
             runtime.shutdown()
@@ -345,33 +377,26 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         """Deterministic episodes with the current policy, on an env of its own (seeded the
         same way every time, so an evaluation does not disturb training or resume)."""
-        from rlkit.envs.episodes import run_episodes
-        from rlkit.envs.vector import make_env
-
         algo = self.built.algorithm
-        if self.eval_env is None:
-            self.eval_env = make_env(algo.env_id)
-        returns, _ = run_episodes(
-            self.eval_env,
-            algo.current_policy(),
-            self.config.eval_episodes,
-            self.config.seed + 2_000_003,
-        )
+        result = algo.evaluate(self.config.eval_episodes, self.config.seed + 2_000_003)
         while self.next_eval <= self.step:
             self.next_eval += self.config.eval_every
-        return {"eval_return": sum(returns) / len(returns), "eval_return_min": min(returns)}
+        return result
 
     def _log_row(
-        self, logger: MetricsLogger, ret: float, elapsed: float, sps: float, extra: dict[str, float]
+        self, logger: MetricsLogger, elapsed: float, sps: float, extra: dict[str, float]
     ) -> None:
         """One metrics row: episode stats now, learner metrics averaged since the last row."""
-        lengths = sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
         means = {k: total / count for k, (total, count) in self.pending.items()}
+        episodes = (
+            {f"episode_{k}": self.recent(k) for k in ("return", "length", *self.windows)}
+            if self.built.algorithm.family is not None
+            else {}
+        )
         row = {
             "step": self.step,
             "iteration": self.iteration,
-            "episode_return": ret,
-            "episode_length": lengths,
+            **episodes,
             "episodes": self.episodes,
             **means,
             **extra,

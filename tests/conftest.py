@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+
+from rlkit.dataflow.ray_executor import init_ray
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -44,34 +49,72 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-TEST_ENVS = ("CartPole", "Pendulum")
+TEST_ENVS: dict[str, tuple[str, ...]] = {
+    "gymnasium": ("CartPole", "Pendulum"),
+}
+"""Per env family, the small envs a test run of any algorithm of that family may use."""
+DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {}
+"""Algorithms on data (no env family): algorithm name -> a function writing a tiny dataset
+(and model) under the directory it is given and returning the `rlkit run` flags for them."""
 
 
 def env_for(algo: str) -> str:
-    """The first of TEST_ENVS whose action space the algorithm accepts."""
+    """The first test env of the algorithm's families whose spaces it accepts."""
     from rlkit.algorithms import ALGORITHMS
-    from rlkit.envs.vector import probe_spec
+    from rlkit.envs.families import select
     from rlkit.errors import EnvError
 
     algo_cls = ALGORITHMS.get(algo)
-    for env in TEST_ENVS:
-        env_id, spec = probe_spec(env)
-        try:
-            algo_cls.check_env(env_id, spec)
-            return env
-        except EnvError:
-            continue
-    pytest.skip(f"{algo} accepts none of {TEST_ENVS}")
+    tried = []
+    for family in algo_cls.families:
+        for env in TEST_ENVS.get(family, ()):
+            tried.append(env)
+            chosen = select(algo_cls.name, algo_cls.families, env)
+            env_id = chosen.resolve(env)
+            try:
+                algo_cls.check_env(env_id, chosen.probe(env_id, {}))
+                return env
+            except EnvError:
+                continue
+    raise AssertionError(f"{algo} accepts none of the test envs {tried}: add one to TEST_ENVS")
 
 
-def tiny_args(algo: str, total_steps: int = 256, checkpoint_every: int = 128) -> list[str]:
+def what_to_train(algo: str, data_dir: Path) -> list[str]:
+    """``--env ENV`` (a test env of its family), or an algorithm on data's tiny dataset
+    and model flags (written under `data_dir`)."""
+    from rlkit.algorithms import ALGORITHMS
+
+    algo_cls = ALGORITHMS.get(algo)
+    if algo_cls.families:
+        return ["--env", env_for(algo)]
+    if algo_cls.name not in DATA_ARGS:
+        raise AssertionError(f"{algo} trains on data: add its test data to DATA_ARGS")
+    return DATA_ARGS[algo_cls.name](data_dir)
+
+
+@pytest.fixture
+def train_args(tmp_path: Path) -> Callable[[str], list[str]]:
+    """`what_to_train` with the test's own data directory."""
+    return lambda algo: what_to_train(algo, tmp_path / "data")
+
+
+def tiny_args(
+    algo: str, total_steps: int = 256, checkpoint_every: int = 128, data_dir: Path | None = None
+) -> list[str]:
     """`rlkit run` arguments for a run of seconds, built from the fields the config has, so
-    any registered algorithm gets one."""
+    any registered algorithm gets one (an algorithm on data writes its tiny dataset under
+    `data_dir`)."""
+    import tempfile
+
     from rlkit.algorithms import ALGORITHMS
     from rlkit.config import offered_fields
 
-    names = set(offered_fields(ALGORITHMS.get(algo).config_cls))
-    args = ["run", algo, "--env", env_for(algo), "--total-steps", str(total_steps)]
+    algo_cls = ALGORITHMS.get(algo)
+    names = set(offered_fields(algo_cls.config_cls))
+    where = data_dir or Path(tempfile.mkdtemp(prefix=f"rlkit-{algo}-"))
+    args = ["run", algo, *what_to_train(algo, where)]
+    if "total_steps" in names:
+        args += ["--total-steps", str(total_steps)]
     args += ["--checkpoint-every", str(checkpoint_every)]
     optional = {
         "num_steps": "64",
@@ -94,7 +137,8 @@ def tiny_run(tmp_path: Path):
 
     def make(algo: str, name: str = "r", *extra: str, total_steps: int = 256) -> Path:
         out = tmp_path / "runs"
-        code = main([*tiny_args(algo, total_steps), "--out", str(out), "--name", name, *extra])
+        args = tiny_args(algo, total_steps, data_dir=tmp_path / "data")
+        code = main([*args, "--out", str(out), "--name", name, *extra])
         assert code == 0
         return out / name
 
@@ -118,3 +162,101 @@ def dir_snapshot():
 @pytest.fixture
 def run_args():
     return tiny_args
+
+
+# -- Ray: one Ray at a time, started once per session (for every test directory) --
+# Ray for the dataflow tests: one Ray at a time, started once per session.
+#
+# `ray_local` is a single-node Ray with 4 logical CPUs (a PPO plan with 2 actors and a
+# learner asks for 3). `ray_nodes` is a `ray.cluster_utils.Cluster` of a head and two
+# nodes declaring GPU and NPU resources (compute stays on CPU). Asking for one shuts the
+# other down first, so module order does not matter; each starts at most once if the
+# modules asking for it run together (pytest runs them in file order).
+# Ray's files (sockets, logs, the address file that `--address auto` reads) live in a
+# private directory, not in the machine-wide /tmp/ray.
+
+
+RAY_CPUS = 4
+GPU_NODE = {"num_cpus": 4, "num_gpus": 2}
+NPU_NODE = {"num_cpus": 2, "resources": {"NPU": 2}}
+
+
+class RayState:
+    """Which Ray is up in this test process: None, "local" or "nodes"."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+        self.cluster: Any = None
+        self.root = tempfile.mkdtemp(prefix="rlkit-rt-", dir="/tmp")
+
+    def stop(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.cluster is not None:
+            self.cluster.shutdown()
+            self.cluster = None
+        self.kind = None
+
+    def local(self) -> None:
+        import ray
+
+        if self.kind == "local" and ray.is_initialized():
+            return
+        self.stop()
+        init_ray(
+            num_cpus=RAY_CPUS,
+            include_dashboard=False,
+            logging_level="WARNING",
+            _temp_dir=os.path.join(self.root, "local"),
+        )
+        self.kind = "local"
+
+    def nodes(self) -> Any:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        if self.kind == "nodes" and ray.is_initialized():
+            return self.cluster
+        self.stop()
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 2, "include_dashboard": False},
+        )
+        self.cluster.add_node(**GPU_NODE)
+        self.cluster.add_node(**NPU_NODE)
+        self.cluster.wait_for_nodes()
+        init_ray(address=self.cluster.address, logging_level="WARNING")
+        self.kind = "nodes"
+        return self.cluster
+
+
+@pytest.fixture(scope="session")
+def ray_state() -> Iterator[RayState]:
+    pytest.importorskip("ray")
+    old = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_TMPDIR")}
+    state = RayState()
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_TMPDIR"] = state.root  # Cluster writes its address file under here
+    yield state
+    state.stop()
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(state.root, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_local(ray_state: RayState) -> RayState:
+    """A single-node Ray with RAY_CPUS logical CPUs is up in this process."""
+    ray_state.local()
+    return ray_state
+
+
+@pytest.fixture
+def ray_nodes(ray_state: RayState) -> Any:
+    """A three-node Ray (head; GPU node; NPU node) is up; returns the Cluster."""
+    return ray_state.nodes()

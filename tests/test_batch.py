@@ -31,7 +31,11 @@ def test_flatten_time_and_index():
 
 def test_ragged_sequences_are_padded_with_a_mask_and_round_trip():
     short = {"tokens": torch.arange(6).reshape(2, 3), "reward": torch.ones(2), "id": ["a", "b"]}
-    long = {"tokens": torch.arange(15).reshape(3, 5) + 100, "reward": torch.zeros(3), "id": ["c", "d", "e"]}
+    long = {
+        "tokens": torch.arange(15).reshape(3, 5) + 100,
+        "reward": torch.zeros(3),
+        "id": ["c", "d", "e"],
+    }
     both = B.cat([short, long])
     assert both["tokens"].shape == (5, 5)
     assert both["mask"].tolist() == [[True] * 3 + [False] * 2] * 2 + [[True] * 5] * 3

@@ -50,7 +50,10 @@ def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str
             ["run", "ppo", "--env", "CartPole", "--lr", "fast"],
             ["--lr: expected a number, got 'fast'"],
         ),
-        (["run", "ppo", "--env", "CartPole", "--gamma", "1.5"], ["--gamma: must be a finite number in [0, 1], got 1.5"]),
+        (
+            ["run", "ppo", "--env", "CartPole", "--gamma", "1.5"],
+            ["--gamma: must be a finite number in [0, 1], got 1.5"],
+        ),
         (
             ["run", "ppo", "--env", "CartPole", "--total-steps", "0"],
             ["--total-steps: must be an integer in [1, ", "got 0"],
@@ -182,28 +185,71 @@ CTRL_C_RUNS = {
     # shared-memory env workers, two groups pipelined: env states come back from 2 processes
     # --overlap: the rollout in flight at the checkpoint is saved and consumed on resume
     "ppo-overlap": (["ppo", "--env", "CartPole", "--overlap"], 16384, 4, 64),
-    "ppo-workers": (["ppo", "--env", "CartPole", "--vector", "workers", "--env-workers", "2"], 16384, 4, 64),
+    "ppo-workers": (
+        ["ppo", "--env", "CartPole", "--vector", "workers", "--env-workers", "2"],
+        16384,
+        4,
+        64,
+    ),
     # off-policy: interrupted after learning started, so the replay contents, the buffer's
     # sampling RNG and the optimizer must all come back for the rows to match
     "dqn": (["dqn", "--env", "CartPole", "--log-every", "512"], 6144, 4, 12),
-    "sac": (["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250"], 2000, 4, 8),
+    "sac": (
+        ["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250"],
+        2000,
+        4,
+        8,
+    ),
     # bf16 learner arithmetic is as deterministic on CPU as fp32
-    "sac-bf16": (["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250",
-                  "--precision", "bf16"], 2000, 4, 8),
+    "sac-bf16": (
+        [
+            "sac",
+            "--env",
+            "Pendulum",
+            "--learning-starts",
+            "300",
+            "--log-every",
+            "250",
+            "--precision",
+            "bf16",
+        ],
+        2000,
+        4,
+        8,
+    ),
     # async-actor (in one process here): the chunks in flight at the checkpoint come back
-    "dqn-async": (["dqn", "--env", "CartPole", "--policy", "async-actor", "--log-every", "512"], 6144, 4, 12),
+    "dqn-async": (
+        ["dqn", "--env", "CartPole", "--policy", "async-actor", "--log-every", "512"],
+        6144,
+        4,
+        12,
+    ),
 }
 
 
 @pytest.mark.parametrize("algo", list(CTRL_C_RUNS))
 def test_ctrl_c_saves_and_resume_is_exact(rlkit_cmd, cli_env, tmp_path, algo):
     args, total, cut_after, full_rows = CTRL_C_RUNS[algo]
-    common = ["run", *args, "--total-steps", str(total), "--checkpoint-every", "1000000", "--out", str(tmp_path)]
+    common = [
+        "run",
+        *args,
+        "--total-steps",
+        str(total),
+        "--checkpoint-every",
+        "1000000",
+        "--out",
+        str(tmp_path),
+    ]
     full = run(rlkit_cmd, cli_env, *common, "--name", "full")
     assert full.returncode == 0, full.stderr
 
-    proc = subprocess.Popen([*rlkit_cmd, *common, "--name", "cut"], env=cli_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*rlkit_cmd, *common, "--name", "cut"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     csv_path = tmp_path / "cut" / "metrics.csv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -256,27 +302,53 @@ def test_output_to_a_closed_pipe_is_not_an_error(rlkit_cmd, cli_env):
     ("algo", "env", "flags"),
     [
         ("dqn", "CartPole", ["--learning-starts", "256", "--total-steps", "1024"]),
-        ("sac", "Pendulum", ["--learning-starts", "128", "--total-steps", "400", "--log-every", "200"]),
+        (
+            "sac",
+            "Pendulum",
+            ["--learning-starts", "128", "--total-steps", "400", "--log-every", "200"],
+        ),
     ],
 )
 def test_off_policy_run_eval_video_and_plan(rlkit_cmd, cli_env, tmp_path, algo, env, flags):
-    result = run(rlkit_cmd, cli_env, "run", algo, "--env", env, *flags, "--out", str(tmp_path), "--name", "r")
+    result = run(
+        rlkit_cmd, cli_env, "run", algo, "--env", env, *flags, "--out", str(tmp_path), "--name", "r"
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r" / "learning_curve.png").is_file()
     assert "critic_loss" in rows(tmp_path / "r")[-1] or "loss" in rows(tmp_path / "r")[-1]
     state = checkpoint.load(tmp_path / "r" / "checkpoint.pt", algo)
     saved = state["state"]["fragments"]["replay"][0]["buffer"]["core"]
     assert saved["total"] == state["trainer"]["step"]  # every transition is in the checkpoint
-    result = run(rlkit_cmd, cli_env, "eval", str(tmp_path / "r"), "--episodes", "1", "--video", "--video-length", "20")
+    result = run(
+        rlkit_cmd,
+        cli_env,
+        "eval",
+        str(tmp_path / "r"),
+        "--episodes",
+        "1",
+        "--video",
+        "--video-length",
+        "20",
+    )
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "r" / "videos").glob("*.mp4"))
     result = run(rlkit_cmd, cli_env, "plan", algo, "--env", env)
-    assert "actor --queue--> replay" in result.stdout and "replay --gather--> learner" in result.stdout
+    assert (
+        "actor --queue--> replay" in result.stdout and "replay --gather--> learner" in result.stdout
+    )
 
 
 def test_wrong_action_space_is_refused_with_a_suggestion(rlkit_cmd, cli_env):
-    assert_usage_error(run(rlkit_cmd, cli_env, "run", "dqn", "--env", "Pendulum"), "DQN needs discrete actions", "use SAC")
-    assert_usage_error(run(rlkit_cmd, cli_env, "run", "sac", "--env", "CartPole"), "SAC needs continuous actions", "use DQN")
+    assert_usage_error(
+        run(rlkit_cmd, cli_env, "run", "dqn", "--env", "Pendulum"),
+        "DQN needs discrete actions",
+        "use SAC",
+    )
+    assert_usage_error(
+        run(rlkit_cmd, cli_env, "run", "sac", "--env", "CartPole"),
+        "SAC needs continuous actions",
+        "use DQN",
+    )
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn", "sac"])

@@ -16,7 +16,7 @@ from rlkit.algorithms import ALGORITHMS
 from rlkit.cli import main
 from rlkit.config import field_types, flag, offered_fields
 from rlkit.envs.vector import probe_spec
-from rlkit.errors import ConfigError, EnvError
+from rlkit.errors import ConfigError
 from rlkit.limits import (
     SEED_MAX,
     Range,
@@ -25,20 +25,6 @@ from rlkit.limits import (
     field_range,
     numeric_kind,
 )
-
-ENVS = ("CartPole", "Pendulum")
-
-
-def env_for(algo_cls) -> str:
-    """The first test env the algorithm accepts (discrete or continuous actions)."""
-    for env in ENVS:
-        env_id, spec = probe_spec(env)
-        try:
-            algo_cls.check_env(env_id, spec)
-            return env
-        except EnvError:
-            continue
-    pytest.skip(f"{algo_cls.name} accepts none of {ENVS}")
 
 
 def numeric_fields() -> list[tuple[str, dataclasses.Field, type, Range | None]]:
@@ -96,12 +82,11 @@ def test_every_numeric_field_declares_its_range(algo, field, kind, rng):
 
 
 @pytest.mark.parametrize(("algo", "field", "value"), CASES)
-def test_out_of_range_values_are_one_line_and_exit_2(algo, field, value, tmp_path: Path, capsys):
-    algo_cls = ALGORITHMS.get(algo)
+def test_out_of_range_values_are_one_line_and_exit_2(
+    algo, field, value, tmp_path: Path, capsys, train_args
+):
     out = tmp_path / "runs"
-    code = main(
-        ["run", algo, "--env", env_for(algo_cls), f"--{flag(field)}", value, "--out", str(out)]
-    )
+    code = main(["run", algo, *train_args(algo), f"--{flag(field)}", value, "--out", str(out)])
     line = one_error_line(capsys)
     assert code == 2
     assert f"--{flag(field)}" in line, line
@@ -165,10 +150,11 @@ SIZE_CASES = [
 
 
 @pytest.mark.parametrize(("algo", "field", "value"), SIZE_CASES)
-def test_sizes_beyond_memory_are_refused_before_allocating(algo, field, value, tmp_path, capsys):
+def test_sizes_beyond_memory_are_refused_before_allocating(
+    algo, field, value, tmp_path, capsys, train_args
+):
     out = tmp_path / "runs"
-    env = env_for(ALGORITHMS.get(algo))
-    code = main(["run", algo, "--env", env, f"--{flag(field)}", value, "--out", str(out)])
+    code = main(["run", algo, *train_args(algo), f"--{flag(field)}", value, "--out", str(out)])
     line = one_error_line(capsys)
     assert code == 2 and f"--{flag(field)}" in line and "memory" in line, line
     assert not out.exists()
@@ -184,9 +170,9 @@ def test_memory_estimate_uses_the_env_spec():
 
 
 @pytest.mark.parametrize("algo", with_fields("batch_size", "buffer_size"))
-def test_batch_larger_than_the_buffer_is_refused(algo, capsys):
-    env = env_for(ALGORITHMS.get(algo))
-    code = main(["plan", algo, "--env", env, "--batch-size", "512", "--buffer-size", "256"])
+def test_batch_larger_than_the_buffer_is_refused(algo, capsys, train_args):
+    args = ["--batch-size", "512", "--buffer-size", "256"]
+    code = main(["plan", algo, *train_args(algo), *args])
     line = one_error_line(capsys)
     assert code == 2 and "--batch-size" in line and "--buffer-size" in line, line
 

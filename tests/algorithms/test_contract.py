@@ -20,7 +20,14 @@ from rlkit.errors import ConfigError, RegistryError
 from rlkit.registry import Registry
 from rlkit.trainer import Trainer, build, make_config
 
-TINY = {"total_steps": 256, "num_steps": 64, "num_envs": 1, "minibatch_size": 32, "epochs": 1, "device": "cpu"}
+TINY = {
+    "total_steps": 256,
+    "num_steps": 64,
+    "num_envs": 1,
+    "minibatch_size": 32,
+    "epochs": 1,
+    "device": "cpu",
+}
 
 
 @dataclass
@@ -49,9 +56,13 @@ def test_a_subclass_is_named_once_and_inherits_its_parents_presets():
 def test_dropped_fields_are_not_offered_and_are_refused():
     from rlkit.cli import config_parser
 
-    flags = {o for a in config_parser("rlkit run leanppo", LeanConfig)._actions for o in a.option_strings}
+    flags = {
+        o for a in config_parser("rlkit run leanppo", LeanConfig)._actions for o in a.option_strings
+    }
     assert "--overlap" not in flags and "--target-kl" not in flags and "--clip-coef" in flags
-    with pytest.raises(ConfigError, match=r"--overlap does not apply to this algorithm \(LeanConfig drops it\)"):
+    with pytest.raises(
+        ConfigError, match=r"--overlap does not apply to this algorithm \(LeanConfig drops it\)"
+    ):
         apply_overrides(LeanConfig(), {"overlap": True})
     assert "overlap" not in LeanConfig().to_dict()
     # a parent's preset that sets a dropped field still applies (the field is skipped)

@@ -23,8 +23,16 @@ ENVS, STEPS = 4, 8
 def config(learners: int) -> PPOConfig:
     # one minibatch per epoch (the whole batch): the gradient of the mean loss over the
     # batch is then the average of the replicas' gradients over their halves
-    return PPOConfig(num_envs=ENVS, num_steps=STEPS, minibatch_size=ENVS * STEPS, epochs=3,
-                     anneal_lr=False, learners=learners, hidden=(16,), torch_threads=1)
+    return PPOConfig(
+        num_envs=ENVS,
+        num_steps=STEPS,
+        minibatch_size=ENVS * STEPS,
+        epochs=3,
+        anneal_lr=False,
+        learners=learners,
+        hidden=(16,),
+        torch_threads=1,
+    )
 
 
 def run_two_replicas(target: Any, batch: B.Batch) -> list[Any]:

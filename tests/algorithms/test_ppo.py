@@ -127,8 +127,15 @@ def test_compiled_loss_takes_the_same_steps_as_eager(make_rollout):
     rollout = make_rollout(envs, steps, obs_dim=3, act_dim=2, seed=3)
     params = []
     for compile_ in (False, True):
-        cfg = PPOConfig(num_envs=envs, num_steps=steps, minibatch_size=8, epochs=2, hidden=(16,),
-                        compile=compile_, torch_threads=1)
+        cfg = PPOConfig(
+            num_envs=envs,
+            num_steps=steps,
+            minibatch_size=8,
+            epochs=2,
+            hidden=(16,),
+            compile=compile_,
+            torch_threads=1,
+        )
         learner = OnPolicyLearner(PPO, CONTINUOUS, cfg)
         learner.update(rollout)
         params.append(learner.flat.get())

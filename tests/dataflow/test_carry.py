@@ -170,8 +170,12 @@ def test_pass_on_and_join_carry_fan_out_and_fan_in():
     g.add(Fragment("scorer", Sink))
     g.add(Fragment("learner", Sink))
     prompts = g.connect("prompts", DRIVER, "generator", Pattern.SCATTER, None, Generator.generate)
-    to_score = g.connect("to_score", "generator", "scorer", "gather", Generator.generate, Sink.score)
-    responses = g.connect("responses", "generator", "learner", "gather", Generator.generate, Sink.update)
+    to_score = g.connect(
+        "to_score", "generator", "scorer", "gather", Generator.generate, Sink.score
+    )
+    responses = g.connect(
+        "responses", "generator", "learner", "gather", Generator.generate, Sink.update
+    )
     scores = g.connect("scores", "scorer", "learner", Pattern.GATHER, Sink.score, Sink.update)
     runtime = start(g)
     made = runtime.carry(prompts, {"p": torch.arange(4.0)})  # each generator takes 2 prompts
@@ -219,7 +223,9 @@ def test_a_broadcast_from_replicas_nothing_keeps_identical_is_refused():
     g.add(Fragment("source", Source))
     g.add(Fragment("sink", Sink, replicas=2))
     g.add_edge(WEIGHTS)
-    with pytest.raises(ConfigError, match="edge 'weights' broadcasts from sink, which has 2 replicas"):
+    with pytest.raises(
+        ConfigError, match="edge 'weights' broadcasts from sink, which has 2 replicas"
+    ):
         g.check()
     g.add_edge(REDUCE)
     g.check()  # all-reduced replicas agree
@@ -232,7 +238,9 @@ def test_typed_group_calls_and_an_unknown_edge():
     with pytest.raises(TypeError, match="holds Sink, not Source"):
         runtime.group("sink", Source)
     with pytest.raises(KeyError, match="no edge 'elsewhere'"):
-        runtime.carry(edge("elsewhere", "source", "sink", Pattern.GATHER, Source.produce, Sink.update), 1)
+        runtime.carry(
+            edge("elsewhere", "source", "sink", Pattern.GATHER, Source.produce, Sink.update), 1
+        )
 
 
 def test_a_device_index_is_kept_in_one_process():

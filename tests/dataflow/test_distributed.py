@@ -134,7 +134,15 @@ def test_dp_learner_needs_an_all_reduced_learner_and_joins_shards_beside_it():
         compile_("dp-learner", offpolicy_graph(1), learners=2)
     g = LogicalGraph("dqn")
     g.add(Fragment("actor", Role))
-    g.add(Fragment("replay", Role, resources=Resources("cpu", cpus=0, memory_gb=2), replicas=2, beside="learner"))
+    g.add(
+        Fragment(
+            "replay",
+            Role,
+            resources=Resources("cpu", cpus=0, memory_gb=2),
+            replicas=2,
+            beside="learner",
+        )
+    )
     g.add(Fragment("learner", Role, replicas=2))
     g.connect("batch", "replay", "learner", "gather", "sample", "update")
     g.connect("gradients", "learner", "learner", "allreduce")
@@ -150,7 +158,9 @@ def test_dp_learner_needs_an_all_reduced_learner_and_joins_shards_beside_it():
     assert [w.name for w in streaming.workers] == ["actor", "learner-0", "learner-1"]
     assert streaming.transport("transitions") == "queue"
     g.fragments["replay"].replicas = 1
-    with pytest.raises(ConfigError, match="'replay' is beside 'learner', which must be a fragment with as many"):
+    with pytest.raises(
+        ConfigError, match="'replay' is beside 'learner', which must be a fragment with as many"
+    ):
         compile_("dp-learner", g, learners=2)
 
 

@@ -99,8 +99,18 @@ def test_dqn_learns_cartpole_with_streaming_actors(ray_local, tmp_path: Path):
     weights up to two rounds old): a greedy evaluation (10 episodes every 2,500 steps)
     reaches a mean return >= 475 within the CartPole preset's 50k steps; seed 0."""
     overrides = {"seed": 0, "eval_every": 2500, "target_return": 475, "log_every": 512}
-    cfg = make_config(DQN, "CartPole", None, {"executor": "ray", "policy": "async-actor",
-                                               "out": str(tmp_path), "name": "learn", **overrides})
+    cfg = make_config(
+        DQN,
+        "CartPole",
+        None,
+        {
+            "executor": "ray",
+            "policy": "async-actor",
+            "out": str(tmp_path),
+            "name": "learn",
+            **overrides,
+        },
+    )
     trainer = Trainer(DQN, cfg)
     assert trainer.run() == 0
     with open(tmp_path / "learn" / "metrics.csv") as f:

@@ -21,8 +21,19 @@ from rlkit.trainer import Trainer, build, make_config  # noqa: E402
 
 
 def test_ppo_with_two_data_parallel_learners(ray_local, tmp_path: Path):
-    cfg = make_config(PPO, "CartPole", None, {"total_steps": 1024, "actors": 1, "learners": 2,
-                                               "executor": "ray", "out": str(tmp_path), "name": "dp"})
+    cfg = make_config(
+        PPO,
+        "CartPole",
+        None,
+        {
+            "total_steps": 1024,
+            "actors": 1,
+            "learners": 2,
+            "executor": "ray",
+            "out": str(tmp_path),
+            "name": "dp",
+        },
+    )
     trainer = Trainer(PPO, cfg)
     plan = trainer.built.placement.plan
     assert plan.policy == "dp-learner"  # what --policy auto picks for --learners 2 on ray
@@ -38,8 +49,18 @@ def test_ppo_with_two_data_parallel_learners(ray_local, tmp_path: Path):
 def test_learners_stay_identical(ray_local, tmp_path: Path):
     from rlkit.dataflow.executor import Runtime
 
-    cfg = make_config(PPO, "CartPole", None, {"total_steps": 512, "learners": 2, "executor": "ray",
-                                               "out": str(tmp_path), "name": "same"})
+    cfg = make_config(
+        PPO,
+        "CartPole",
+        None,
+        {
+            "total_steps": 512,
+            "learners": 2,
+            "executor": "ray",
+            "out": str(tmp_path),
+            "name": "same",
+        },
+    )
     built = build(PPO, cfg)
     runtime: Runtime = built.executor.start(built.placement)
     try:
@@ -56,10 +77,22 @@ def test_dqn_with_two_learners_on_replay_shards(ray_local, tmp_path: Path):
     """Off-policy dp-learner: each learner has a replay shard beside it (in its process)
     holding half the env streams and samples half the batch; the gradients are averaged,
     so the learners stay identical."""
-    cfg = make_config(DQN, "CartPole", None, {"total_steps": 1024, "learners": 2, "num_envs": 4,
-                                               "train_freq": 16, "learning_starts": 256,
-                                               "gradient_steps": 4, "executor": "ray",
-                                               "out": str(tmp_path), "name": "dqn-dp"})
+    cfg = make_config(
+        DQN,
+        "CartPole",
+        None,
+        {
+            "total_steps": 1024,
+            "learners": 2,
+            "num_envs": 4,
+            "train_freq": 16,
+            "learning_starts": 256,
+            "gradient_steps": 4,
+            "executor": "ray",
+            "out": str(tmp_path),
+            "name": "dqn-dp",
+        },
+    )
     built = build(DQN, cfg)
     plan = built.placement.plan
     assert plan.policy == "dp-learner"
@@ -84,10 +117,23 @@ def test_dqn_with_two_learners_on_replay_shards(ray_local, tmp_path: Path):
 
 
 def test_sac_runs_with_two_learners(ray_local, tmp_path: Path):
-    cfg = make_config(SAC, "Pendulum", None, {"total_steps": 400, "learners": 2, "learning_starts": 200,
-                                               "log_every": 100, "executor": "ray",
-                                               "out": str(tmp_path), "name": "sac-dp"})
-    with pytest.raises(ConfigError, match="num_envs x actors \\(1\\) and batch_size .* multiples of --learners"):
+    cfg = make_config(
+        SAC,
+        "Pendulum",
+        None,
+        {
+            "total_steps": 400,
+            "learners": 2,
+            "learning_starts": 200,
+            "log_every": 100,
+            "executor": "ray",
+            "out": str(tmp_path),
+            "name": "sac-dp",
+        },
+    )
+    with pytest.raises(
+        ConfigError, match="num_envs x actors \\(1\\) and batch_size .* multiples of --learners"
+    ):
         build(SAC, cfg)
     cfg.num_envs = 2
     assert Trainer(SAC, cfg).run() == 0

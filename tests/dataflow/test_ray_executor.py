@@ -55,7 +55,9 @@ def test_ppo_gives_the_same_metrics_under_local_and_ray(ray_local, tmp_path: Pat
     assert got == expected
 
 
-def test_overlapped_collection_gives_the_same_metrics_under_local_and_ray(ray_local, tmp_path: Path):
+def test_overlapped_collection_gives_the_same_metrics_under_local_and_ray(
+    ray_local, tmp_path: Path
+):
     """--overlap: actors collect rollout k+1 while the learner updates on rollout k. Under
     Ray that runs in parallel; under local it runs in turn; the numbers are the same."""
     local = ppo_config(tmp_path, "ov-local", overlap=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = '''
+PROBE = """
 from rlkit.algorithms.on_policy import ROLLOUT, WEIGHTS
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner
 from rlkit.dataflow.executor import Runtime
@@ -24,7 +24,7 @@ def drive(runtime: Runtime) -> None:
     runtime.carry(WEIGHTS.bind(3))
     edge("x", "actor", "learner", Pattern.GATHER, OnPolicyActor.colect, OnPolicyLearner.update)
     runtime.group("learner", OnPolicyLearner).call(OnPolicyLearner.update, 5)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -39,7 +39,9 @@ def test_mypy_checks_edge_arguments_and_role_method_names(tmp_path):
         text=True,
         timeout=600,
     )
-    errors = [line.split(": error: ")[1] for line in result.stdout.splitlines() if ": error: " in line]
+    errors = [
+        line.split(": error: ")[1] for line in result.stdout.splitlines() if ": error: " in line
+    ]
     assert errors == [
         'Argument 2 to "carry" of "Runtime" has incompatible type "str"; expected "int"  [arg-type]',
         'Too many arguments for "carry" of "Runtime"  [call-arg]',
