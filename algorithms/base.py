@@ -130,6 +130,14 @@ class Algorithm(ABC):
         policy = cls.eval_policy(state, config, spec)
         return family.evaluate(env_id, kwargs, policy, episodes, seed, video_dir, video_length)
 
+    def export(self, run_dir: Path) -> None:
+        """Called by the trainer after the final checkpoint (also after Ctrl-C): write what
+        users take away besides the checkpoint (an LLM stage: an HF-format ``model/``)."""
+
+    def plan_notes(self) -> str:
+        """Lines `rlkit plan` prints after the placement (e.g. the batch-size arithmetic)."""
+        return ""
+
     @classmethod
     def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
         """Raise EnvError when the algorithm cannot act in this env (e.g. DQN, continuous)."""

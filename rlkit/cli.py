@@ -127,6 +127,10 @@ def cmd_plan(algo: str, argv: Sequence[str]) -> int:
     print()
     print("placement")
     print(built.placement.table())
+    notes = built.algorithm.plan_notes()
+    if notes:
+        print()
+        print(notes)
     return 0
 
 

@@ -348,6 +348,7 @@ class Trainer:
             finally:
                 progress.close()
             self.save_checkpoint()
+            algo.export(self.run_dir)
             elapsed = time.perf_counter() - t0
             print(
                 f"{self.step - start_step:,} {algo.unit} in {elapsed:,.1f}s "
