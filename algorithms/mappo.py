@@ -38,10 +38,10 @@ from rlkit.errors import EnvError
 class MAPPOConfig(PPOConfig):
     """MAPPO: PPO's fields and the multi-agent ones; defaults as the on-policy repository's."""
 
-    dropped = ("vector", "env_workers", "norm_obs", "norm_reward")
+    dropped: ClassVar[tuple[str, ...]] = ("vector", "env_workers", "norm_obs", "norm_reward")
 
-    num_envs: int = 32
-    """Parallel environments per actor (each with all its agents)."""
+    num_envs: int = 8
+    """Parallel environments per actor, each with all its agents (the MPE presets: 128)."""
     num_steps: int = 25
     """Steps per environment per rollout (an mpe2 episode is 25)."""
     lr: float = 5e-4
@@ -70,10 +70,14 @@ class MAPPOConfig(PPOConfig):
     output layer so its unnormalized outputs stay), or off."""
     value_norm_beta: float = 0.99999
     """Weight of the past in the running value statistics (debiased moving averages)."""
+    proper_time_limits: bool = False
+    """Bootstrap from the last observation when an episode is cut by its time limit; off
+    (the paper's runs, the on-policy repository's default), a truncation ends the return."""
     huber_delta: float = 10.0
     """Huber loss threshold of the value loss; 0 means the squared error."""
-    feature_norm: bool = True
-    """LayerNorm on the networks' inputs."""
+    layer_norm: bool = True
+    """LayerNorm on the networks' inputs and after each hidden layer (the on-policy
+    repository's feature normalization and MLP)."""
     share_params: bool = True
     """One network per group of agents with identical spaces (the agent id appended to
     its input); false: one per agent."""
@@ -182,7 +186,9 @@ class MAPPO(OnPolicy):
         lines = [f"agents ({len(spec.agents)}), one network per group:"]
         for g in spec.groups:
             names = ", ".join(spec.agents[i] for i in g.agents)
-            kind = f"Discrete({g.spec.action_dim})" if g.spec.discrete else f"Box({g.spec.action_dim})"
+            kind = (
+                f"Discrete({g.spec.action_dim})" if g.spec.discrete else f"Box({g.spec.action_dim})"
+            )
             lines.append(f"  {g.name:<12} {names}: obs {g.obs_dim}, actions {kind}")
         source = "env.state()" if spec.state_from_env else "the concatenated observations"
         critic = f"state {spec.state_shape} from {source}" if cfg.critic == "central" else "own obs"

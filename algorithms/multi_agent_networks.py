@@ -5,8 +5,8 @@ each seeing its agent's id as a one-hot appended to its input; groups whose spac
 differ (speaker, listener) have networks of their own (`MultiAgentSpec.groups`; with
 ``share_params`` off every agent is a group). The critic sees the global state (MAPPO's
 centralized value function) or the agent's own observation (IPPO's decentralized one).
-Inputs may be standardized by a LayerNorm first (the on-policy repository's "feature
-normalization"). Every tensor is agent-major inside a sample: ``[B, A, ...]`` in
+With `layer_norm` (the default) the networks are the on-policy repository's MLP: a
+LayerNorm on the input ("feature normalization") and after every hidden layer. Every tensor is agent-major inside a sample: ``[B, A, ...]`` in
 `MultiAgentSpec.agents` order; actors' parameters come before the critics' (so the two
 can be clipped apart in the one flat gradient).
 """
@@ -14,21 +14,29 @@ can be clipped apart in the one flat gradient).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.algorithms.networks import HALF_LOG_2PI, mlp, mlp_fp32_head, mlp_inference
+from rlkit.algorithms.networks import ACTIVATIONS, HALF_LOG_2PI, full_precision, mlp
 from rlkit.envs.multi_agent_spec import MultiAgentSpec
 from rlkit.envs.vector import SpaceSpec
 
+FUNCTIONAL: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: torch.tanh,
+    nn.ReLU: torch.relu,
+    nn.ELU: F.elu,
+}
 MASKED = -1e9
 """The logit of an action that the env's action mask forbids (probability 0)."""
 
 
 class NormedMLP(nn.Module):
-    """An optional input LayerNorm, then an `mlp`: ``[B, n, in] -> [B, n, out]``."""
+    """``[B, n, in] -> [B, n, out]``: with `layer_norm`, a LayerNorm on the input and after
+    every hidden layer (the on-policy repository's MLP: Linear, activation, LayerNorm);
+    orthogonal init, gain sqrt 2 inside and `out_gain` at the output."""
 
     def __init__(
         self,
@@ -36,22 +44,35 @@ class NormedMLP(nn.Module):
         out_dim: int,
         hidden: tuple[int, ...],
         activation: str,
-        feature_norm: bool,
+        layer_norm: bool,
         out_gain: float,
     ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim) if feature_norm else None
-        self.net = mlp([in_dim, *hidden, out_dim], activation, out_gain)
+        self.norm = nn.LayerNorm(in_dim) if layer_norm else None
+        layers: list[nn.Module] = []
+        for a, b in zip((in_dim, *hidden), hidden, strict=False):
+            layers += [mlp([a, b], activation, math.sqrt(2))[0], ACTIVATIONS[activation]()]
+            if layer_norm:
+                layers.append(nn.LayerNorm(b))
+        self.body = nn.Sequential(*layers)
+        head = mlp([hidden[-1] if hidden else in_dim, out_dim], activation, out_gain)[0]
+        assert isinstance(head, nn.Linear)
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x) if self.norm is not None else x
-        return mlp_fp32_head(self.net, x)
+        return full_precision(self.head, self.body(x))
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """`forward` for acting: layers called functionally (no module hooks)."""
-        if self.norm is not None:
-            x = F.layer_norm(x, self.norm.normalized_shape, self.norm.weight, self.norm.bias)
-        return mlp_inference(self.net, x)
+        for layer in (self.norm, *self.body, self.head):
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight, layer.bias)
+            elif isinstance(layer, nn.LayerNorm):
+                x = F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
+            elif layer is not None:
+                x = FUNCTIONAL[type(layer)](x)
+        return x
 
 
 class GroupActor(NormedMLP):
@@ -64,10 +85,10 @@ class GroupActor(NormedMLP):
         spec: SpaceSpec,
         hidden: tuple[int, ...],
         activation: str,
-        feature_norm: bool,
+        layer_norm: bool,
         log_std_init: float,
     ) -> None:
-        super().__init__(in_dim, spec.action_dim, hidden, activation, feature_norm, 0.01)
+        super().__init__(in_dim, spec.action_dim, hidden, activation, layer_norm, 0.01)
         self.spec = spec
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.action_dim,), log_std_init))
@@ -77,16 +98,9 @@ class GroupCritic(NormedMLP):
     """One group's value function: ``[B, n, in] -> [B, n, 1]``."""
 
     def __init__(
-        self, in_dim: int, hidden: tuple[int, ...], activation: str, feature_norm: bool
+        self, in_dim: int, hidden: tuple[int, ...], activation: str, layer_norm: bool
     ) -> None:
-        super().__init__(in_dim, 1, hidden, activation, feature_norm, 1.0)
-
-    @property
-    def head(self) -> nn.Linear:
-        """The output layer (PopArt rescales it)."""
-        last = self.net[-1]
-        assert isinstance(last, nn.Linear)
-        return last
+        super().__init__(in_dim, 1, hidden, activation, layer_norm, 1.0)
 
 
 class MultiAgentPolicy(nn.Module):
@@ -98,7 +112,7 @@ class MultiAgentPolicy(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
         log_std_init: float = 0.0,
-        feature_norm: bool = True,
+        layer_norm: bool = True,
         central_critic: bool = True,
         share_params: bool = True,
     ) -> None:
@@ -121,7 +135,7 @@ class MultiAgentPolicy(nn.Module):
             self.register_buffer(f"ids{g}", torch.eye(len(members)), persistent=False)
         self.actors = nn.ModuleList(
             GroupActor(
-                math.prod(s.obs_shape) + len(m), s, hidden, activation, feature_norm, log_std_init
+                math.prod(s.obs_shape) + len(m), s, hidden, activation, layer_norm, log_std_init
             )
             for m, s in groups
         )
@@ -130,7 +144,7 @@ class MultiAgentPolicy(nn.Module):
             for m, s in groups
         ]
         self.critics = nn.ModuleList(
-            GroupCritic(n, hidden, activation, feature_norm) for n in critic_in
+            GroupCritic(n, hidden, activation, layer_norm) for n in critic_in
         )
         self.actor_numel = sum(p.numel() for p in self.actors.parameters())
         """Parameters of the actors: the first `actor_numel` of the flat parameters."""
@@ -248,5 +262,5 @@ class MultiAgentPolicy(nn.Module):
         heads = []
         for critic in self.critics:
             assert isinstance(critic, GroupCritic)
-            heads.append(critic.head)
+            heads.append(critic.head)  # PopArt rescales it
         return heads

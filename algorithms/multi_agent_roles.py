@@ -13,7 +13,7 @@ template's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +32,9 @@ from rlkit.envs.multi_agent_spec import MultiAgentSpec
 from rlkit.envs.parallel_runner import ParallelEnvRunner
 from rlkit.roles import Actor, Weights
 
+if TYPE_CHECKING:
+    from rlkit.algorithms.mappo import MAPPOConfig
+
 
 def make_agents_policy(config: Any, spec: MultiAgentSpec) -> MultiAgentPolicy:
     """The networks of a multi-agent config (`MAPPO.make_policy`)."""
@@ -40,7 +43,7 @@ def make_agents_policy(config: Any, spec: MultiAgentSpec) -> MultiAgentPolicy:
         config.hidden,
         config.activation,
         config.log_std_init,
-        config.feature_norm,
+        config.layer_norm,
         config.critic == "central",
         config.share_params,
     )
@@ -67,11 +70,13 @@ class MultiAgentActor(Actor):
         seed = config.seed + 10_007 * replica
         kwargs = parse_env_kwargs(config.env_kwargs)
         self.runner = ParallelEnvRunner(env_id, spec, config.num_envs, seed, kwargs)
+        any_spec: Any = spec  # the template's hook is typed for single-agent specs
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            made = algorithm.make_policy(config, spec) if algorithm else None
-            self.policy = made if made is not None else make_agents_policy(config, spec)
-        assert isinstance(self.policy, MultiAgentPolicy)
+            made = algorithm.make_policy(config, any_spec) if algorithm else None
+            policy = made if made is not None else make_agents_policy(config, spec)
+        assert isinstance(policy, MultiAgentPolicy), "make_policy must give a MultiAgentPolicy"
+        self.policy = policy
         self.flat = FlatParameters(self.policy)
         self.generator = torch.Generator().manual_seed(seed)
         self.masked = uses_masks(config, spec)
@@ -166,6 +171,8 @@ class MultiAgentActor(Actor):
 class MultiAgentLearner(OnPolicyLearner):
     """The template's learner over agent-major samples, with value normalization."""
 
+    config: MAPPOConfig
+
     def __init__(
         self,
         algorithm: type[OnPolicy],
@@ -177,8 +184,8 @@ class MultiAgentLearner(OnPolicyLearner):
         super().__init__(algorithm, spec, config, device, replica)
         policy = self.policy
         assert isinstance(policy, MultiAgentPolicy), "make_policy must give a MultiAgentPolicy"
-        self.agents = policy
-        self.value_norm = (
+        self.agents: MultiAgentPolicy = policy
+        self.value_norm: ValueNorm | None = (
             ValueNorm(policy.group_index, config.value_norm_beta)
             if config.value_norm != "off"
             else None
@@ -193,7 +200,8 @@ class MultiAgentLearner(OnPolicyLearner):
         mask = batch["mask"]
         real = norm.denormalize if norm is not None else (lambda x: x)
         values = torch.where(mask, real(batch["values"]), 0.0)
-        next_values = torch.where(mask & ~batch["terminated"], real(batch["next_values"]), 0.0)
+        ends = batch["terminated"] if cfg.proper_time_limits else batch["dones"]
+        next_values = torch.where(mask & ~ends, real(batch["next_values"]), 0.0)
         rewards = torch.where(mask, batch["rewards"], 0.0)
         advantages, returns = ADVANTAGES.get(cfg.advantage)(
             rewards, values, next_values, batch["dones"], cfg.gamma, cfg.gae_lambda
@@ -207,7 +215,9 @@ class MultiAgentLearner(OnPolicyLearner):
             values = torch.where(mask, norm.normalize(values), 0.0)
         log_probs = torch.where(mask, batch["log_probs"], 0.0)
         scalars = torch.stack([log_probs, values, advantages, returns, mask.float()], -1)
-        fields = {k: batch[k] for k in ("obs", "state", "actions", "action_masks") if k in batch}
+        fields: Batch = {
+            k: batch[k] for k in ("obs", "state", "actions", "action_masks") if k in batch
+        }
         return B.flatten_time({**fields, "scalars": scalars}), *fit
 
     def minibatch_step(self, rows: Batch) -> dict[str, torch.Tensor]:
@@ -268,4 +278,3 @@ class MultiAgentLearner(OnPolicyLearner):
         super().load_state_dict(state)
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
-

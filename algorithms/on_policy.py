@@ -29,9 +29,9 @@ from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
-from rlkit.dataflow.carry import Delivery
 from rlkit.envs.vector import SpaceSpec
 from rlkit.roles import Actor
 

@@ -236,7 +236,9 @@ class OnPolicyLearner(DataParallelRole, Learner):
                 "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact"
             )
         var = returns.var()
-        metrics["explained_variance"] = float(1 - (returns - values).var() / var) if var > 0 else 0.0
+        metrics["explained_variance"] = (
+            float(1 - (returns - values).var() / var) if var > 0 else 0.0
+        )
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self.algorithm.after_update(cfg, self.loss_state, metrics)
         return metrics

@@ -40,7 +40,7 @@ class ValueNorm:
 
     def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-group mean and std ``[G]`` (0 and 1 before any update)."""
-        seen = self.weight > self.eps
+        seen = self.weight > 0
         denom = self.weight.clamp(min=self.eps)
         mean = torch.where(seen, self.mean / denom, 0.0)
         var = torch.where(seen, (self.mean_sq / denom - mean**2).clamp(min=VAR_FLOOR), 1.0)

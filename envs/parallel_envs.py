@@ -106,9 +106,10 @@ def load_factory(env_id: str) -> Callable[..., Any]:
     return factory
 
 
-def accepted_kwargs(factory: Callable[..., Any], module: Any) -> list[str]:
-    """The keyword arguments a factory takes (mpe2's pass **kwargs on to `raw_env`)."""
-    for fn in (factory, getattr(module, "raw_env", None)):
+def accepted_kwargs(env_id: str) -> list[str]:
+    """The keyword arguments an env's factory takes (mpe2's pass **kwargs on to `raw_env`)."""
+    module = _import(env_id.rpartition(":")[0])
+    for fn in (load_factory(env_id), getattr(module, "raw_env", None)):
         if fn is None:
             continue
         try:
@@ -130,12 +131,13 @@ def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | No
     try:
         env = factory(**kwargs, **extra)
     except (TypeError, ValueError, AssertionError) as e:
-        module = sys.modules.get(getattr(factory, "__module__", ""), None)
-        takes = accepted_kwargs(factory, module)
+        takes = accepted_kwargs(env_id)
         given = ",".join(f"{k}={v}" for k, v in kwargs.items()) or "(none)"
         hint = f"; it takes {', '.join(takes)}" if takes else ""
         detail = " ".join(str(e).split()) or type(e).__name__
-        raise EnvError(f"--env-kwargs {given}: {short_name(env_id)} refused them ({detail}){hint}")
+        raise EnvError(
+            f"--env-kwargs {given}: {short_name(env_id)} refused them ({detail}){hint}"
+        ) from None
     if isinstance(env, ParallelEnv):
         return env
     if isinstance(env, AECEnv):
@@ -155,7 +157,9 @@ def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | No
     )
 
 
-def derived_return(env_id: str, kwargs: dict[str, Any]) -> Callable[[float, int, int], float] | None:
+def derived_return(
+    env_id: str, kwargs: dict[str, Any]
+) -> Callable[[float, int, int], float] | None:
     """The on-policy repository's return convention (Yu et al.'s MPE curves) as a function
     of (team return, length, agents), where it follows from mpe2's own: simple_spread with
     local_ratio 0.5. There each agent's reward was the full global distance penalty plus

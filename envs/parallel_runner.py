@@ -147,7 +147,9 @@ class ParallelEnvRunner:
         self.obs = np.zeros((num_envs, agents, spec.obs_dim), np.float32)
         self.state = np.zeros((num_envs, *spec.state_shape), np.float32)
         self.alive = np.zeros((num_envs, agents), bool)
-        self.masks = np.ones((num_envs, agents, spec.action_dim), bool) if spec.action_masks else None
+        self.masks = (
+            np.ones((num_envs, agents, spec.action_dim), bool) if spec.action_masks else None
+        )
         self.envs = [
             AgentEnv(
                 make_parallel_env(env_id, kwargs),
@@ -204,7 +206,9 @@ class ParallelEnvRunner:
         for i, agent in enumerate(self.spec.agents):
             self.episodes[f"return_{agent}"].append(float(self.ep_return[e, i]))
         if self.derived is not None:
-            self.episodes["return_onpolicy"].append(self.derived(team, length, len(self.spec.agents)))
+            self.episodes["return_onpolicy"].append(
+                self.derived(team, length, len(self.spec.agents))
+            )
         self.ep_return[e] = 0.0
         self.ep_length[e] = 0
 

@@ -39,9 +39,7 @@ def _is_render_resource(value: Any) -> bool:
 
 
 def _own_state(layer: Any) -> dict[str, Any]:
-    return {
-        k: v for k, v in vars(layer).items() if k not in LINKS and not _is_render_resource(v)
-    }
+    return {k: v for k, v in vars(layer).items() if k not in LINKS and not _is_render_resource(v)}
 
 
 def snapshot(env: Any) -> bytes:

@@ -111,7 +111,10 @@ def play(
     alive = np.zeros((1, agents), bool)
     masks = np.ones((1, agents, spec.action_dim), bool) if spec.action_masks else None
     one = AgentEnv(env, spec, obs[0], state[0], alive[0], None if masks is None else masks[0])
-    returns, lengths, per_agent, frames = [], [], np.zeros((episodes, agents)), []
+    returns: list[float] = []
+    lengths: list[int] = []
+    frames: list[np.ndarray] = []
+    per_agent = np.zeros((episodes, agents))
     for k in range(episodes):
         one.reset(seed=seed + k)
         length, over = 0, False
