@@ -278,11 +278,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     if args.worker:
-        fn = {"sb3": lambda: worker_sb3(args.steps, args.seed)}
-        fn["raw"] = lambda: worker_raw(args.steps, args.seed)
-        for algo in ("mappo", "ippo"):
-            fn[algo] = lambda algo=algo: worker_rlkit(algo, args.steps, args.seed)
-        Path(args.result).write_text(json.dumps(fn[args.worker]()))
+        if args.worker == "sb3":
+            result = worker_sb3(args.steps, args.seed)
+        elif args.worker == "raw":
+            result = worker_raw(args.steps, args.seed)
+        else:
+            result = worker_rlkit(args.worker, args.steps, args.seed)
+        Path(args.result).write_text(json.dumps(result))
         return
     if args.quick:
         args.steps, args.repeats, args.long_steps = 1_200, 1, 2_000
