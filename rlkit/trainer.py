@@ -240,8 +240,18 @@ class Trainer:
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.config.checkpoint_every
         checkpoint.remove_stale_temps(self.run_dir)
-        state = {"trainer": self._trainer_state(), "state": self.built.algorithm.state_dict()}
-        checkpoint.save(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, state)
+        files = checkpoint.new_files_dir(self.run_dir, self.step)
+        state = {
+            "trainer": self._trainer_state(),
+            "state": self.built.algorithm.state_dict(files),
+        }
+        if not any(files.iterdir()):  # no role wrote files: the manifest is everything
+            files.rmdir()
+        kept = files.name if files.exists() else None
+        checkpoint.save(
+            self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, {**state, "files": kept}
+        )
+        checkpoint.prune_files(self.run_dir, kept)  # the previous checkpoint's, now superseded
 
     def _checkpointed_fragments(self) -> dict[str, list[Any]] | None:
         """The fragments' states in the run's checkpoint (for a restarted worker), if any."""
@@ -255,13 +265,12 @@ class Trainer:
     def run(self, resume: bool = False) -> int:
         """Train to the algorithm's budget (`total_steps`, or what an algorithm on data
         derives from its epochs); returns the exit code (0, or 130 when interrupted)."""
-        from rlkit.progress import ProgressReporter
-
         cfg, algo = self.config, self.built.algorithm
         saved: dict[str, Any] | None = None
         if resume:
             assert self.run_dir is not None
             saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
+            checkpoint.prune_files(self.run_dir, saved.get("files"))  # a killed write's
         else:
             self.run_dir = self.run_dir or new_run_dir(self.algo_cls, cfg)
             save_config(self.run_dir, self.algo_cls.name, cfg)
@@ -276,27 +285,7 @@ class Trainer:
         try:
             algo.begin(runtime)
             if saved is not None:
-                try:
-                    algo.load_state_dict(saved["state"])
-                    self._load_trainer_state(saved["trainer"])
-                except (
-                    KeyError,
-                    ValueError,
-                    RuntimeError,
-                    TypeError,
-                    AttributeError,
-                    IndexError,
-                ) as e:
-                    raise CheckpointError(
-                        f"{self.run_dir / checkpoint.CHECKPOINT} does not fit this run's layout "
-                        f"({type(e).__name__}: {e}); it was written by another rlkit version or config"
-                    ) from None
-                if self.step >= algo.budget():
-                    print(
-                        f"run already complete at step {self.step:,}; "
-                        f"extend it with: rlkit resume {self.run_dir} --total-steps N",
-                        flush=True,
-                    )
+                self._restore(saved)
             logger = MetricsLogger(
                 self.run_dir,
                 cfg.to_dict(),
@@ -304,55 +293,15 @@ class Trainer:
                 cfg.wandb_project,
                 resume_step=self.step if resume else None,
             )
-            budget = algo.budget()
-            progress = ProgressReporter(budget, self.step, unit=algo.unit)
             t0, start_step = time.perf_counter(), self.step
-            try:
-                while self.step < budget and not self._stop:
-                    result = algo.train_step()
-                    check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
-                    self.step += result.steps
-                    self.iteration += 1
-                    for key, values in result.episodes.items():
-                        self.window(key).extend(values)
-                    self.episodes += len(result.episodes.get("return", ()))
-                    ret = self.recent("return")
-                    if algo.family is None:  # on data: the progress line shows the loss
-                        ret = float(result.metrics.get("loss", math.nan))
-                    sps = progress.update(self.step, ret)
-                    for key, value in result.metrics.items():
-                        total, count = self.pending.get(key, (0.0, 0))
-                        self.pending[key] = (total + float(value), count + 1)
-                    evaluation = (
-                        self._evaluate() if cfg.eval_every and self.step >= self.next_eval else {}
-                    )
-                    if (
-                        evaluation
-                        or cfg.log_every == 0
-                        or self.step >= self.next_log
-                        or self.step >= budget
-                    ):
-                        self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
-                    if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
-                        print(
-                            f"evaluation return {evaluation['eval_return']:.1f} reached "
-                            f"--target-return {cfg.target_return:g} at step {self.step:,}",
-                            flush=True,
-                        )
-                        self.reached_target = True
-                        break
-                    if self.step >= self.next_checkpoint and self.step < budget:
-                        self.save_checkpoint()
-                        while self.next_checkpoint <= self.step:
-                            self.next_checkpoint += cfg.checkpoint_every
-            finally:
-                progress.close()
+            self._loop(logger, t0)
             self.save_checkpoint()
             algo.export(self.run_dir)
             elapsed = time.perf_counter() - t0
+            done = self.step - start_step
             print(
-                f"{self.step - start_step:,} {algo.unit} in {elapsed:,.1f}s "
-                f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
+                f"{done:,} {algo.unit} in {elapsed:,.1f}s "
+                f"({done / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
                 flush=True,
             )
             if self._stop:
@@ -374,6 +323,65 @@ class Trainer:
             if logger is not None:
                 logger.close()
             runtime.shutdown()
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """The algorithm's and the trainer's state from a checkpoint, once the plan runs."""
+        algo, path = self.built.algorithm, Path(self.run_dir or ".") / checkpoint.CHECKPOINT
+        try:
+            algo.load_state_dict(saved["state"])
+            self._load_trainer_state(saved["trainer"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"{path} does not fit this run's layout ({type(e).__name__}: {e}); "
+                "it was written by another rlkit version or config"
+            ) from None
+        if self.step >= algo.budget():
+            print(
+                f"run already complete at step {self.step:,}; "
+                f"extend it with: rlkit resume {self.run_dir} --total-steps N",
+                flush=True,
+            )
+
+    def _loop(self, logger: MetricsLogger, t0: float) -> None:
+        """Driver steps until the budget is spent, Ctrl-C, or --target-return: each one
+        checked for divergence, counted, shown, logged, evaluated and checkpointed when due."""
+        from rlkit.progress import ProgressReporter
+
+        cfg, algo = self.config, self.built.algorithm
+        budget = algo.budget()
+        progress = ProgressReporter(budget, self.step, unit=algo.unit)
+        try:
+            while self.step < budget and not self._stop:
+                result = algo.train_step()
+                check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
+                self.step += result.steps
+                self.iteration += 1
+                for key, values in result.episodes.items():
+                    self.window(key).extend(values)
+                self.episodes += len(result.episodes.get("return", ()))
+                shown = self.recent("return")
+                if algo.family is None:  # on data: the progress line shows the loss
+                    shown = float(result.metrics.get("loss", math.nan))
+                sps = progress.update(self.step, shown)
+                for key, value in result.metrics.items():
+                    total, count = self.pending.get(key, (0.0, 0))
+                    self.pending[key] = (total + float(value), count + 1)
+                due = cfg.eval_every and self.step >= self.next_eval
+                evaluation = self._evaluate() if due else {}
+                if evaluation or not cfg.log_every or self.step >= min(self.next_log, budget):
+                    self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
+                if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
+                    print(
+                        f"evaluation return {evaluation['eval_return']:.1f} reached "
+                        f"--target-return {cfg.target_return:g} at step {self.step:,}",
+                        flush=True,
+                    )
+                    self.reached_target = True
+                    break
+                if self.step >= self.next_checkpoint and self.step < budget:
+                    self.save_checkpoint()
+        finally:
+            progress.close()
 
     def _evaluate(self) -> dict[str, float]:
         """Deterministic episodes with the current policy, on an env of its own (seeded the
