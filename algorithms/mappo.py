@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from rlkit import checkpoint
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.multi_agent_roles import (
     MultiAgentActor,
@@ -167,8 +168,10 @@ class MAPPO(OnPolicy):
         cls, state: dict[str, Any], config: BaseConfig, spec: Any
     ) -> Callable[[Any], np.ndarray]:
         """Deterministic joint actions ``[B, A(, d)]`` for an `Observation` of B envs."""
+        actor = state["fragments"]["actor"][0]
+        actor = actor["state"] if checkpoint.FILES in actor else actor  # envs in a file
         policy = cls.make_policy(config, spec)
-        policy.load_state_dict(state["fragments"]["actor"][0]["policy"])
+        policy.load_state_dict(actor["policy"])
         masked = uses_masks(config, spec)
 
         def act(view: Observation) -> np.ndarray:

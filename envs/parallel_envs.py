@@ -136,7 +136,7 @@ def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | No
         hint = f"; it takes {', '.join(takes)}" if takes else ""
         detail = " ".join(str(e).split()) or type(e).__name__
         raise EnvError(
-            f"--env-kwargs {given}: {short_name(env_id)} refused them ({detail}){hint}"
+            f"--env-kwargs {given}: {short_name(env_id)} refuses them ({detail}){hint}"
         ) from None
     if isinstance(env, ParallelEnv):
         return env

@@ -188,7 +188,7 @@ def one_line(capsys) -> str:
         (["--env", "mpe2.simple_spread_v3:paralel_env"], ["did you mean", ":parallel_env"]),
         (
             ["--env", "simple_spread", "--env-kwargs", "M=5"],
-            ["--env-kwargs M=5: simple_spread refused them", "it takes N, local_ratio"],
+            ["--env-kwargs M=5: simple_spread refuses them", "it takes N, local_ratio"],
         ),
         (["--env", "simple_spread", "--env-kwargs", "N"], ["'N' is not KEY=VALUE"]),
         (["--env", str(TURN_BASED)], ["turn-based PettingZoo AEC env"]),
