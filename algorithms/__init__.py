@@ -8,20 +8,27 @@ from rlkit.algorithms.dqn import DQN, DQNConfig
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
 from rlkit.algorithms.ppo import PPO, PPOConfig
+from rlkit.algorithms.rlhf import DPO, SFT, DPOConfig, RewardModel, RewardModelConfig, SFTConfig
 from rlkit.algorithms.sac import SAC, SACConfig
 
 __all__ = [
     "ALGORITHMS",
+    "DPO",
     "DQN",
     "PPO",
     "SAC",
+    "SFT",
     "Algorithm",
+    "DPOConfig",
     "DQNConfig",
     "OffPolicy",
     "OffPolicyConfig",
     "OnPolicy",
     "OnPolicyConfig",
     "PPOConfig",
+    "RewardModel",
+    "RewardModelConfig",
     "SACConfig",
+    "SFTConfig",
     "StepResult",
 ]
