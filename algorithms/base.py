@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
+from rlkit import checkpoint
 from rlkit.config import BaseConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
@@ -173,10 +174,24 @@ class Algorithm(ABC):
     def train_step(self) -> StepResult:
         """One iteration of the algorithm (collect, update, sync)."""
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, files_dir: Path | None = None) -> dict[str, Any]:
         """The state of every replica of every fragment, what is in flight on the edges,
-        and the driver's own."""
-        fragments = {n: g.call("state_dict") for n, g in self.runtime.groups.items()}
+        and the driver's own. Given `files_dir` (the trainer's checkpoint), a role that
+        writes its own state (`save_checkpoint(directory)`) does so there, each replica
+        in its own process, and only the small part it returns comes here."""
+        fragments: dict[str, list[Any]] = {}
+        for name, group in self.runtime.groups.items():
+            role = self.runtime.plan.fragment(name).role
+            if files_dir is None or not hasattr(role, "save_checkpoint"):
+                fragments[name] = group.call("state_dict")
+                continue
+            dirs = [files_dir / f"{name}-{r}" for r in range(group.size)]
+            for d in dirs:
+                d.mkdir()
+            smalls = group.call_each("save_checkpoint", [(d,) for d in dirs])
+            fragments[name] = [
+                checkpoint.files_entry(files_dir, d, s) for d, s in zip(dirs, smalls, strict=True)
+            ]
         return {
             "fragments": fragments,
             "edges": self.runtime.edge_state(),
@@ -184,8 +199,13 @@ class Algorithm(ABC):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, states in state["fragments"].items():
-            self.runtime[name].call_each("load_state_dict", [(s,) for s in states])
+        """Restore what `state_dict` returned (files entries by the roles' `load_checkpoint`)."""
+        for name, entries in state["fragments"].items():
+            calls = [checkpoint.restore_call(e) for e in entries]
+            if len({method for method, _ in calls}) > 1:
+                raise ValueError(f"fragment {name}: its replicas were saved in different ways")
+            if calls:
+                self.runtime[name].call_each(calls[0][0], [args for _, args in calls])
         self.runtime.load_edge_state(state.get("edges", {}))
         self.load_driver_state(state["driver"])
 

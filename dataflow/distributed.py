@@ -6,7 +6,9 @@ each. A worker also says which Ray placement group it belongs to and with what
 strategy: the replicas of one fragment form a group (SPREAD when there are several, so
 actors go to different nodes when the scheduler puts them there), a colocation group is
 one worker (PACK). Edges go through Ray's object store; the driver calls each group and
-passes results on, as it does under the local executor.
+passes results on, as it does under the local executor; a broadcast between workers (the
+weights) goes as one flat buffer over a torch.distributed group of its own instead, and
+fragments sharing a worker pass references (see `broadcast.py`).
 
 Under `async-actor` the queue edges from actors into a buffer are carried as streams
 ("queue" transport): the algorithm's driver keeps every actor a bounded number of chunks
@@ -50,15 +52,29 @@ def _refuse_several_learners(policy: str, graph: LogicalGraph, options: PolicyOp
             )
 
 
-def _transports(graph: LogicalGraph) -> list[Transport]:
+def _transports(graph: LogicalGraph, workers: list[Worker]) -> list[Transport]:
+    """How each edge travels: "reference" between fragments beside each other, and for a
+    broadcast within one worker process (the consumer gets the producer's objects);
+    "collective" for all-reduces and for broadcasts between workers (one flat buffer
+    over torch.distributed, `broadcast.py`); else the object store through the driver."""
+    home = {member: w.name for w in workers for member in w.members}
+
     def how(e: Edge) -> str:
         if e.pattern is Pattern.ALLREDUCE:
             return "collective"
         if DRIVER in (e.src, e.dst):  # the driver is its own process
             return "object-store"
         src, dst = graph.fragments[e.src], graph.fragments[e.dst]
-        together = src.beside == e.dst or dst.beside == e.src  # one process: a reference
-        return "reference" if together else "object-store"
+        if src.beside == e.dst or dst.beside == e.src:
+            return "reference"
+        if e.pattern is not Pattern.BROADCAST:
+            return "object-store"
+        sender = home.get((e.src, 0))
+        shared = [home.get((e.dst, i)) == sender for i in range(dst.replicas)]
+        if src.replicas == dst.replicas == 1 and shared[0]:
+            return "reference"
+        # a collective needs one process per rank
+        return "object-store" if any(shared) else "collective"
 
     return [Transport(e, how(e)) for e in graph.edges]
 
@@ -120,7 +136,8 @@ class MultiActorPolicy(DistributionPolicy):
         for fragment in graph.fragments.values():
             workers += _replica_workers(fragment)
         replicas = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas)
+        workers = _join_beside(graph, workers)
+        return Plan(graph, self.name, workers, _transports(graph, workers), replicas)
 
 
 @POLICIES.register("async-actor")
@@ -146,9 +163,12 @@ class AsyncActorPolicy(DistributionPolicy):
         base = DataParallelLearnerPolicy() if options.learners > 1 else MultiActorPolicy()
         plan = base.compile(graph, options)
         plan.policy = self.name
+        streaming = {e.src for e in queues}
         for t in plan.transports:
             if t.edge.pattern is Pattern.QUEUE:
                 t.how = "queue"
+            elif t.edge.pattern is Pattern.BROADCAST and t.edge.dst in streaming:
+                t.how = "object-store"  # queued for each actor, applied between its chunks
         return plan
 
 
@@ -179,7 +199,8 @@ class ColocatePolicy(DistributionPolicy):
             elif fragment is groups[fragment.colocate][0]:
                 workers.append(self._group_worker(fragment.colocate, groups[fragment.colocate]))
         replicas = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas)
+        workers = _join_beside(graph, workers)
+        return Plan(graph, self.name, workers, _transports(graph, workers), replicas)
 
     @staticmethod
     def _group_worker(group: str, members: list[Fragment]) -> ClusterWorker:
@@ -231,4 +252,5 @@ class DataParallelLearnerPolicy(DistributionPolicy):
                     w.strategy = "PACK"
             workers += replicas
         replicas_of = {name: f.replicas for name, f in graph.fragments.items()}
-        return Plan(graph, self.name, _join_beside(graph, workers), _transports(graph), replicas_of)
+        workers = _join_beside(graph, workers)
+        return Plan(graph, self.name, workers, _transports(graph, workers), replicas_of)

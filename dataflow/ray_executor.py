@@ -42,6 +42,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from rlkit.checkpoint import restore_call
+from rlkit.dataflow import broadcast
+from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.distributed import ClusterWorker  # also registers the policies
 from rlkit.dataflow.executor import (
     EXECUTORS,
@@ -52,6 +55,7 @@ from rlkit.dataflow.executor import (
     WorkerGroup,
     construct,
 )
+from rlkit.dataflow.graph import Edge
 from rlkit.dataflow.plan import Plan
 from rlkit.dataflow.scheduler import Cluster, Node, Placement, Slot
 from rlkit.device import check_device_name, npu_available
@@ -64,6 +68,7 @@ NODE_LABEL = "ray.io/node-id"
 MIN_CPU = 0.01
 """CPU share of a worker that asks for none (Ray refuses empty bundles)."""
 T = TypeVar("T")
+R = TypeVar("R")
 Method = str | Callable[..., Any]
 """A role method's name, or a function of the host's roles (`FragmentHost.call`)."""
 
@@ -298,10 +303,53 @@ class RayRuntime(Runtime):
         self.placement_groups = placement_groups
         self.hosts: dict[str, Host] = {}
         self._restarts = 0
+        self.collective_min_bytes = executor.collective_min_bytes
+        self.collective_bytes = 0
+        """Bytes carried by collective broadcasts so far (what skipped the driver)."""
+        self._formed: set[str] = set()
+        self._broken: set[str] = set()
+        """Broadcast edges whose group lost a member to a restart: object store from then on."""
 
     def restarts(self) -> int:
         """Host actors restarted since the start (each death of a worker process counts once)."""
         return self._restarts
+
+    def _broadcast(
+        self, e: Edge[Any, R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Delivery[R]:
+        """By the plan's transport: "reference" runs producer and consumer in their one
+        process; "collective" broadcasts one flat buffer per dtype over the edge's gloo
+        group (formed at its first use); the object store otherwise, and as the fallback
+        for small or non-tensor payloads and after a member restarted (`broadcast.py`)."""
+        how = self.plan.transport(e.name)
+        src, dst = cast(RayGroup, self.groups[e.src]), cast(RayGroup, self.groups[e.dst])
+        if how == "reference" and not kwargs:
+            result = src.one(broadcast.relay, e.src, e.produce, args, e.dst, e.consume, e.extra)
+            return Delivery(e, None, [], [result])
+        collective = how == "collective" and not kwargs and e.name not in self._broken
+        kind, payload = src.one(
+            broadcast.stage, e.src, e.name, e.produce, args, collective, self.collective_min_bytes
+        )
+        if kind == "value":
+            return self._deliver(e, [payload])
+        if e.name not in self._formed:
+            self._form_group(e)
+        sender = src.call_one_async(0, cast(str, broadcast.send), e.name)
+        results = dst.call(broadcast.receive, e.dst, e.name, payload, e.consume, e.extra)
+        sender.wait()
+        self.collective_bytes += payload.nbytes
+        return Delivery(e, None, [], results)
+
+    def _form_group(self, e: Edge[Any, Any]) -> None:
+        """The source's replica 0 (rank 0) and every destination replica join edge `e`'s
+        gloo group, concurrently."""
+        src, dst = cast(RayGroup, self.groups[e.src]), cast(RayGroup, self.groups[e.dst])
+        address = src.one(broadcast.rendezvous)
+        world = dst.size + 1
+        head = src.call_one_async(0, cast(str, broadcast.join), e.name, address, 0, world)
+        dst._run(broadcast.join, [(e.name, address, r + 1, world) for r in range(dst.size)], {})
+        head.wait()
+        self._formed.add(e.name)
 
     def run_together(self, fragments: Sequence[str], fn: Callable[..., T], *args: Any) -> list[T]:
         size = self.plan.replicas[fragments[0]]
@@ -320,6 +368,11 @@ class RayRuntime(Runtime):
         checkpoint (`saved_state`), if there is one; log what happened."""
         self._restarts += 1
         members = self.placement.slot(host.worker).worker.members
+        for name in list(self._formed):  # the restarted process is in no group any more
+            e = self._edges[name]
+            if any(f in (e.src, e.dst) for f, _ in members):
+                self._broken.add(name)
+                log.warning("broadcast %s goes through the object store from now on", name)
         fragments = ", ".join(sorted({f for f, _ in members}))
         saved = self.saved_state() if self.saved_state is not None else None
         if saved is None or any(f not in saved for f, _ in members):
@@ -333,11 +386,8 @@ class RayRuntime(Runtime):
             return
         ray = _ray()
         for fragment, replica in members:
-            ray.get(
-                host.handle.call.remote(
-                    fragment, replica, "load_state_dict", saved[fragment][replica]
-                )
-            )
+            method, args = restore_call(saved[fragment][replica])
+            ray.get(host.handle.call.remote(fragment, replica, method, *args))
         log.warning(
             "worker %s was restarted (restart %d of the run); its fragments %s came back "
             "with their state from the last checkpoint",
@@ -407,6 +457,8 @@ class RayExecutor(Executor):
     """How long to wait for the placement groups before refusing the plan."""
     recover_s = 120.0
     """How long to wait for a dead worker to come back."""
+    collective_min_bytes = broadcast.MIN_BYTES
+    """Broadcast payloads below this go through the object store (`broadcast.py`)."""
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

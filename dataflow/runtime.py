@@ -75,6 +75,15 @@ class Runtime:
         e: Edge[Any, Any] = self.declared(edge)
         if e.src == DRIVER:
             return self._deliver(e, [args[0]])
+        if e.pattern is Pattern.BROADCAST and e.dst != DRIVER and not self._streaming(e.dst):
+            return self._broadcast(e, args, kwargs)
+        return self._deliver(e, self._produce(e, args, kwargs))
+
+    def _broadcast(
+        self, e: Edge[Any, R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Delivery[R]:
+        """A broadcast edge, carried by the plan's transport for it (`broadcast.py`); in
+        one process the consumers get the producer's objects themselves."""
         return self._deliver(e, self._produce(e, args, kwargs))
 
     def join(self, edges: Sequence[Edge[Any, R]], upstream: Sequence[Delivery[Any]]) -> Delivery[R]:

@@ -1,4 +1,15 @@
-"""Checkpoints: one file per run directory, written atomically (temp file, fsync, rename).
+"""Checkpoints: a manifest per run directory, written atomically (temp file, fsync, rename),
+and the files of the roles that write their own state.
+
+A role with large state (an LLM learner: an HF model directory and optimizer state)
+implements ``save_checkpoint(directory) -> small dict`` and ``load_checkpoint(directory,
+small)``: each of its replicas writes into a directory of its own under
+``checkpoint-files/<checkpoint>/<fragment>-<replica>/``, in its own process, so nothing
+large passes through the driver. Every other role's `state_dict()` is kept inline in the
+manifest. The manifest (``checkpoint.pt``) is written last and names the files directory
+it belongs to; files directories that the current manifest does not name (the previous
+checkpoint's, or a write that was killed) are removed once a new manifest is in place,
+or at the next resume, so a kill mid-write leaves the previous checkpoint loadable.
 
 A crash or Ctrl-C while writing leaves the previous checkpoint as it was. Beside each
 checkpoint, ``checkpoint.pt.sha256`` records its SHA-256 (and the previous one's, so that a
@@ -13,6 +24,8 @@ import hashlib
 import os
 import pickle
 import re
+import shutil
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +37,40 @@ from rlkit.errors import CheckpointError
 
 FORMAT = 1
 CHECKPOINT = "checkpoint.pt"
+FILES_DIR = "checkpoint-files"
+FILES = "__files__"
+"""Key of a manifest entry that a role wrote as files: ``{FILES: path, "state": small}``
+(the path relative to FILES_DIR in the file, absolute once `load` has read it)."""
+
+
+def new_files_dir(run_dir: Path, step: int) -> Path:
+    """A fresh directory for one checkpoint's role files (created, empty)."""
+    path = Path(run_dir) / FILES_DIR / f"step{step}-{os.getpid()}-{time.time_ns()}"
+    path.mkdir(parents=True)
+    return path
+
+
+def files_entry(files_dir: Path, role_dir: Path, small: Any) -> dict[str, Any]:
+    """The manifest entry of a replica that wrote `role_dir` (inside `files_dir`)."""
+    return {FILES: f"{files_dir.name}/{role_dir.name}", "state": small}
+
+
+def restore_call(entry: Any) -> tuple[str, tuple[Any, ...]]:
+    """How a replica takes its checkpointed `entry` back: the role method and arguments
+    (``load_checkpoint(directory, small)`` for files, else ``load_state_dict(state)``)."""
+    if isinstance(entry, Mapping) and FILES in entry:
+        return "load_checkpoint", (Path(entry[FILES]), entry["state"])
+    return "load_state_dict", (entry,)
+
+
+def prune_files(run_dir: Path, keep: str | None) -> None:
+    """Remove every files directory of `run_dir` but `keep` (the current manifest's)."""
+    root = Path(run_dir) / FILES_DIR
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -176,4 +223,21 @@ def load(path: Path, algorithm: str | None = None) -> dict[str, Any]:
             "resume or evaluate it with the algorithm that wrote it"
         )
     check_layout(path, data)
+    _absolute_files(path, data)
     return data
+
+
+def _absolute_files(path: Path, data: dict[str, Any]) -> None:
+    """Make the files entries' paths absolute (they are stored relative to FILES_DIR);
+    CheckpointError when a named directory is missing."""
+    root = path.parent / FILES_DIR
+    for name, entries in data.get("state", {}).get("fragments", {}).items():
+        for i, entry in enumerate(entries):
+            if isinstance(entry, Mapping) and FILES in entry:
+                where = root / str(entry[FILES])
+                if not where.is_dir():
+                    raise CheckpointError(
+                        f"{path}: fragment {name} replica {i} was saved as files in {where}, "
+                        "which is missing; the checkpoint cannot be loaded without it"
+                    )
+                entries[i] = {FILES: str(where), "state": entry["state"]}

@@ -240,8 +240,18 @@ class Trainer:
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.config.checkpoint_every
         checkpoint.remove_stale_temps(self.run_dir)
-        state = {"trainer": self._trainer_state(), "state": self.built.algorithm.state_dict()}
-        checkpoint.save(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, state)
+        files = checkpoint.new_files_dir(self.run_dir, self.step)
+        state = {
+            "trainer": self._trainer_state(),
+            "state": self.built.algorithm.state_dict(files),
+        }
+        if not any(files.iterdir()):  # no role wrote files: the manifest is everything
+            files.rmdir()
+        kept = files.name if files.exists() else None
+        checkpoint.save(
+            self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name, {**state, "files": kept}
+        )
+        checkpoint.prune_files(self.run_dir, kept)  # the previous checkpoint's, now superseded
 
     def _checkpointed_fragments(self) -> dict[str, list[Any]] | None:
         """The fragments' states in the run's checkpoint (for a restarted worker), if any."""
@@ -262,6 +272,7 @@ class Trainer:
         if resume:
             assert self.run_dir is not None
             saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
+            checkpoint.prune_files(self.run_dir, saved.get("files"))  # a killed write's
         else:
             self.run_dir = self.run_dir or new_run_dir(self.algo_cls, cfg)
             save_config(self.run_dir, self.algo_cls.name, cfg)

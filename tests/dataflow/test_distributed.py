@@ -61,7 +61,11 @@ def test_multi_actor_gives_every_replica_a_worker_and_spreads_actors():
     assert {(w.group, w.strategy, w.cpus) for w in actors} == {("actor", "SPREAD", 1.0)}
     learner = plan.workers[-1]
     assert (learner.device, learner.gpus, learner.strategy) == ("auto", 1.0, "PACK")
-    assert {t.how for t in plan.transports} == {"object-store"}
+    # the weights as one buffer over a collective between workers; the rollout via the store
+    assert {t.edge.name: t.how for t in plan.transports} == {
+        "rollout": "object-store",
+        "weights": "collective",
+    }
     placement = place(plan, Cluster([Node("cpu", 2), Node("gpu", 4, gpus=1)]))
     assert placement.slot("actor-0").node == "cpu" and placement.slot("actor-2").node == "gpu"
     assert placement.device_of("learner") == "gpu"  # auto settles on what the cluster has
