@@ -53,7 +53,34 @@ TEST_ENVS: dict[str, tuple[str, ...]] = {
     "gymnasium": ("CartPole", "Pendulum"),
 }
 """Per env family, the small envs a test run of any algorithm of that family may use."""
-DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {}
+
+
+def _jsonl_args(columns: tuple[str, ...]) -> Callable[[Path], list[str]]:
+    """A tiny synthetic dataset for an LLM stage (64 rows of 4-letter words; responses
+    are the reversal and a copy) and the flags of a short run of the tiny model on it."""
+
+    def write(directory: Path) -> list[str]:
+        import json
+        import random
+
+        rng = random.Random(0)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{'-'.join(columns)}.jsonl"
+        with open(path, "w") as f:
+            for _ in range(64):
+                w = "".join(rng.choice("abcdef") for _ in range(4))
+                f.write(json.dumps(dict(zip(columns, (w, w[::-1], w), strict=False))) + "\n")
+        # --model is the embedded tiny model by default
+        return ["--data", str(path), "--eval-fraction", "0.25", "--samples-per-step", "16"]
+
+    return write
+
+
+DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {
+    "sft": _jsonl_args(("prompt", "response")),
+    "rm": _jsonl_args(("prompt", "chosen", "rejected")),
+    "dpo": _jsonl_args(("prompt", "chosen", "rejected")),
+}
 """Algorithms on data (no env family): algorithm name -> a function writing a tiny dataset
 (and model) under the directory it is given and returning the `rlkit run` flags for them."""
 

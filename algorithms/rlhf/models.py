@@ -223,8 +223,16 @@ def source(spec: str) -> ModelSource:
     )
 
 
+def quiet() -> None:
+    """No transformers progress bars (loading and writing shards) in a run's output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_tokenizer(spec: str) -> Any:
     """The prepared tokenizer of `spec` (a pad token, right padding)."""
+    quiet()
     return prepare(source(spec).tokenizer(spec))
 
 
@@ -233,6 +241,7 @@ def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any
     reads the reward at the last token that is not `pad_token_id`."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    quiet()
     model = source(spec).load(spec, head, seed)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id

@@ -347,14 +347,12 @@ def add(parts: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
-def restore(role: Any, entry: Any) -> None:
-    """Give a role its checkpointed state: a files entry (the role wrote files) or an
-    inline state dict."""
+def restore(learner: LLMLearner, entry: Any) -> None:
+    """Give a learner its checkpointed state: the files it wrote, or an inline state."""
     from rlkit import checkpoint
 
-    restore_call = getattr(checkpoint, "restore_call", None)
-    if restore_call is None:  # LEAD: before "Checkpoints:" lands, every entry is inline
-        role.load_state_dict(entry)
-        return
-    method, args = restore_call(entry)
-    getattr(role, method)(*args)
+    method, args = checkpoint.restore_call(entry)
+    if method == "load_checkpoint":
+        learner.load_checkpoint(*args)
+    else:
+        learner.load_state_dict(*args)
