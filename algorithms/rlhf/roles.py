@@ -172,7 +172,7 @@ class LLMLearner(DataParallelRole, Learner):
         return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
 
     def get_weights(self) -> Weights:
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     # -- checkpoints and export ----------------------------------------------------------
     def save_checkpoint(self, directory: Path) -> dict[str, Any]:
