@@ -83,8 +83,9 @@ class LLMLearner(DataParallelRole, Learner):
         self.device = device or torch.device("cpu")
         self.dp = DataParallel(replica, config.learners, self.device)
         model = load_model(config.model, algorithm.head, config.seed, pad_token_id)
-        if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+        if config.gradient_checkpointing:  # transformers 5 renamed it
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            (enable or model.gradient_checkpointing_enable)()
         if config.lora_rank:
             model = with_lora(model, config, algorithm.head)
         self.model = model.to(self.device).train()

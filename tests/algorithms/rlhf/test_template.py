@@ -53,7 +53,7 @@ STAGES = {
 def stage_data(tasks, directory: Path, columns: tuple[str, ...]) -> Path:
     ws = tasks.words()[:40]
     return tasks.write_jsonl(
-        directory / "d.jsonl", [dict(zip(columns, (w, w[::-1], w))) for w in ws]
+        directory / "d.jsonl", [dict(zip(columns, (w, w[::-1], w), strict=False)) for w in ws]
     )
 
 
