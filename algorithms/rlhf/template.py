@@ -92,6 +92,14 @@ class LLMConfig(BaseConfig):
     """Samples to train for; 0: --epochs passes over the training split."""
     samples_per_step: int = 32
     """Samples per optimizer step, over all learners."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many samples (and at the end)."""
+    log_every: int = 0
+    """Write a metrics row every this many samples; 0 means every optimizer step."""
+    eval_every: int = 0
+    """Evaluate on the held-out split every this many samples (0: never; rlkit eval any time)."""
+    target_return: float = float("inf")
+    """Unused by the LLM stages (they have no episode return); every config has it."""
     micro_batch: int = 8
     """Samples per forward/backward pass on one learner; the gradient accumulation is
     samples_per_step / (micro_batch x learners) and must be a whole number."""
@@ -290,7 +298,8 @@ class LLMStage(Algorithm):
         """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
         one rename, so that a half-written export never stands as the model."""
         tmp, target = export_dir(run_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
         self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
         self.tokenizer.save_pretrained(tmp)
         old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
