@@ -146,11 +146,12 @@ class LLMLearner(DataParallelRole, Learner):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
+        sums = {k: v * scale for k, v in sums.items()}
+        sums["tokens"] = batch["mask"].sum().double() * world  # the mean over learners: all
+        sums["grad_norm"] = _local(norm).double()
         names = list(sums)
-        values = torch.stack([sums[k] * scale for k in names]).tolist()  # one host sync
+        values = torch.stack([sums[k] for k in names]).tolist()  # the step's one host sync
         metrics: dict[str, Any] = dict(zip(names, values, strict=True))
-        metrics["tokens"] = float(batch["mask"].sum()) * world  # the mean over learners: all
-        metrics["grad_norm"] = float(norm)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
@@ -269,6 +270,12 @@ class LLMLearner(DataParallelRole, Learner):
         if self.config.lora_rank:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(directory)
+
+
+def _local(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor's value (the norm of FSDP-sharded gradients is one), or `x`."""
+    full = getattr(x, "full_tensor", None)
+    return full() if full is not None else x
 
 
 def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:
