@@ -55,7 +55,7 @@ def replica(rank: int, address: str, stage: str, part: B.Batch, out: mp.Queue) -
     role = learner(stage, learners=2, replica=rank)
     role.join(address)
     metrics = [role.update(part) for _ in range(2)]
-    out.put((rank, flat(role), metrics[-1]["loss"]))
+    out.put((rank, flat(role).numpy(), metrics[-1]["loss"]))  # numpy: see fsdp_replica
     role.close()
 
 
@@ -77,7 +77,8 @@ def test_two_learners_on_gloo_equal_one_learner_on_the_whole_batch(stage, tasks)
     ]
     for p in procs:
         p.start()
-    (_, params0, loss0), (_, params1, loss1) = sorted(out.get(timeout=120) for _ in procs)
+    got = sorted(out.get(timeout=120) for _ in procs)
+    (_, params0, loss0), (_, params1, loss1) = ((r, torch.from_numpy(p), x) for r, p, x in got)
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
