@@ -5,6 +5,8 @@ Importing this package registers every built-in algorithm in `ALGORITHMS`.
 
 from rlkit.algorithms.base import ALGORITHMS, Algorithm, StepResult
 from rlkit.algorithms.dqn import DQN, DQNConfig
+from rlkit.algorithms.ippo import IPPO, IPPOConfig
+from rlkit.algorithms.mappo import MAPPO, MAPPOConfig
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
 from rlkit.algorithms.ppo import PPO, PPOConfig
@@ -15,12 +17,16 @@ __all__ = [
     "ALGORITHMS",
     "DPO",
     "DQN",
+    "IPPO",
+    "MAPPO",
     "PPO",
     "SAC",
     "SFT",
     "Algorithm",
     "DPOConfig",
     "DQNConfig",
+    "IPPOConfig",
+    "MAPPOConfig",
     "OffPolicy",
     "OffPolicyConfig",
     "OnPolicy",

@@ -207,7 +207,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
         `target_kl`); the mean of each logged value over the steps."""
         cfg = self.config
         batch = B.to(batch, self.device)
-        data, returns = self.samples(batch)
+        data, returns, values = self.samples(batch)
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
@@ -237,15 +237,16 @@ class OnPolicyLearner(DataParallelRole, Learner):
             )
         var = returns.var()
         metrics["explained_variance"] = (
-            float(1 - (returns - batch["values"]).var() / var) if var > 0 else 0.0
+            float(1 - (returns - values).var() / var) if var > 0 else 0.0
         )
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self.algorithm.after_update(cfg, self.loss_state, metrics)
         return metrics
 
-    def samples(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+    def samples(self, batch: Batch) -> tuple[Batch, torch.Tensor, torch.Tensor]:
         """A rollout ``[envs, steps, ...]`` as flat samples with their advantages and
-        returns (by the `--advantage` estimator), and the returns ``[envs, steps]``."""
+        returns (by the `--advantage` estimator); and, for the explained variance, the
+        returns and the rollout's values they are compared with (``[envs, steps]``)."""
         cfg = self.config
         advantages, returns = ADVANTAGES.get(cfg.advantage)(
             batch["rewards"],
@@ -260,7 +261,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
         flat = B.flatten_time(
             {"obs": batch["obs"], "actions": batch["actions"], "scalars": scalars}
         )
-        return flat, returns
+        return flat, returns, batch["values"]
 
     def minibatch_step(self, rows: Batch) -> dict[str, torch.Tensor]:
         """One gradient step of `algorithm.loss` on a minibatch of samples: advantages

@@ -102,6 +102,9 @@ RANGES: dict[str, Range] = {
     "hidden": Range(low=1, high=1_048_576),
     "log_std_init": Range(low=-20, high=20),  # exp(+-20): a std of 5e8 or 2e-9 is a typo
     "clip_coef": POSITIVE,
+    # multi-agent (MAPPO, IPPO)
+    "value_norm_beta": Range(low=0, high=1, low_open=True, high_open=True),
+    "huber_delta": NON_NEGATIVE,  # 0: the squared error
     # off-policy (DQN, SAC)
     "buffer_size": Range(low=1, high=2**40),
     "batch_size": COUNT,

@@ -51,6 +51,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 TEST_ENVS: dict[str, tuple[str, ...]] = {
     "gymnasium": ("CartPole", "Pendulum"),
+    "pettingzoo": ("simple_adversary",),
 }
 """Per env family, the small envs a test run of any algorithm of that family may use."""
 

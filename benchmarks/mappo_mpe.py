@@ -1,0 +1,313 @@
+"""MAPPO on mpe2 simple_spread (N=3): rlkit MAPPO and IPPO against the recipe PettingZoo
+documents for parameter-shared PPO, Stable-Baselines3 PPO over SuperSuit's
+`pettingzoo_env_to_vec_env_v1` + `concat_vec_envs_v1`, plus the raw env-stepping bound.
+
+    python -m benchmarks.mappo_mpe                       # 3 x 20k-step throughput, 1M-step runs
+    python -m benchmarks.mappo_mpe --long-steps 300000   # shorter learning runs
+    python -m benchmarks.mappo_mpe --quick               # smoke run (a banner says so)
+
+The same settings on every side (`HP`): 16 env copies, 25 steps per env per update (400
+env steps, 1,200 agent steps), one minibatch, 10 epochs, 64x64 tanh networks, lr 7e-4,
+gamma 0.99, lambda 0.95, clip 0.2, entropy 0.01, value weight 1, gradient norm 10. SB3
+sees 48 single-agent envs (16 copies x 3 agents) sharing one policy, with its own value
+function per agent observation; rlkit MAPPO adds what the paper has (the centralized
+critic on the global state, value normalization, LayerNorm, agent ids), IPPO the same with
+decentralized critics. Env steps count steps of the parallel env (all agents at once): SB3's
+timesteps / 3.
+
+Every contender runs in its own subprocess, one at a time, alternating within each repeat;
+throughput is env steps per wall second of the training loop (rlkit: the trainer's clock in
+metrics.csv; SB3: `model.learn`). The learning runs record the team return (sum over agents,
+mpe2's reward) over the last 100 episodes as the run goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import median, provenance, quick_banner, reproduce, table, write_section
+
+SECTION = "mappo_mpe"
+REPO = Path(__file__).resolve().parent.parent
+IMG = REPO / "docs" / "img" / "mappo_mpe.png"
+COPIES, STEPS, AGENTS = 16, 25, 3
+HP: dict[str, Any] = dict(
+    num_envs=COPIES,
+    num_steps=STEPS,
+    minibatch_size=0,
+    epochs=10,
+    lr=7e-4,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_coef=0.2,
+    ent_coef=0.01,
+    vf_coef=1.0,
+    max_grad_norm=10.0,
+    hidden=(64, 64),
+    activation="tanh",
+    anneal_lr=False,
+    torch_threads=1,
+    device="cpu",
+)
+MARKS = (50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000)
+LEVELS = (-60.0, -50.0, -40.0, -30.0)
+
+
+# -- workers (each in its own subprocess) -----------------------------------------------------
+def worker_rlkit(algo: str, steps: int, seed: int) -> dict[str, Any]:
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import Trainer, make_config
+
+    with tempfile.TemporaryDirectory(prefix="bench_mappo_") as out:
+        overrides = {**HP, "total_steps": steps, "seed": seed, "out": out, "name": "run"}
+        overrides["log_every"] = 5_000
+        cls = ALGORITHMS.get(algo)
+        trainer = Trainer(cls, make_config(cls, "simple_spread", None, overrides))
+        assert trainer.run() == 0
+        with open(Path(out) / "run" / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+    curve = [(int(r["step"]), float(r["episode_return"])) for r in rows]
+    last = rows[-1]
+    return {"sps": int(last["step"]) / float(last["time"]), "curve": curve}
+
+
+def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
+    import numpy as np
+    import supersuit as ss
+    import torch
+    from mpe2 import simple_spread_v3
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from torch import nn
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # SuperSuit's ConcatVecEnv has no seed(): SB3 cannot seed it
+    env = ss.pettingzoo_env_to_vec_env_v1(simple_spread_v3.parallel_env())
+    env = ss.concat_vec_envs_v1(env, COPIES, num_cpus=0, base_class="stable_baselines3")
+
+    class TeamReturns(BaseCallback):
+        """Team returns of finished episodes (a copy's 3 agent slots end together)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.running = np.zeros(COPIES * AGENTS)
+            self.done: list[float] = []
+            self.curve: list[tuple[int, float]] = []
+            self.next = 5_000
+
+        def _on_step(self) -> bool:
+            dones = np.asarray(self.locals["dones"]).astype(bool)
+            self.running += self.locals["rewards"]
+            ended = dones.reshape(COPIES, AGENTS).all(1)
+            self.done += self.running.reshape(COPIES, AGENTS).sum(1)[ended].tolist()
+            self.running[dones] = 0.0
+            if self.num_timesteps // AGENTS >= self.next and self.done:
+                self.curve.append((self.num_timesteps // AGENTS, float(np.mean(self.done[-100:]))))
+                self.next += 5_000
+            return True
+
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=STEPS,
+        batch_size=STEPS * COPIES * AGENTS,
+        n_epochs=HP["epochs"],
+        learning_rate=HP["lr"],
+        gamma=HP["gamma"],
+        gae_lambda=HP["gae_lambda"],
+        clip_range=HP["clip_coef"],
+        ent_coef=HP["ent_coef"],
+        vf_coef=HP["vf_coef"],
+        max_grad_norm=HP["max_grad_norm"],
+        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh),
+        device="cpu",
+        verbose=0,
+    )
+    log = TeamReturns()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps * AGENTS, callback=log)
+    seconds = time.perf_counter() - t0
+    return {"sps": model.num_timesteps / AGENTS / seconds, "curve": log.curve}
+
+
+def worker_raw(steps: int, seed: int) -> dict[str, Any]:
+    """16 copies stepped in turn with random actions (drawn beforehand): the env's cost."""
+    import numpy as np
+
+    from rlkit.envs.parallel_envs import SHORT_NAMES, make_parallel_env
+
+    envs = [make_parallel_env(SHORT_NAMES["simple_spread"], {}) for _ in range(COPIES)]
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    actions = np.random.default_rng(seed).integers(0, 5, (steps // COPIES, COPIES, AGENTS))
+    names = envs[0].possible_agents
+    t0 = time.perf_counter()
+    for row in actions:
+        for env, acts in zip(envs, row, strict=True):
+            env.step({a: int(x) for a, x in zip(names, acts, strict=True)})
+            if not env.agents:
+                env.reset()
+    return {"sps": actions.shape[0] * COPIES / (time.perf_counter() - t0), "curve": []}
+
+
+# -- driver -------------------------------------------------------------------------------------
+def run_one(kind: str, steps: int, seed: int, tmp: Path) -> dict[str, Any]:
+    result = tmp / f"{kind}-{seed}-{steps}.json"
+    cmd = [sys.executable, "-m", "benchmarks.mappo_mpe", "--worker", kind]
+    cmd += ["--steps", str(steps), "--seed", str(seed), "--result", str(result)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
+
+LABELS = {
+    "mappo": "rlkit MAPPO",
+    "ippo": "rlkit IPPO",
+    "sb3": "SB3 PPO over SuperSuit (parameter-shared)",
+}
+
+
+def at(curve: list[list[float]], step: int) -> float:
+    """The team return logged last at or before `step` (nan before the first)."""
+    before = [r for s, r in curve if s <= step]
+    return before[-1] if before else math.nan
+
+
+def reached(curve: list[list[float]], level: float) -> str:
+    hit = next((s for s, r in curve if r >= level), None)
+    return f"{int(hit):,}" if hit is not None else "not reached"
+
+
+def plot(long: dict[str, dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind, res in long.items():
+        steps, returns = zip(*res["curve"], strict=True) if res["curve"] else ((), ())
+        ax.plot(steps, returns, label=LABELS[kind])
+    ax.axhline(-23.3, ls="--", c="gray", label="oracle assignment heuristic (-23.3)")
+    ax.axhline(-81.6, ls=":", c="gray", label="random policy (-81.6)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("team return, last 100 episodes")
+    ax.set_title("simple_spread (N=3), seed 0")
+    ax.legend(fontsize=8)
+    IMG.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG, dpi=100, bbox_inches="tight")
+
+
+def render(
+    fast: dict[str, list[dict[str, Any]]],
+    long: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    command: str,
+    load: tuple[float, float],
+) -> str:
+    sps = {k: median([r["sps"] for r in v]) for k, v in fast.items()}
+    lines = ["## MAPPO on MPE: rlkit MAPPO and IPPO vs SB3 PPO over SuperSuit", ""]
+    lines += quick_banner("tiny runs") if args.quick else []
+    lines += [
+        f"{provenance('benchmarks/mappo_mpe.py', load)}. simple_spread_v3 (N=3, local_ratio "
+        f"0.5, max_cycles 25, discrete); {COPIES} env copies x {STEPS} steps per update, one "
+        "minibatch, 10 epochs, 64x64 tanh, lr 7e-4 on every side; env steps are parallel-env "
+        "steps (SB3's timesteps / 3). One thread per process, one process at a time.",
+        "",
+        f"### Throughput: env steps per second ({args.repeats} runs of {args.steps:,} steps)",
+        "",
+    ]
+    rows = [
+        [
+            LABELS[k],
+            f"{sps[k]:,.0f}",
+            " / ".join(f"{r['sps']:,.0f}" for r in fast[k]),
+            f"{sps[k] / sps['sb3']:.2f}x",
+            f"{sps[k] / sps['raw']:.0%}",
+        ]
+        for k in LABELS
+    ]
+    rows.append(["raw env stepping (16 copies, random actions, no policy)", f"{sps['raw']:,.0f}"])
+    rows[-1] += [" / ".join(f"{r['sps']:,.0f}" for r in fast["raw"]), "", "100%"]
+    header = ["", "median", "runs", "vs SB3", "of the raw bound"]
+    lines += [table(header, rows), ""]
+    if long:
+        marks = [m for m in MARKS if m <= args.long_steps]
+        lines += [
+            f"### Team return (last 100 episodes) at equal env steps, seed {args.seed}",
+            "",
+            table(
+                ["env steps", *(LABELS[k] for k in long)],
+                [[f"{m:,}", *(f"{at(long[k]['curve'], m):.1f}" for k in long)] for m in marks],
+            ),
+            "",
+            table(
+                ["first reached at env step", *(LABELS[k] for k in long)],
+                [[f">= {lv:g}", *(reached(long[k]["curve"], lv) for k in long)] for lv in LEVELS],
+            ),
+            "",
+            f"![team return curves](img/{IMG.name})",
+            "",
+        ]
+    lines += reproduce(command)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--worker", default="")
+    p.add_argument("--result", default="")
+    p.add_argument("--steps", type=int, default=20_000, help="env steps per throughput run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--long-steps", type=int, default=1_000_000, help="0: no learning runs")
+    p.add_argument("--long", default="mappo,sb3", help="contenders of the learning runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    if args.worker:
+        if args.worker == "sb3":
+            result = worker_sb3(args.steps, args.seed)
+        elif args.worker == "raw":
+            result = worker_raw(args.steps, args.seed)
+        else:
+            result = worker_rlkit(args.worker, args.steps, args.seed)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    if args.quick:
+        args.steps, args.repeats, args.long_steps = 1_200, 1, 2_000
+    load0 = os.getloadavg()[0]
+    fast: dict[str, list[dict[str, Any]]] = {k: [] for k in (*LABELS, "raw")}
+    long: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_mappo_") as tmp:
+        for rep in range(args.repeats):
+            for kind in fast:
+                fast[kind].append(run_one(kind, args.steps, args.seed + rep, Path(tmp)))
+                print(f"{kind} run {rep + 1}: {fast[kind][-1]['sps']:,.0f} env steps/s", flush=True)
+        for kind in filter(None, args.long.split(",") if args.long_steps else []):
+            t0 = time.perf_counter()
+            long[kind] = run_one(kind, args.long_steps, args.seed, Path(tmp))
+            long[kind]["wall_s"] = time.perf_counter() - t0
+            print(f"{kind} {args.long_steps:,} steps in {long[kind]['wall_s']:,.0f}s", flush=True)
+    if long:
+        plot(long)
+    command = "python -m benchmarks.mappo_mpe" + " ".join(
+        [""] + [a for a in sys.argv[1:] if not a.startswith("--result")]
+    )
+    write_section(SECTION, render(fast, long, args, command, (load0, os.getloadavg()[0])))
+
+
+if __name__ == "__main__":
+    main()
