@@ -17,8 +17,10 @@ timesteps / 3.
 
 Every contender runs in its own subprocess, one at a time, alternating within each repeat;
 throughput is env steps per wall second of the training loop (rlkit: the trainer's clock in
-metrics.csv; SB3: `model.learn`). The learning runs record the team return (sum over agents,
-mpe2's reward) over the last 100 episodes as the run goes.
+metrics.csv; SB3: `model.learn`). One more rlkit row spreads the same 16 copies over two
+Ray actors (8 each, `--executor ray --actors 2`: env stepping in two processes). The raw
+bound is the 16 copies stepped with random actions in one process, no policy. The learning
+runs record the team return (sum over agents, mpe2's reward) over the last 100 episodes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,18 +67,36 @@ LEVELS = (-60.0, -50.0, -40.0, -30.0)
 
 
 # -- workers (each in its own subprocess) -----------------------------------------------------
-def worker_rlkit(algo: str, steps: int, seed: int) -> dict[str, Any]:
+def worker_rlkit(algo: str, steps: int, seed: int, actors: int = 1) -> dict[str, Any]:
+    """`algo` with the 16 env copies in one process, or spread over `actors` Ray actors
+    (a private Ray with a logical CPU per actor and one for the learner: the synchronous
+    plan never runs them at once)."""
     from rlkit.algorithms import ALGORITHMS
     from rlkit.trainer import Trainer, make_config
 
-    with tempfile.TemporaryDirectory(prefix="bench_mappo_") as out:
-        overrides = {**HP, "total_steps": steps, "seed": seed, "out": out, "name": "run"}
-        overrides["log_every"] = 5_000
-        cls = ALGORITHMS.get(algo)
-        trainer = Trainer(cls, make_config(cls, "simple_spread", None, overrides))
-        assert trainer.run() == 0
-        with open(Path(out) / "run" / "metrics.csv") as f:
-            rows = list(csv.DictReader(f))
+    overrides: dict[str, Any] = {**HP, "total_steps": steps, "seed": seed, "log_every": 5_000}
+    ray_dir = None
+    if actors > 1:
+        from rlkit.dataflow.ray_executor import init_ray
+
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")  # short: socket paths
+        init_ray(num_cpus=actors + 1, include_dashboard=False, _temp_dir=ray_dir)
+        overrides |= {"executor": "ray", "policy": "multi-actor", "actors": actors}
+        overrides["num_envs"] = COPIES // actors
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_mappo_") as out:
+            cls = ALGORITHMS.get(algo)
+            config = make_config(cls, "simple_spread", None, {**overrides, "out": out})
+            assert Trainer(cls, config).run() == 0
+            with open(next(Path(out).iterdir()) / "metrics.csv") as f:
+                rows = list(csv.DictReader(f))
+    finally:
+        if ray_dir is not None:
+            import ray
+
+            ray.shutdown()
+            shutil.rmtree(ray_dir, ignore_errors=True)
     curve = [(int(r["step"]), float(r["episode_return"])) for r in rows]
     last = rows[-1]
     return {"sps": int(last["step"]) / float(last["time"]), "curve": curve}
@@ -176,6 +197,7 @@ def run_one(kind: str, steps: int, seed: int, tmp: Path) -> dict[str, Any]:
 LABELS = {
     "mappo": "rlkit MAPPO",
     "ippo": "rlkit IPPO",
+    "mappo-ray2": "rlkit MAPPO, 2 Ray actors x 8 env copies (`--executor ray --actors 2`)",
     "sb3": "SB3 PPO over SuperSuit (parameter-shared)",
 }
 
@@ -283,7 +305,8 @@ def main() -> None:
         elif args.worker == "raw":
             result = worker_raw(args.steps, args.seed)
         else:
-            result = worker_rlkit(args.worker, args.steps, args.seed)
+            algo, _, ray = args.worker.partition("-ray")
+            result = worker_rlkit(algo, args.steps, args.seed, int(ray or 1))
         Path(args.result).write_text(json.dumps(result))
         return
     if args.quick:

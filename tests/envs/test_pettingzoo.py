@@ -44,8 +44,20 @@ def test_spread_spec_is_one_group_with_a_state():
     assert spec.agents == ("agent_0", "agent_1", "agent_2")
     assert [(g.name, g.agents) for g in spec.groups] == [("agent", (0, 1, 2))]
     assert spec.groups[0].spec.obs_shape == (18,) and spec.groups[0].spec.action_dim == 5
-    assert spec.state_shape == (54,) and spec.state_from_env and spec.discrete
-    assert not spec.action_masks
+    assert spec.state_shape == (54,) and spec.discrete and not spec.action_masks
+    # mpe2's state() is the observations concatenated: taken from them (see the next test)
+    assert not spec.state_from_env
+
+
+@pytest.mark.parametrize("short", list(SHORT_NAMES))
+def test_mpe2_states_are_the_concatenated_observations(short):
+    env_id, spec = probe(short)
+    runner = ParallelEnvRunner(env_id, spec, 2, seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # through an episode end and a reset
+        runner.step(random_actions(rng, spec, 2))
+        for e, env in enumerate(runner.envs):
+            np.testing.assert_array_equal(runner.state[e], env.env.state())
 
 
 @pytest.mark.parametrize(
