@@ -9,6 +9,7 @@ its own position, 0 outside the response); `tokens(batch, key)` reads them in th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -141,3 +142,19 @@ class PolicyLearner(Offload, LLMLearner):
 
     def get_weights(self) -> Weights:
         return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
+
+    # -- checkpoints: the learner's, and the minibatch order ----------------------------
+    def save_checkpoint(self, directory: Path) -> dict[str, Any]:
+        return {**super().save_checkpoint(directory), "order": self.order.get_state()}
+
+    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        super().load_checkpoint(directory, state)
+        self.order.set_state(state["order"])
+        self.model.to(self.home())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "order": self.order.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.order.set_state(state["order"])

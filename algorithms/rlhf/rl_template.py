@@ -49,7 +49,7 @@ from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 from rlkit.envs.families import Episodes
 from rlkit.errors import ConfigError
-from rlkit.limits import COUNT, FINITE, NON_NEGATIVE, POSITIVE, Range
+from rlkit.limits import COUNT, FINITE, NON_NEGATIVE, POSITIVE, Range, check_ranges
 
 
 def _range(rng: Range) -> dict[str, Range]:
@@ -118,7 +118,7 @@ class RLConfig(LLMConfig):
     colocate on an accelerator), on, off."""
 
     def validate(self) -> None:
-        self.data, self.eval_data = self.prompts, self.eval_prompts
+        check_ranges(self)  # first: the arithmetic below divides by some of them
         self.reward = tuple(absolute(s) for s in self.reward)
         self.gold_reward = absolute(self.gold_reward) if self.gold_reward else ""
         per_pass = self.micro_batch * self.learners
@@ -233,6 +233,7 @@ class RLStage(LLMStage):
             load_function(spec_)
         if config.gold_reward:
             load_function(config.gold_reward, "--gold-reward")
+        config.data, config.eval_data = config.prompts, config.eval_prompts  # LLMStage reads these
         super().__init__(config, env_id, spec)
         self.version = 0
 
@@ -378,6 +379,11 @@ class RLStage(LLMStage):
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.version = int(state["version"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's state, then the restored policy's weights to the generators."""
+        super().load_state_dict(state)
+        self.runtime.carry(WEIGHTS.bind(self.version))
 
     def plan_notes(self) -> str:
         cfg = self.config
