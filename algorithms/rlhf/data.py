@@ -253,6 +253,7 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
             convo = _text(row, messages, fmt.where, number)
             if not isinstance(convo, list):
                 raise ConfigError(f"{fmt.where} row {number}: {messages!r} must be messages")
+            fmt.templated(convo)  # refused without a template
             parts = fmt.segments(convo)
         else:
             p = _text(row, prompt, fmt.where, number)

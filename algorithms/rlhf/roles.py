@@ -83,8 +83,9 @@ class LLMLearner(DataParallelRole, Learner):
         self.device = device or torch.device("cpu")
         self.dp = DataParallel(replica, config.learners, self.device)
         model = load_model(config.model, algorithm.head, config.seed, pad_token_id)
-        if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+        if config.gradient_checkpointing:  # transformers 5 renamed it
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            (enable or model.gradient_checkpointing_enable)()
         if config.lora_rank:
             model = with_lora(model, config, algorithm.head)
         self.model = model.to(self.device).train()
@@ -172,7 +173,7 @@ class LLMLearner(DataParallelRole, Learner):
         return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
 
     def get_weights(self) -> Weights:
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     # -- checkpoints and export ----------------------------------------------------------
     def save_checkpoint(self, directory: Path) -> dict[str, Any]:
