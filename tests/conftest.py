@@ -124,6 +124,30 @@ def _rl_args(*extra: str) -> Callable[[Path], list[str]]:
 
 
 DATA_ARGS["grpo"] = _rl_args()
+DATA_ARGS["rlhf-ppo"] = _rl_args()
+
+
+@pytest.fixture
+def ctrl_c_in_step() -> Callable[[type, int], type]:
+    """`ctrl_c_in_step(algo_cls, k)`: the algorithm, receiving a real SIGINT (Ctrl-C) in its
+    k-th driver step (the run under the same name, so that `resume` continues it)."""
+    import signal
+
+    def make(algo_cls: type, k: int) -> type:
+        class Interrupted(algo_cls):  # type: ignore[misc, valid-type]
+            name = algo_cls.name
+            steps_done = 0
+
+            def train_step(self) -> Any:
+                result = super().train_step()
+                self.steps_done += 1
+                if self.steps_done == k:
+                    signal.raise_signal(signal.SIGINT)
+                return result
+
+        return Interrupted
+
+    return make
 
 
 def env_for(algo: str) -> str:

@@ -84,27 +84,35 @@ class GRPO(RLStage):
 
     @staticmethod
     def loss(config: Any, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logp, logits = policy_logps(model, batch, config.temperature)
-        adv, weight = tokens(batch, "advantages"), tokens(batch, "token_weight")
-        ratio = (logp - tokens(batch, "logps")).exp()
-        clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
-        policy = torch.max(-adv * ratio, -adv * clipped)
-        kl = KL_ESTIMATORS.get(config.kl_estimator)(logp, tokens(batch, "ref_logps"))
-        loss = ((policy + config.kl_coef * kl) * weight).sum()
-        with torch.no_grad():
-            stats = {
-                "policy_loss": policy.sum(),
-                "kl": kl.sum(),
-                "entropy": entropy(logits).sum(),
-                "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().sum(),
-                "ratio": ratio.sum(),
-                "targets": torch.tensor(float(len(logp)), device=logp.device),
-            }
-        return loss, stats
+        return surrogate(config, model, batch, config.kl_coef)
 
     @staticmethod
     def learner_metrics(metrics: dict[str, float]) -> dict[str, float]:
         return token_means(metrics)
+
+
+def surrogate(
+    config: Any, model: Any, batch: Batch, kl_coef: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped surrogate plus `kl_coef` x the KL to the reference, per token, weighed
+    by ``token_weight`` and summed; and the per-token sums to log."""
+    logp, logits = policy_logps(model, batch, config.temperature)
+    adv, weight = tokens(batch, "advantages"), tokens(batch, "token_weight")
+    ratio = (logp - tokens(batch, "logps")).exp()
+    clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+    policy = torch.max(-adv * ratio, -adv * clipped)
+    kl = KL_ESTIMATORS.get(config.kl_estimator)(logp, tokens(batch, "ref_logps"))
+    loss = ((policy + kl_coef * kl) * weight).sum()
+    with torch.no_grad():
+        stats = {
+            "policy_loss": policy.sum(),
+            "kl": kl.sum(),
+            "entropy": entropy(logits).sum(),
+            "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().sum(),
+            "ratio": ratio.sum(),
+            "targets": torch.tensor(float(len(logp)), device=logp.device),
+        }
+    return loss, stats
 
 
 def token_means(metrics: dict[str, float]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from rlkit.algorithms.rlhf.offload import Offload, peak_memory_gb
 from rlkit.algorithms.rlhf.roles import LLMLearner, micro_batches
 from rlkit.batch import Batch
 from rlkit.device import autocast
-from rlkit.roles import Metrics, Scorer, Weights
+from rlkit.roles import Metrics, Scorer
 
 if TYPE_CHECKING:
     from rlkit.algorithms.rlhf.rl_template import RLConfig, RLStage
@@ -139,9 +139,6 @@ class PolicyLearner(Offload, LLMLearner):
             **self.algorithm.batch_metrics(cfg, batch),
             **peak_memory_gb(self.device),
         }
-
-    def get_weights(self) -> Weights:
-        return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
 
     # -- checkpoints: the learner's, and the minibatch order ----------------------------
     def save_checkpoint(self, directory: Path) -> dict[str, Any]:

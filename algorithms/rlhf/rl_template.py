@@ -329,13 +329,19 @@ class RLStage(LLMStage):
         batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
         responses = self.runtime.carry(PROMPTS, batch)
         scored = self.score(responses)
-        into = [RESPONSES.bind(self.kl_coefficient()), *(e for e, _ in scored)]
-        update = self.runtime.join(into, [responses, *(d for _, d in scored)])
+        metrics = self.learn(responses, scored)
         self.version += 1
         self.runtime.carry(WEIGHTS.bind(self.version))
-        metrics = {**update.mean(), **self.sample_metrics(responses, scored[-1][1])}
+        metrics.update(self.sample_metrics(responses, scored[-1][1]))
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics)
+
+    def learn(
+        self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
+    ) -> dict[str, float]:
+        """The learners' update on the responses and their scores, joined: its metrics."""
+        into = [RESPONSES.bind(self.kl_coefficient()), *(e for e, _ in scored)]
+        return self.runtime.join(into, [responses, *(d for _, d in scored)]).mean()
 
     def score(self, responses: Delivery[Any]) -> list[tuple[Any, Delivery[Any]]]:
         """The scorers' deliveries of a step's responses, with the edge each joins the

@@ -52,13 +52,22 @@ def biased_demos(n: int, seed: int, correct: float = 0.3) -> list[dict[str, str]
 
 
 def preferences(n: int, seed: int) -> list[dict[str, str]]:
-    """Preference pairs: the sorted digits over a wrong order (half of the time the
-    teacher's swap, else a random shuffle that is not sorted)."""
+    """Preference pairs: the sorted digits over a wrong answer, one of three kinds in equal
+    parts: the teacher's swap, a shuffle that is not sorted, or sorted digits with one
+    changed (so that a reward model must look at which digits the prompt holds)."""
     rng = random.Random(seed + 2)
     rows = []
     for row in prompts(4 * n, seed):
         right = row["answer"]
-        wrong = swapped(row["prompt"]) if rng.random() < 0.5 else _shuffled(right, rng)
+        kind = rng.randrange(3)
+        if kind == 0:
+            wrong = swapped(row["prompt"])
+        elif kind == 1:
+            wrong = _shuffled(right, rng)
+        else:
+            changed = list(right)
+            changed[rng.randrange(len(changed))] = rng.choice(DIGITS)
+            wrong = "".join(sorted(changed))
         if wrong != right:
             rows.append({"prompt": row["prompt"], "chosen": right, "rejected": wrong})
         if len(rows) == n:

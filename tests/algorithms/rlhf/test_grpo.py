@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlkit import checkpoint
 from rlkit.algorithms.rlhf import tasks as sort
 from rlkit.cli import main
 
@@ -81,19 +80,56 @@ def test_plan_prints_the_batch_vocabulary(tmp_path, capsys):
     assert "budget: 128 samples (epochs 1 x 32 prompts x 4) = 8 steps = 32 optimizer steps" in out
 
 
-def test_resume_continues_exactly_with_the_prompt_stream(tmp_path):
-    """4 steps in one go, and 2 steps then a resume for 2 more: the same metrics rows
-    (the same prompts drawn, the same samples, the same updates) and the same weights."""
-    data = digits(tmp_path, 12)  # 3 steps an epoch: the resume crosses an epoch boundary
-    whole = rl_run(tmp_path, "grpo", "whole", data, *SMALL, "--total-steps", "64")
-    half = rl_run(tmp_path, "grpo", "half", data, *SMALL, "--total-steps", "32")
-    state = checkpoint.load(half / "checkpoint.pt", "grpo")["state"]["driver"]
-    assert state["sampler"] == {"epoch": 0, "position": 8} and state["version"] == 2
-    assert main(["resume", str(half), "--total-steps", "64"]) == 0
-    keys = ("reward", "kl", "entropy", "objective", "grad_norm", "response_length")
-    assert [[r[k] for k in keys] for r in rows(half)] == [[r[k] for k in keys] for r in rows(whole)]
-    a, b = (load_file(run / "model" / "model.safetensors") for run in (whole, half))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+SHORTER = """
+def shorter(prompts, completions, **columns):
+    return [-len(c) / 10 for c in completions]
+"""
+
+
+def interrupted_and_resumed(tmp_path: Path, algo: str, flags: list[str], ctrl_c_in_step, k: int):
+    """The run of `flags` whole, and the same run with Ctrl-C in step `k`, then resumed:
+    their run directories. The reward (shorter is better) differs between samples, so
+    every step moves the weights."""
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import Trainer, make_config
+
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    algo_cls = ALGORITHMS.get(algo)
+    fields = {"reward": f"{fn}:shorter", "out": str(tmp_path), "device": "cpu"}
+    for i in range(0, len(flags), 2):
+        fields[flags[i].removeprefix("--").replace("-", "_")] = flags[i + 1]
+    whole = make_config(algo_cls, "", None, {**fields, "name": "whole"})
+    assert Trainer(algo_cls, whole).run() == 0
+    cut = make_config(algo_cls, "", None, {**fields, "name": "cut"})
+    assert Trainer(ctrl_c_in_step(algo_cls, k), cut).run() == 130
+    assert Trainer(algo_cls, cut, tmp_path / "cut").run(resume=True) == 0
+    return tmp_path / "whole", tmp_path / "cut"
+
+
+def same_runs(a: Path, b: Path) -> None:
+    """Every metrics row (but the timings) and the final weights are the same."""
+
+    def table(run: Path) -> list[dict[str, str]]:
+        return [{k: v for k, v in r.items() if k not in ("time", "sps")} for r in rows(run)]
+
+    assert table(a) == table(b)
+    wa, wb = (load_file(run / "model" / "model.safetensors") for run in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(tmp_path, ctrl_c_in_step):
+    """16 prompts, 4 held out, 4 a step (3 steps an epoch), 2 epochs, eval every 32
+    samples; Ctrl-C in step 4 (one prompt batch into the second epoch's shuffled order).
+    Resumed, it is the run that was never interrupted: every row and the final weights."""
+    data = digits(tmp_path, 16)
+    flags = ["--prompts", str(data), "--prompts-per-step", "4", "--group-size", "4"]
+    flags += ["--max-new-tokens", "6", "--lr", "1e-3", "--epochs", "2", "--eval-fraction", "0.25"]
+    flags += ["--eval-every", "32", "--checkpoint-every", "1000"]
+    whole, cut = interrupted_and_resumed(tmp_path, "grpo", flags, ctrl_c_in_step, 4)
+    assert len(rows(whole)) == 6 and all(float(r["grad_norm"]) > 0 for r in rows(whole))
+    assert sum(bool(r["eval_reward"]) for r in rows(whole)) == 3
+    same_runs(whole, cut)
 
 
 BAD_REWARDS = {
