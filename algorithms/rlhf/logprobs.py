@@ -5,7 +5,9 @@ A causal LM predicts token t from position t-1. Prompt and pad positions are no 
 and the output layer (hidden x vocabulary, the largest matmul of a small model) is
 spent on them for nothing when the full logits are computed: here the decoder's hidden
 states are taken at the target positions only and the output layer runs on those rows.
-Models whose logits are post-processed (soft-capping, a logit scale) take the full path.
+Models whose logits are post-processed (soft-capping, a logit scale) and FSDP-sharded
+models (whose root unit, embeddings and head, is gathered by the root's own forward)
+take the full path.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def _transformers_model(model: Any) -> Any:
 
 
 def _fast_path(model: Any) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):  # its root unit gathers in the root's forward only
+        return False
     cfg = model.config
     post = getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None)
     return not post and model.base_model is not model and model.get_output_embeddings() is not None

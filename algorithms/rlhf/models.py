@@ -248,6 +248,11 @@ def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any
     return model
 
 
+def fresh_model(config: Any, head: str) -> Any:
+    """A model of `config` with `head`, its weights to be loaded."""
+    return _auto(head).from_config(config)
+
+
 def _loading(spec: str, load: Any) -> Any:
     """`load()`, its failures (offline hub, broken directory) as one ConfigError line."""
     try:

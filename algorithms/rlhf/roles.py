@@ -22,7 +22,8 @@ import torch
 
 from rlkit import batch as B
 from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
-from rlkit.algorithms.rlhf.models import load_model
+from rlkit.algorithms.rlhf import fsdp
+from rlkit.algorithms.rlhf.models import fresh_model, load_model
 from rlkit.batch import Batch
 from rlkit.device import autocast
 from rlkit.errors import ConfigError
@@ -90,12 +91,25 @@ class LLMLearner(DataParallelRole, Learner):
             model = with_lora(model, config, algorithm.head)
         self.model = model.to(self.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, weight_decay=config.weight_decay, fused=fused
-        )
+        self.optimizer = self.make_optimizer()
+        self.sharded = False
+        """Whether the model is sharded over the learners (``--fsdp``, once joined)."""
         self.total_updates = max(1, total_updates)
         self.updates = 0
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        fused = self.device.type in ("cpu", "cuda") and not cfg.fsdp  # fused takes no DTensor
+        return torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+    def join(self, address: str) -> None:
+        """Join the data-parallel group; with ``--fsdp``, then shard the model over it."""
+        super().join(address)
+        if self.config.fsdp:
+            fsdp.shard(self.model)
+            self.sharded = True
+            self.params = [p for p in self.model.parameters() if p.requires_grad]
+            self.optimizer = self.make_optimizer()
 
     # -- training ------------------------------------------------------------------------
     def lr(self) -> float:
@@ -132,17 +146,18 @@ class LLMLearner(DataParallelRole, Learner):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
+        sums = {k: v * scale for k, v in sums.items()}
+        sums["tokens"] = batch["mask"].sum().double() * world  # the mean over learners: all
+        sums["grad_norm"] = _local(norm).double()
         names = list(sums)
-        values = torch.stack([sums[k] * scale for k in names]).tolist()  # one host sync
+        values = torch.stack([sums[k] for k in names]).tolist()  # the step's one host sync
         metrics: dict[str, Any] = dict(zip(names, values, strict=True))
-        metrics["tokens"] = float(batch["mask"].sum()) * world  # the mean over learners: all
-        metrics["grad_norm"] = float(norm)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
     def average_grads(self) -> None:
         """Average the gradients over the data-parallel learners: one flat all-reduce."""
-        if self.dp.world == 1:
+        if self.dp.world == 1 or self.sharded:  # FSDP reduce-scatters them itself
             return
         grads = []
         for p in self.params:
@@ -162,10 +177,16 @@ class LLMLearner(DataParallelRole, Learner):
         batch = B.to(batch, self.device)
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
+        parts = micro_batches(batch, self.config.micro_batch)
+        n = fsdp.passes(len(parts), self.device) if self.sharded else len(parts)
         try:
-            for mb in micro_batches(batch, self.config.micro_batch):
+            for i in range(n):  # under FSDP a shorter share repeats a pass and drops it
                 with autocast(self.device, self.config.precision):
-                    for k, v in self.algorithm.eval_sums(self.config, self.model, mb).items():
+                    sums_i = self.algorithm.eval_sums(
+                        self.config, self.model, parts[i % len(parts)]
+                    )
+                for k, v in sums_i.items():
+                    if i < len(parts):
                         sums[k] = sums.get(k, 0) + v.double()
         finally:
             self.model.train()
@@ -173,11 +194,20 @@ class LLMLearner(DataParallelRole, Learner):
         return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
 
     def get_weights(self) -> Weights:
+        """Every weight, whole, on CPU (under FSDP a collective that every learner calls,
+        the first receiving the weights, the others nothing)."""
+        if self.sharded:
+            return fsdp.full_weights(self.model)
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     # -- checkpoints and export ----------------------------------------------------------
     def save_checkpoint(self, directory: Path) -> dict[str, Any]:
-        """The model as an HF directory (LoRA: the adapters) and the optimizer's state."""
+        """The model as an HF directory (LoRA: the adapters) and the optimizer's state;
+        under FSDP this learner's shards of both."""
+        if self.sharded:
+            fsdp.save_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
+            torch.save({"rng": torch.get_rng_state()}, directory / OPTIMIZER_FILE)
+            return {"updates": self.updates}
         self.model.save_pretrained(directory / MODEL_DIR)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state()},
@@ -188,6 +218,12 @@ class LLMLearner(DataParallelRole, Learner):
     def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
         from safetensors.torch import load_file
 
+        directory = Path(directory)
+        if (directory / fsdp.SHARDS_FILE).is_file():
+            fsdp.load_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
+            torch.set_rng_state(torch.load(directory / OPTIMIZER_FILE)["rng"])
+            self.updates = int(state["updates"])
+            return
         weights: dict[str, torch.Tensor] = {}
         for f in sorted((Path(directory) / MODEL_DIR).glob("*.safetensors")):
             weights.update(load_file(f))
@@ -204,14 +240,7 @@ class LLMLearner(DataParallelRole, Learner):
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         """Every parameter from `weights` (tied ones may be absent: their twin is there)."""
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        named = dict(self.model.named_parameters())
-        aliases = {n for n, _ in self.model.named_parameters(remove_duplicate=False)} - set(named)
-        if unexpected or set(missing) - aliases:
-            raise ValueError(
-                f"checkpoint does not fit the model: missing {sorted(set(missing) - aliases)[:3]}, "
-                f"unexpected {sorted(unexpected)[:3]}"
-            )
+        load_into(self.model, weights)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -228,11 +257,37 @@ class LLMLearner(DataParallelRole, Learner):
         self.updates = int(state["updates"])
 
     def export(self, directory: Path) -> None:
-        """The model, merged with its LoRA adapters, as an HF directory (`save_pretrained`)."""
+        """The model, merged with its LoRA adapters, as an HF directory (`save_pretrained`),
+        written by the first learner (every learner calls it: under FSDP the weights are
+        gathered first)."""
         model = self.model
+        weights = fsdp.full_weights(model) if self.sharded else {}  # on the first only
+        if self.dp.rank != 0:
+            return
+        if self.sharded:
+            model = fresh_model(model.config, self.algorithm.head)
+            load_into(model, weights)
         if self.config.lora_rank:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(directory)
+
+
+def _local(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor's value (the norm of FSDP-sharded gradients is one), or `x`."""
+    full = getattr(x, "full_tensor", None)
+    return full() if full is not None else x
+
+
+def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:
+    """`weights` into `model`; tied weights may be absent (their twin is there)."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    named = dict(model.named_parameters())
+    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(named)
+    if unexpected or set(missing) - aliases:
+        raise ValueError(
+            f"checkpoint does not fit the model: missing {sorted(set(missing) - aliases)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
 
 
 class ReferenceScorer(Scorer):

@@ -32,6 +32,7 @@ import torch
 
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.data_parallel import GRADIENTS
+from rlkit.algorithms.rlhf import fsdp
 from rlkit.algorithms.rlhf.batches import EpochSampler
 from rlkit.algorithms.rlhf.data import Format, read_rows
 from rlkit.algorithms.rlhf.models import load_tokenizer
@@ -91,6 +92,14 @@ class LLMConfig(BaseConfig):
     """Samples to train for; 0: --epochs passes over the training split."""
     samples_per_step: int = 32
     """Samples per optimizer step, over all learners."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many samples (and at the end)."""
+    log_every: int = 0
+    """Write a metrics row every this many samples; 0 means every optimizer step."""
+    eval_every: int = 0
+    """Evaluate on the held-out split every this many samples (0: never; rlkit eval any time)."""
+    target_return: float = float("inf")
+    """Unused by the LLM stages (they have no episode return); every config has it."""
     micro_batch: int = 8
     """Samples per forward/backward pass on one learner; the gradient accumulation is
     samples_per_step / (micro_batch x learners) and must be a whole number."""
@@ -112,6 +121,9 @@ class LLMConfig(BaseConfig):
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_dropout: float = 0.0
     """Dropout on the LoRA adapters' input."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state over the --learners (FSDP2), for a
+    model that does not fit one device."""
 
     def validate(self) -> None:
         # LEAD: BaseConfig.validate refuses total_steps 0 with a check of its own besides
@@ -131,6 +143,9 @@ class LLMConfig(BaseConfig):
             f"--samples-per-step {max(per_pass, self.samples_per_step // per_pass * per_pass)}"
             " or another --micro-batch",
         )
+
+        check(not self.fsdp or self.learners > 1, "fsdp", "shards over --learners 2 or more")
+        check(not (self.fsdp and self.lora_rank), "fsdp", "does not combine with --lora-rank")
 
     def accumulation(self) -> int:
         """Micro-batches per learner per optimizer step."""
@@ -283,8 +298,9 @@ class LLMStage(Algorithm):
         """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
         one rename, so that a half-written export never stands as the model."""
         tmp, target = export_dir(run_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.runtime.group("learner", LLMLearner).one(LLMLearner.export, tmp)
+        for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
+        self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
         self.tokenizer.save_pretrained(tmp)
         old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
         if target.exists():
@@ -325,7 +341,7 @@ class LLMStage(Algorithm):
         if data is None:
             data, prefix = stage.train, "train_"
         learner = LLMLearner(cls, stage.config, stage.pad_id(), stage.updates())
-        restore(learner, state["fragments"]["learner"][0])
+        restore(learner, state["fragments"]["learner"])
         batch = stage.offline_batch(stage.collate(data, torch.arange(len(data))))
         metrics = cls.eval_metrics(learner.evaluate(batch))
         return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
@@ -347,12 +363,20 @@ def add(parts: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
-def restore(learner: LLMLearner, entry: Any) -> None:
-    """Give a learner its checkpointed state: the files it wrote, or an inline state."""
+def restore(learner: LLMLearner, entries: list[Any]) -> None:
+    """Give a learner (one, in this process) the checkpointed state of a run's learners:
+    the files replica 0 wrote, the shards of every replica joined (an FSDP run), or an
+    inline state."""
     from rlkit import checkpoint
 
-    method, args = checkpoint.restore_call(entry)
-    if method == "load_checkpoint":
-        learner.load_checkpoint(*args)
-    else:
+    calls = [checkpoint.restore_call(e) for e in entries]
+    method, args = calls[0]
+    if method != "load_checkpoint":
         learner.load_state_dict(*args)
+        return
+    shards = [Path(a[0]) / fsdp.SHARDS_FILE for _, a in calls]
+    if shards[0].is_file():  # an FSDP run: its learners' shards make the model
+        learner.load_weights(fsdp.join_shards(shards))
+        learner.updates = int(args[1]["updates"])
+        return
+    learner.load_checkpoint(*args)

@@ -1,6 +1,6 @@
 """The LLM stages under `--executor ray --policy dp-learner --learners 2` (gloo): the
 trainer runs them in worker processes, each reference beside its learner, and two
-learners train the model one learner trains."""
+learners (replicated, or sharded with --fsdp) train the model one learner trains."""
 
 from __future__ import annotations
 
@@ -50,6 +50,15 @@ def test_two_learners_on_ray_train_what_one_local_learner_trains(ray_local, tmp_
         losses(tmp_path / "one", "eval_loss"), rel=1e-4
     )
     assert (tmp_path / "two" / "model" / "model.safetensors").is_file()
+    # FSDP2: the two learners shard the model; the same training, checkpointed as shards
+    sharded = Trainer(SFT, make_config(SFT, "", None, {**two, "name": "fsdp", "fsdp": True}))
+    assert sharded.run() == 0
+    assert losses(tmp_path / "fsdp") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+    shards = sorted((tmp_path / "fsdp" / "checkpoint-files").glob("*/learner-*/shards.pt"))
+    assert len(shards) == 2
+    from rlkit.cli import main
+
+    assert main(["eval", str(tmp_path / "fsdp")]) == 0  # the shards joined in one process
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def replica(rank: int, address: str, stage: str, part: B.Batch, out: mp.Queue) -
     role = learner(stage, learners=2, replica=rank)
     role.join(address)
     metrics = [role.update(part) for _ in range(2)]
-    out.put((rank, flat(role), metrics[-1]["loss"]))
+    out.put((rank, flat(role).numpy(), metrics[-1]["loss"]))  # numpy: see fsdp_replica
     role.close()
 
 
@@ -77,7 +77,8 @@ def test_two_learners_on_gloo_equal_one_learner_on_the_whole_batch(stage, tasks)
     ]
     for p in procs:
         p.start()
-    (_, params0, loss0), (_, params1, loss1) = sorted(out.get(timeout=120) for _ in procs)
+    got = sorted(out.get(timeout=120) for _ in procs)
+    (_, params0, loss0), (_, params1, loss1) = ((r, torch.from_numpy(p), x) for r, p, x in got)
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
@@ -128,3 +129,76 @@ def test_bf16_and_gradient_checkpointing_train_the_same_model(tasks):
     c = bf16.update(batch)
     assert c["loss"] == pytest.approx(a["loss"], rel=2e-2)
     assert all(p.dtype == torch.float32 for p in bf16.params)  # master weights stay fp32
+
+
+def fsdp_replica(rank: int, address: str, part: B.Batch, work: str, out: mp.Queue) -> None:
+    from pathlib import Path
+
+    role = learner("sft", learners=2, replica=rank, fsdp=True)
+    role.join(address)
+    sharded = type(role.params[0]).__name__
+    for _ in range(2):
+        role.update(part)
+    after_two = role.get_weights()
+    ckpt = Path(work) / f"learner-{rank}"
+    ckpt.mkdir()
+    small = role.save_checkpoint(ckpt)
+    role.update(part)
+    after_three = role.get_weights()
+    role.load_checkpoint(ckpt, small)  # back to two updates, then the third again
+    role.update(part)
+    again = role.get_weights()
+    role.export(Path(work) / "model")
+    # numpy: torch's own pickling of tensors hands out file descriptors that die with us
+    states = [{k: v.numpy() for k, v in w.items()} for w in (after_two, after_three, again)]
+    out.put((rank, sharded, *states))
+    role.close()
+
+
+def test_fsdp_learners_shard_the_model_and_take_the_unsharded_step(tmp_path, tasks):
+    """Two FSDP2 learners on gloo (each a shard of every weight and of Adam's state) take
+    the steps one unsharded learner takes on the whole batch; their checkpoint is each
+    one's shards, which load back exactly and join into the whole model; the export is
+    the whole model."""
+    import transformers
+
+    from rlkit.algorithms.rlhf.template import restore
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    batch = step_batch("sft", tasks)
+    single = learner("sft")
+    steps = []
+    for _ in range(3):
+        single.update(batch)
+        steps.append(single.get_weights())
+    address = DataParallel(0, 2, torch.device("cpu")).rendezvous()
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    halves = B.split(batch, 2)
+    procs = [
+        ctx.Process(target=fsdp_replica, args=(r, address, halves[r], str(tmp_path), out))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (_, sharded, *states), _ = results
+    two, three, again = ({k: torch.from_numpy(v) for k, v in w.items()} for w in states)
+    assert sharded == "DTensor"
+    for k, v in steps[1].items():
+        torch.testing.assert_close(two[k], v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(three[k], steps[2][k], rtol=1e-5, atol=1e-6)
+        assert torch.equal(again[k], three[k])
+    exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    for k, v in exported.state_dict().items():
+        torch.testing.assert_close(v, three[k])
+    joined = learner("sft", learners=2, fsdp=True)  # rlkit eval: one process, unsharded
+    entries = [
+        {"__files__": str(tmp_path / f"learner-{r}"), "state": {"updates": 2}} for r in range(2)
+    ]
+    restore(joined, entries)
+    for k, v in joined.get_weights().items():
+        torch.testing.assert_close(v, two[k])

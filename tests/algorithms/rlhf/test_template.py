@@ -109,7 +109,7 @@ def test_the_exported_model_loads_in_plain_transformers_with_the_same_logits(
     state = checkpoint.load(run / checkpoint.CHECKPOINT, algo)["state"]
     learner = LLMLearner(algo_cls, config, 0, 1)
     before = learner.get_weights()
-    restore(learner, state["fragments"]["learner"][0])
+    restore(learner, state["fragments"]["learner"])
     assert learner.updates == 2 and not all(
         torch.equal(before[k], v) for k, v in learner.get_weights().items()
     )
