@@ -68,6 +68,7 @@ class RLConfig(LLMConfig):
         "lora_rank",
         "lora_alpha",
         "lora_dropout",
+        "fsdp",
     )
     prompts: str = ""
     """Prompts: a .jsonl/.json, .parquet or .csv file, a datasets directory or name; its
