@@ -30,11 +30,12 @@ import torch
 
 from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
 from rlkit.algorithms.rlhf.offload import Offload
+from rlkit.algorithms.rlhf.roles import load_into
 from rlkit.batch import Batch
 from rlkit.roles import Generator, Weights
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_template import RLConfig
+    from rlkit.algorithms.rlhf.rl_config import RLConfig
 
 
 class HFGenerator(Offload, Generator):
@@ -62,10 +63,7 @@ class HFGenerator(Offload, Generator):
 
     def set_weights(self, weights: Weights, version: int) -> None:
         """Load the learner's parameters; samples made from now on carry `version`."""
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        tied = {n for n, _ in self.model.named_parameters(remove_duplicate=False)}
-        if unexpected or set(missing) - (tied - set(dict(self.model.named_parameters()))):
-            raise ValueError(f"weights do not fit the generator: unexpected {unexpected[:3]}")
+        load_into(self.model, weights)
         self.version = version
 
     @torch.no_grad()
@@ -109,7 +107,7 @@ class HFGenerator(Offload, Generator):
         cfg = self.config
         kwargs: dict[str, Any] = {
             "max_new_tokens": cfg.max_new_tokens,
-            "min_new_tokens": 0,
+            "min_new_tokens": cfg.min_new_tokens,
             "pad_token_id": self.pad(),
             "eos_token_id": self.stop_ids or None,
             "use_cache": True,

@@ -25,8 +25,9 @@ import torch
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, OUTCOME_ADVANTAGES
+from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import entropy, policy_logps, tokens
-from rlkit.algorithms.rlhf.rl_template import RLConfig, RLStage
+from rlkit.algorithms.rlhf.rl_template import RLStage
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 

@@ -36,7 +36,11 @@ class Offload:
     config: Any
 
     def offloads(self) -> bool:
-        return bool(getattr(self.config, "offload", False)) and self.device.type != "cpu"
+        """Whether the weights go back to the host between calls: ``--offload on``, or
+        ``auto`` under ``--policy colocate``; never on CPU."""
+        mode = getattr(self.config, "offload", "off")
+        colocated = getattr(self.config, "policy", "") == "colocate"
+        return self.device.type != "cpu" and (mode == "on" or (mode == "auto" and colocated))
 
     def home(self) -> torch.device:
         """Where the weights stay between calls."""

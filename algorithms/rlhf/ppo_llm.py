@@ -33,6 +33,7 @@ from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, token_gae
 from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.grpo import surrogate, token_means
 from rlkit.algorithms.rlhf.rewards import RewardScorer
+from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import (
     PolicyLearner,
     TokenReference,
@@ -40,7 +41,7 @@ from rlkit.algorithms.rlhf.rl_roles import (
     targets_of,
     tokens,
 )
-from rlkit.algorithms.rlhf.rl_template import RLConfig, RLStage
+from rlkit.algorithms.rlhf.rl_template import RLStage
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.carry import Delivery

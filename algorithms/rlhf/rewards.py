@@ -37,7 +37,7 @@ from rlkit.errors import ConfigError, TrainingError
 from rlkit.roles import Scorer
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_template import RLConfig
+    from rlkit.algorithms.rlhf.rl_config import RLConfig
 
 RewardFn = Callable[..., list[float | None]]
 

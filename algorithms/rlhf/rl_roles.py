@@ -24,7 +24,8 @@ from rlkit.device import autocast
 from rlkit.roles import Metrics, Scorer
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_template import RLConfig, RLStage
+    from rlkit.algorithms.rlhf.rl_config import RLConfig
+    from rlkit.algorithms.rlhf.rl_template import RLStage
 
 
 def targets_of(batch: Batch) -> torch.Tensor:
