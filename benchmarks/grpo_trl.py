@@ -329,7 +329,15 @@ def report(
         f"optimizer step (AdamW {LR:g}), KL beta {BETA} to a frozen reference, one rule reward.",
         "",
         table(
-            ["contender", "s per step", "generated tokens/s", "step time vs peer", "peak RSS MiB"],
+            [
+                "contender",
+                "CPU s per step",
+                "wall s per step",
+                "tokens per CPU s",
+                "CPU time vs peer",
+                "wall time vs peer",
+                "peak RSS MiB",
+            ],
             rows,
         ),
         "",
@@ -337,7 +345,8 @@ def report(
         "policy log-probs, rewards, the update); the rlkit generator (HF generate with the KV "
         "cache, plus its per-token log-probs and the right-padded layout) against a bare "
         "`model.generate` call on the same batch, the bound of the HF engine. Target: rlkit's "
-        "step time <= 0.5x TRL's.",
+        "step time <= 0.5x TRL's. On a shared machine read the CPU-time columns (wall time "
+        "counts other work's time slices); repeats still vary by about 20%.",
         "",
         *reproduce("python -m benchmarks.grpo_trl"),
     ]

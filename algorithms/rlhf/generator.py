@@ -121,7 +121,7 @@ class HFGenerator(Offload, Generator):
             "do_sample": True,
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
-            "top_k": cfg.top_k or None,
+            "top_k": cfg.top_k,  # 0: no top-k (None would take the model's default, often 50)
         }
 
     def pad(self) -> int:

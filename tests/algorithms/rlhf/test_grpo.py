@@ -197,3 +197,16 @@ def test_a_missing_column_and_a_model_that_is_not_one_are_one_line(tmp_path, cap
     assert main(["run", "grpo", "--prompts", str(data), "--out", str(tmp_path / "o")]) == 2
     assert "give a reward" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_several_generators_share_the_prompts_and_are_tagged(tmp_path, capsys):
+    """Two generator replicas each sample their half of a step's prompts (whole groups)
+    from their own streams; their samples are gathered into one step."""
+    flags = [*SMALL, "--generators", "2", "--total-steps", "32"]
+    run = rl_run(tmp_path, "grpo", "two", digits(tmp_path), *flags)
+    assert "generator[0], generator[1]" in capsys.readouterr().out
+    logged = rows(run)
+    assert len(logged) == 2 and all(float(r["policy_lag"]) == 0.0 for r in logged)
+    data = ["--prompts", str(digits(tmp_path)), *SMALL, "--generators", "3"]
+    assert main(["plan", "grpo", *data]) == 2
+    assert "cannot be shared by --generators 3" in capsys.readouterr().err
