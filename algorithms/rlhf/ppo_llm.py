@@ -198,9 +198,6 @@ class CriticLearner(PolicyLearner):
             self.model.train()
         return {"values": values.cpu()}
 
-    def learn(self, batch: Batch, kl_coef: float = 0.0) -> dict[str, float]:
-        return {f"critic_{k}": v for k, v in super().learn(batch, kl_coef).items()}
-
 
 GENERATE, SCORE, LEARN = HFGenerator.generate, CriticLearner.score, CriticLearner.learn
 TO_CRITIC = edge("to_critic", "generator", "critic", Pattern.GATHER, GENERATE, SCORE)
@@ -271,8 +268,9 @@ class PPOLLM(RLStage):
             CRITIC_VALUES,
             CRITIC_REWARD,
         ]
-        critic = self.runtime.join(into, [responses, reference, values, rewards])
-        return {**metrics, **critic.mean(), "kl_coef": self.kl_coef}
+        critic = self.runtime.join(into, [responses, reference, values, rewards]).mean()
+        named = {f"critic_{k}": v for k, v in ValueObjective.learner_metrics(critic).items()}
+        return {**metrics, **named, "kl_coef": self.kl_coef}
 
     def kl_coefficient(self) -> float:
         return self.kl_coef

@@ -118,7 +118,9 @@ class PolicyLearner(Offload, LLMLearner):
         self.order = torch.Generator().manual_seed(config.seed + 31 * replica + 1)
 
     def learn(self, batch: Batch, kl_coef: float = 0.0) -> Metrics:
-        """Advantages, then the epochs of minibatch steps; the means of their metrics."""
+        """Advantages, then the epochs of minibatch steps; their metrics as the loss's sums
+        over the step's units (`RLStage.learner_metrics` makes the means from the sums
+        averaged over the learners, so K learners log what one would)."""
         cfg = self.config
         batch = self.algorithm.advantages(cfg, batch, kl_coef)
         n = B.batch_size(batch)
@@ -133,8 +135,7 @@ class PolicyLearner(Offload, LLMLearner):
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
                     steps += 1
-        metrics = {k: v / steps for k, v in sums.items()}
-        metrics = self.algorithm.learner_metrics(metrics)
+        metrics = {k: v / steps for k, v in sums.items()}  # the driver makes the means
         return {
             **metrics,
             **self.algorithm.batch_metrics(cfg, batch),

@@ -129,7 +129,8 @@ class RLStage(LLMStage):
     @staticmethod
     @abstractmethod
     def learner_metrics(metrics: dict[str, float]) -> dict[str, float]:
-        """The learner's logged means from the loss's sums (`LLMLearner.update` output)."""
+        """The logged means from the loss's sums (`LLMLearner.update`'s, averaged over the
+        learners: a per-token mean is a token sum over the token count, both so averaged)."""
 
     @staticmethod
     def batch_metrics(config: Any, batch: Batch) -> dict[str, float]:
@@ -223,7 +224,8 @@ class RLStage(LLMStage):
     ) -> dict[str, float]:
         """The learners' update on the responses and their scores, joined: its metrics."""
         into = [RESPONSES.bind(self.kl_coefficient()), *(e for e, _ in scored)]
-        return self.runtime.join(into, [responses, *(d for _, d in scored)]).mean()
+        update = self.runtime.join(into, [responses, *(d for _, d in scored)])
+        return self.learner_metrics(update.mean())
 
     def score(self, responses: Delivery[Any]) -> list[tuple[Any, Delivery[Any]]]:
         """The scorers' deliveries of a step's responses, with the edge each joins the

@@ -73,6 +73,45 @@ def test_local_colocated_and_separate_runs_give_the_same_numbers(ray_local, tmp_
     assert len(table(tmp_path / "local")) == 3
 
 
+@pytest.mark.slow
+def test_two_data_parallel_learners_train_what_one_trains(ray_local, tmp_path):
+    """grpo with --learners 2 (dp-learner: each learner half of the prompt groups,
+    gradients all-reduced) logs the rows of one local learner, to float rounding, and
+    ends with its weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    data = tasks.write_jsonl(tmp_path / "p.jsonl", tasks.prompts(16, seed=0))
+    common = {
+        "prompts": str(data),
+        "reward": f"{fn}:shorter",
+        "prompts_per_step": 4,
+        "group_size": 2,
+        "micro_batch": 2,
+        "max_new_tokens": 6,
+        "lr": 1e-3,
+        "total_steps": 24,
+        "device": "cpu",
+        "out": str(tmp_path),
+    }
+    algo = ALGORITHMS.get("grpo")
+    assert Trainer(algo, make_config(algo, "", None, {**common, "name": "one"})).run() == 0
+    two = make_config(algo, "", None, {**common, "name": "two", "executor": "ray", "learners": 2})
+    trainer = Trainer(algo, two)
+    assert trainer.built.placement.plan.policy == "dp-learner"
+    assert trainer.run() == 0
+    one_rows, two_rows = table(tmp_path / "one"), table(tmp_path / "two")
+    assert len(one_rows) == len(two_rows) == 3
+    for a, b in zip(one_rows, two_rows, strict=True):
+        for k in a:
+            if k not in ("restarts",):
+                assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), k
+    wa, wb = (load_file(tmp_path / r / "model" / "model.safetensors") for r in ("one", "two"))
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-5) for k in wa)
+
+
 def test_plan_prints_the_ray_placement_and_refuses_an_infeasible_one(ray_local, tmp_path, capsys):
     data = tasks.write_jsonl(tmp_path / "p.jsonl", tasks.prompts(16, seed=0))
     base = [

@@ -96,7 +96,7 @@ def test_the_step_does_not_depend_on_the_micro_batch(prompt_batch):
     moments = []
     for fields in ({"micro_batch": 16}, {"micro_batch": 4}, {"micro_batch": 2}):
         learner = PolicyLearner(GRPO, config(**fields), 0, 10)
-        metrics = learner.learn(dict(batch))
+        metrics = GRPO.learner_metrics(learner.learn(dict(batch)))
         moments.append(first_moments(learner))
         assert metrics["ratio"] == pytest.approx(1.0, abs=1e-5)  # on-policy: the first ratio is 1
     for other in moments[1:]:
