@@ -97,7 +97,7 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
     """``"N=5,local_ratio=0.5,continuous_actions=true"`` -> keyword arguments; values are
     Python literals where they parse as one (true/false/none in any case too), else strings."""
     out: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    for item in filter(None, (s.strip() for s in _top_level_split(text))):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
@@ -114,6 +114,18 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key] = raw
     return out
+
+
+def _top_level_split(text: str) -> list[str]:
+    """`text` split at the commas outside brackets (``shape=(2, 3)`` stays whole)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def _load_optional_families() -> None:

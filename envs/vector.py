@@ -65,6 +65,11 @@ def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwar
         raise EnvError(f"{env_id} needs an extra package: {e}") from None
     except gym.error.Error as e:
         raise EnvError(f"cannot make {env_id}: {e}") from None
+    except TypeError as e:  # a keyword argument the env's constructor does not take
+        if not kwargs:
+            raise
+        given = ",".join(f"{k}={v}" for k, v in kwargs.items())
+        raise EnvError(f"--env-kwargs {given}: {env_id} refuses them ({e})") from None
     except ModuleNotFoundError as e:  # e.g. phys2d/* and tabular/* ids import jax
         package = (e.name or str(e)).split(".")[0]
         raise EnvError(

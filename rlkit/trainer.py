@@ -265,8 +265,6 @@ class Trainer:
     def run(self, resume: bool = False) -> int:
         """Train to the algorithm's budget (`total_steps`, or what an algorithm on data
         derives from its epochs); returns the exit code (0, or 130 when interrupted)."""
-        from rlkit.progress import ProgressReporter
-
         cfg, algo = self.config, self.built.algorithm
         saved: dict[str, Any] | None = None
         if resume:
@@ -287,27 +285,7 @@ class Trainer:
         try:
             algo.begin(runtime)
             if saved is not None:
-                try:
-                    algo.load_state_dict(saved["state"])
-                    self._load_trainer_state(saved["trainer"])
-                except (
-                    KeyError,
-                    ValueError,
-                    RuntimeError,
-                    TypeError,
-                    AttributeError,
-                    IndexError,
-                ) as e:
-                    raise CheckpointError(
-                        f"{self.run_dir / checkpoint.CHECKPOINT} does not fit this run's layout "
-                        f"({type(e).__name__}: {e}); it was written by another rlkit version or config"
-                    ) from None
-                if self.step >= algo.budget():
-                    print(
-                        f"run already complete at step {self.step:,}; "
-                        f"extend it with: rlkit resume {self.run_dir} --total-steps N",
-                        flush=True,
-                    )
+                self._restore(saved)
             logger = MetricsLogger(
                 self.run_dir,
                 cfg.to_dict(),
@@ -315,55 +293,15 @@ class Trainer:
                 cfg.wandb_project,
                 resume_step=self.step if resume else None,
             )
-            budget = algo.budget()
-            progress = ProgressReporter(budget, self.step, unit=algo.unit)
             t0, start_step = time.perf_counter(), self.step
-            try:
-                while self.step < budget and not self._stop:
-                    result = algo.train_step()
-                    check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
-                    self.step += result.steps
-                    self.iteration += 1
-                    for key, values in result.episodes.items():
-                        self.window(key).extend(values)
-                    self.episodes += len(result.episodes.get("return", ()))
-                    ret = self.recent("return")
-                    if algo.family is None:  # on data: the progress line shows the loss
-                        ret = float(result.metrics.get("loss", math.nan))
-                    sps = progress.update(self.step, ret)
-                    for key, value in result.metrics.items():
-                        total, count = self.pending.get(key, (0.0, 0))
-                        self.pending[key] = (total + float(value), count + 1)
-                    evaluation = (
-                        self._evaluate() if cfg.eval_every and self.step >= self.next_eval else {}
-                    )
-                    if (
-                        evaluation
-                        or cfg.log_every == 0
-                        or self.step >= self.next_log
-                        or self.step >= budget
-                    ):
-                        self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
-                    if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
-                        print(
-                            f"evaluation return {evaluation['eval_return']:.1f} reached "
-                            f"--target-return {cfg.target_return:g} at step {self.step:,}",
-                            flush=True,
-                        )
-                        self.reached_target = True
-                        break
-                    if self.step >= self.next_checkpoint and self.step < budget:
-                        self.save_checkpoint()
-                        while self.next_checkpoint <= self.step:
-                            self.next_checkpoint += cfg.checkpoint_every
-            finally:
-                progress.close()
+            self._loop(logger, t0)
             self.save_checkpoint()
             algo.export(self.run_dir)
             elapsed = time.perf_counter() - t0
+            done = self.step - start_step
             print(
-                f"{self.step - start_step:,} {algo.unit} in {elapsed:,.1f}s "
-                f"({(self.step - start_step) / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
+                f"{done:,} {algo.unit} in {elapsed:,.1f}s "
+                f"({done / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
                 flush=True,
             )
             if self._stop:
@@ -385,6 +323,65 @@ class Trainer:
             if logger is not None:
                 logger.close()
             runtime.shutdown()
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """The algorithm's and the trainer's state from a checkpoint, once the plan runs."""
+        algo, path = self.built.algorithm, Path(self.run_dir or ".") / checkpoint.CHECKPOINT
+        try:
+            algo.load_state_dict(saved["state"])
+            self._load_trainer_state(saved["trainer"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"{path} does not fit this run's layout ({type(e).__name__}: {e}); "
+                "it was written by another rlkit version or config"
+            ) from None
+        if self.step >= algo.budget():
+            print(
+                f"run already complete at step {self.step:,}; "
+                f"extend it with: rlkit resume {self.run_dir} --total-steps N",
+                flush=True,
+            )
+
+    def _loop(self, logger: MetricsLogger, t0: float) -> None:
+        """Driver steps until the budget is spent, Ctrl-C, or --target-return: each one
+        checked for divergence, counted, shown, logged, evaluated and checkpointed when due."""
+        from rlkit.progress import ProgressReporter
+
+        cfg, algo = self.config, self.built.algorithm
+        budget = algo.budget()
+        progress = ProgressReporter(budget, self.step, unit=algo.unit)
+        try:
+            while self.step < budget and not self._stop:
+                result = algo.train_step()
+                check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
+                self.step += result.steps
+                self.iteration += 1
+                for key, values in result.episodes.items():
+                    self.window(key).extend(values)
+                self.episodes += len(result.episodes.get("return", ()))
+                shown = self.recent("return")
+                if algo.family is None:  # on data: the progress line shows the loss
+                    shown = float(result.metrics.get("loss", math.nan))
+                sps = progress.update(self.step, shown)
+                for key, value in result.metrics.items():
+                    total, count = self.pending.get(key, (0.0, 0))
+                    self.pending[key] = (total + float(value), count + 1)
+                due = cfg.eval_every and self.step >= self.next_eval
+                evaluation = self._evaluate() if due else {}
+                if evaluation or not cfg.log_every or self.step >= min(self.next_log, budget):
+                    self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
+                if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
+                    print(
+                        f"evaluation return {evaluation['eval_return']:.1f} reached "
+                        f"--target-return {cfg.target_return:g} at step {self.step:,}",
+                        flush=True,
+                    )
+                    self.reached_target = True
+                    break
+                if self.step >= self.next_checkpoint and self.step < budget:
+                    self.save_checkpoint()
+        finally:
+            progress.close()
 
     def _evaluate(self) -> dict[str, float]:
         """Deterministic episodes with the current policy, on an env of its own (seeded the

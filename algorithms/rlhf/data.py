@@ -180,8 +180,10 @@ class Format:
         )
 
     def with_eos(self, ids: list[int]) -> list[int]:
+        """`ids` ending a response: eos appended unless it is there (a chat template's
+        end of turn is often the eos, followed by a newline)."""
         eos = self.tokenizer.eos_token_id
-        return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
+        return ids if eos is None or eos in ids else [*ids, eos]
 
     def segments(self, messages: list[dict[str, str]]) -> list[tuple[list[int], bool]]:
         """A conversation as (ids, is-assistant) segments, rendered by the chat template."""

@@ -81,3 +81,53 @@ def test_weights_over_the_collective_give_the_numbers_of_local(ray_local, tmp_pa
 def test_small_weights_take_the_object_store_by_default(ray_local, tmp_path):
     ray = run(tmp_path, "ray", None, executor="ray", policy="multi-actor")
     assert ray.runtime.collective_bytes == 0  # type: ignore[union-attr]
+
+
+class Sender:
+    def __init__(self) -> None:
+        self.weights = {"flat": torch.arange(4.0)}
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return self.weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Receiver(Sender):
+    def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        self.weights, self.version = weights, version
+
+    def shares_memory_with_sender(self, sender_ptr: int) -> bool:
+        return self.weights["flat"].data_ptr() == sender_ptr
+
+
+def test_a_broadcast_within_one_colocated_worker_passes_the_tensors_themselves(ray_local):
+    """A learner and a generator time-sharing one worker (the hybrid engine): the
+    consumer gets the producer's tensors, with no copy and nothing through the driver."""
+    from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources
+    from rlkit.dataflow.ray_executor import RayExecutor
+    from rlkit.dataflow.scheduler import place
+
+    g = LogicalGraph("hybrid")
+    g.add(Fragment("policy", Sender, resources=Resources("cpu", cpus=0.5), colocate="hybrid"))
+    g.add(Fragment("generator", Receiver, resources=Resources("cpu", cpus=0.5), colocate="hybrid"))
+    g.connect("weights", "policy", "generator", Pattern.BROADCAST, "get_weights", "set_weights")
+    plan = POLICIES.get("colocate")().compile(g, PolicyOptions())
+    assert plan.transport("weights") == "reference"
+    executor = RayExecutor()
+    runtime = executor.start(place(plan, executor.cluster()))
+    try:
+        delivery = runtime.carry(g.edge("weights").bind(7))
+        assert delivery.data is None  # it never reached the driver
+        ptr = runtime.groups["policy"].one(lambda roles: roles["policy"].weights["flat"].data_ptr())
+        assert runtime.groups["generator"].one(
+            lambda roles: (
+                roles["generator"].shares_memory_with_sender(ptr)
+                and roles["generator"].version == 7
+            )
+        )
+    finally:
+        runtime.shutdown()
