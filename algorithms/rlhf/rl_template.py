@@ -319,7 +319,7 @@ class RLStage(LLMStage):
         if data is None:
             data, prefix = stage.train, "train_"
         learner = PolicyLearner(cls, stage.config, stage.pad_id(), stage.updates())
-        restore(learner, state["fragments"]["learner"][0])
+        restore(learner, state["fragments"]["learner"])
         generator = HFGenerator(stage.config)
         generator.set_weights(learner.get_weights(), 0)
         answers = generator.greedy(stage.collate(data, torch.arange(len(data))))
