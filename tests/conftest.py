@@ -86,6 +86,71 @@ DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {
 (and model) under the directory it is given and returning the `rlkit run` flags for them."""
 
 
+SORT_REWARD = """
+def exact(prompts, completions, answer, **columns):
+    return [float(c == a) for c, a in zip(completions, answer)]
+"""
+
+
+def _rl_args(*extra: str) -> Callable[[Path], list[str]]:
+    """Tiny prompts for an RL stage (4 digits to sort, the sorted answer in a column), an
+    exact-match reward file, and the flags of a short run of the tiny model on them."""
+
+    def write(directory: Path) -> list[str]:
+        import json
+        import random
+
+        rng = random.Random(0)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "digits.jsonl"
+        with open(path, "w") as f:
+            for _ in range(64):
+                d = "".join(rng.choice("0123456789") for _ in range(4))
+                f.write(json.dumps({"prompt": d, "answer": "".join(sorted(d))}) + "\n")
+        reward = directory / "sort_reward.py"
+        reward.write_text(SORT_REWARD)
+        flags = ["--prompts", str(path), "--reward", f"{reward}:exact", "--eval-fraction", "0.25"]
+        return [
+            *flags,
+            "--prompts-per-step",
+            "8",
+            "--group-size",
+            "4",
+            "--max-new-tokens",
+            "6",
+            *extra,
+        ]
+
+    return write
+
+
+DATA_ARGS["grpo"] = _rl_args()
+DATA_ARGS["rlhf-ppo"] = _rl_args()
+
+
+@pytest.fixture
+def ctrl_c_in_step() -> Callable[[type, int], type]:
+    """`ctrl_c_in_step(algo_cls, k)`: the algorithm, receiving a real SIGINT (Ctrl-C) in its
+    k-th driver step (the run under the same name, so that `resume` continues it)."""
+    import signal
+
+    def make(algo_cls: type, k: int) -> type:
+        class Interrupted(algo_cls):  # type: ignore[misc, valid-type]
+            name = algo_cls.name
+            steps_done = 0
+
+            def train_step(self) -> Any:
+                result = super().train_step()
+                self.steps_done += 1
+                if self.steps_done == k:
+                    signal.raise_signal(signal.SIGINT)
+                return result
+
+        return Interrupted
+
+    return make
+
+
 def env_for(algo: str) -> str:
     """The first test env of the algorithm's families whose spaces it accepts."""
     from rlkit.algorithms import ALGORITHMS

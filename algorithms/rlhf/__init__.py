@@ -20,3 +20,7 @@ __all__ = [
     "RewardModelConfig",
     "SFTConfig",
 ]
+
+# the RL half (issue 13): importing registers grpo and rlhf-ppo
+from rlkit.algorithms.rlhf import grpo as _grpo  # noqa: E402, F401
+from rlkit.algorithms.rlhf import ppo_llm as _ppo_llm  # noqa: E402, F401
