@@ -29,14 +29,21 @@ import json
 import os
 import random
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import DOC, median, provenance, quick_banner, reproduce, table, write_section
+from benchmarks.report import (
+    DOC,
+    median,
+    provenance,
+    quick_banner,
+    reproduce,
+    run_child,
+    table,
+    write_section,
+)
 
 SECTION = "grpo"
 REPO = Path(__file__).resolve().parent.parent
@@ -239,14 +246,8 @@ def child(name: str, work: Path, steps: int) -> None:
 
 
 def measure(name: str, work: Path, steps: int) -> dict[str, float]:
-    command = [sys.executable, "-m", "benchmarks.grpo_trl", "--child", name, "--work", str(work)]
-    out = subprocess.run(
-        [*command, "--steps", str(steps)], cwd=REPO, capture_output=True, text=True, timeout=3600
-    )
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if out.returncode != 0 or line is None:
-        raise RuntimeError(f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return dict(json.loads(line[len("RESULT ") :]))
+    args = ["--child", name, "--work", str(work), "--steps", str(steps)]
+    return run_child("benchmarks.grpo_trl", args, REPO)
 
 
 def main() -> None:

@@ -27,14 +27,21 @@ import json
 import os
 import random
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import DOC, median, provenance, quick_banner, reproduce, table, write_section
+from benchmarks.report import (
+    DOC,
+    median,
+    provenance,
+    quick_banner,
+    reproduce,
+    run_child,
+    table,
+    write_section,
+)
 
 SECTION = "llm-train"
 REPO = Path(__file__).resolve().parent.parent
@@ -244,17 +251,7 @@ def child(name: str, work: Path) -> None:
 
 
 def measure(name: str, work: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.llm_train", "--child", name, "--work", str(work)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if out.returncode != 0 or line is None:
-        raise RuntimeError(f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return dict(json.loads(line[len("RESULT ") :]))
+    return run_child("benchmarks.llm_train", ["--child", name, "--work", str(work)], REPO)
 
 
 def main() -> None:
