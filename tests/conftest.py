@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import torch
 
-from rlkit.dataflow.ray_executor import init_ray
-
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -298,6 +296,9 @@ class RayState:
         if self.kind == "local" and ray.is_initialized():
             return
         self.stop()
+        # imported here: the sanitizer runs tests/replay with only rlkit.replay staged
+        from rlkit.dataflow.ray_executor import init_ray
+
         init_ray(
             num_cpus=RAY_CPUS,
             include_dashboard=False,
@@ -320,6 +321,8 @@ class RayState:
         self.cluster.add_node(**GPU_NODE)
         self.cluster.add_node(**NPU_NODE)
         self.cluster.wait_for_nodes()
+        from rlkit.dataflow.ray_executor import init_ray
+
         init_ray(address=self.cluster.address, logging_level="WARNING")
         self.kind = "nodes"
         return self.cluster
