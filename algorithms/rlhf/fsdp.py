@@ -35,6 +35,16 @@ def shard(model: Any) -> None:
     fully_shard(model)
 
 
+def reshard(model: Any) -> None:
+    """Back to shards: a forward with no backward after it (evaluation) leaves the root
+    unit's weights gathered."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def _local(x: Any) -> Any:
     return x.to_local() if hasattr(x, "to_local") else x
 
@@ -49,6 +59,7 @@ def passes(n: int, device: torch.device) -> int:
 def save_shards(model: Any, optimizer: torch.optim.Optimizer, path: Path) -> None:
     """This learner's shards: its part of every weight (by name, with the full shape) and
     of the optimizer's state."""
+    reshard(model)
     weights = {n: _local(p.detach()).cpu().clone() for n, p in model.named_parameters()}
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     state = optimizer.state_dict()
@@ -65,6 +76,7 @@ def load_shards(model: Any, optimizer: torch.optim.Optimizer, path: Path) -> Non
     from torch.distributed.tensor import DTensor
 
     saved = torch.load(path, map_location="cpu", weights_only=False)
+    reshard(model)
     params = dict(model.named_parameters())
     for name, p in params.items():
         _local(p).copy_(saved["weights"][name])

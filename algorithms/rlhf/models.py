@@ -197,9 +197,10 @@ class GGUF(ModelSource):
         config = quantized.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
+        config.num_labels = 1 if head == "reward" else config.num_labels
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = _auto(head).from_config(config, **_head_kwargs(head))
+            model = _auto(head).from_config(config)
         missing, _ = model.load_state_dict(quantized.state_dict(), strict=False)
         if head == "causal" and [k for k in missing if "lm_head" not in k]:
             raise ConfigError(f"--model {spec}: the GGUF weights do not fit {type(model).__name__}")

@@ -190,6 +190,8 @@ class LLMLearner(DataParallelRole, Learner):
                         sums[k] = sums.get(k, 0) + v.double()
         finally:
             self.model.train()
+            if self.sharded:
+                fsdp.reshard(self.model)
         names = list(sums)
         return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
 
