@@ -51,9 +51,9 @@ class HFGenerator(Offload, Generator):
         model = load_model(config.model, "causal", config.seed, self.tokenizer.pad_token_id)
         self.model: Any = model.to(self.home()).eval().requires_grad_(False)
         self.version = 0
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=self.cuda()):
             torch.manual_seed(config.seed + 7_919 * (replica + 1))
-            self.rng = torch.get_rng_state()
+            self.rng = self.rng_state()
         self.stop_ids = sorted(
             {*config.stop_token_ids, *([self.tokenizer.eos_token_id] if self.eos() else [])}
         )
@@ -72,8 +72,8 @@ class HFGenerator(Offload, Generator):
         cfg, g = self.config, self.config.group_size
         with self.on_device():
             ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            with torch.random.fork_rng(devices=[]):
-                torch.set_rng_state(self.rng)
+            with torch.random.fork_rng(devices=self.cuda()):
+                self.set_rng_state(self.rng)
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device).long(),
@@ -82,7 +82,7 @@ class HFGenerator(Offload, Generator):
                     return_dict_in_generate=True,
                     output_logits=True,
                 )
-                self.rng = torch.get_rng_state()
+                self.rng = self.rng_state()
         response = out.sequences[:, ids.shape[1] :].cpu()
         logits = torch.stack(out.logits, 1).float().cpu()  # [N, new, V]
         logps = torch.log_softmax(logits / cfg.temperature, -1)
@@ -188,6 +188,19 @@ class HFGenerator(Offload, Generator):
         return batch
 
     # -- state -----------------------------------------------------------------------------
+    def cuda(self) -> list[torch.device]:
+        """The CUDA device whose random stream sampling draws from (none on CPU)."""
+        return [self.device] if self.device.type == "cuda" else []
+
+    def rng_state(self) -> list[torch.Tensor]:
+        """The sampling stream: the CPU generator's state, and the device's on CUDA."""
+        return [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in self.cuda())]
+
+    def set_rng_state(self, state: list[torch.Tensor]) -> None:
+        torch.set_rng_state(state[0])
+        for d, s in zip(self.cuda(), state[1:], strict=True):
+            torch.cuda.set_rng_state(s, d)
+
     def state_dict(self) -> dict[str, Any]:
         """The sampling stream and the version (the weights come with the next push)."""
         return {"rng": self.rng, "version": self.version}

@@ -210,3 +210,23 @@ def test_several_generators_share_the_prompts_and_are_tagged(tmp_path, capsys):
     data = ["--prompts", str(digits(tmp_path)), *SMALL, "--generators", "3"]
     assert main(["plan", "grpo", *data]) == 2
     assert "cannot be shared by --generators 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--advantage", "rloo"],
+        ["--advantage", "reinforce++", "--loss-aggregation", "sequence-mean"],
+        ["--loss-aggregation", "dr-grpo", "--scale-rewards", "false", "--kl-estimator", "k1"],
+    ],
+    ids=["rloo", "reinforce++", "dr-grpo"],
+)
+def test_the_advantage_and_aggregation_registries_run_with_the_grpo_loss(tmp_path, flags):
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    args = [*SMALL[2:], "--reward", f"{fn}:shorter", "--total-steps", "32", *flags]
+    run = rl_run(tmp_path, "grpo", "r", digits(tmp_path), *args)
+    logged = rows(run)
+    assert len(logged) == 2 and float(logged[-1]["grad_norm"]) > 0
+    config = (run / "config.yaml").read_text()
+    assert all(f"{f.removeprefix('--').replace('-', '_')}: " in config for f in flags[::2])
