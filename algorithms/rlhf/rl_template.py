@@ -101,6 +101,7 @@ class RLStage(LLMStage):
 
     config_cls: ClassVar[type[BaseConfig]] = RLConfig
     config: RLConfig
+    progress_metric = "reward"  # GRPO's loss is near zero by construction: no progress signal
 
     def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
         assert isinstance(config, RLConfig)

@@ -163,6 +163,7 @@ class LLMStage(Algorithm):
 
     families: ClassVar[tuple[str, ...]] = ()
     unit: ClassVar[str] = "samples"
+    progress_metric = "loss"
     config_cls: ClassVar[type[BaseConfig]] = LLMConfig
     head: ClassVar[str] = "causal"
     """The model head trained: causal (a language model) or reward (one scalar per text)."""
