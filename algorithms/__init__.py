@@ -10,16 +10,20 @@ from rlkit.algorithms.mappo import MAPPO, MAPPOConfig
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
 from rlkit.algorithms.ppo import PPO, PPOConfig
+from rlkit.algorithms.rlhf import DPO, SFT, DPOConfig, RewardModel, RewardModelConfig, SFTConfig
 from rlkit.algorithms.sac import SAC, SACConfig
 
 __all__ = [
     "ALGORITHMS",
+    "DPO",
     "DQN",
     "IPPO",
     "MAPPO",
     "PPO",
     "SAC",
+    "SFT",
     "Algorithm",
+    "DPOConfig",
     "DQNConfig",
     "IPPOConfig",
     "MAPPOConfig",
@@ -28,6 +32,9 @@ __all__ = [
     "OnPolicy",
     "OnPolicyConfig",
     "PPOConfig",
+    "RewardModel",
+    "RewardModelConfig",
     "SACConfig",
+    "SFTConfig",
     "StepResult",
 ]

@@ -64,6 +64,9 @@ class Algorithm(ABC):
     families: ClassVar[tuple[str, ...]] = ("gymnasium",)
     """The env families (`rlkit.envs.families`) it trains in, preferred first; none for
     an algorithm that trains on data, not in an env (it then has no `--env`)."""
+    progress_metric: ClassVar[str] = "return"
+    """What the progress line shows: "return" (the mean of the last 100 episodes), or a
+    metric of `StepResult.metrics` ("loss" for the data stages, "reward" for RL on prompts)."""
     unit: ClassVar[str] = "steps"
     """What `StepResult.steps`, the budget and the ``*_every`` intervals count: env steps,
     or samples (or tokens) for an algorithm that trains on data."""

@@ -5,9 +5,12 @@ Each benchmark owns the text between `<!-- NAME:begin -->` and `<!-- NAME:end --
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,20 @@ HEADER = (
     "side by side in one invocation on the same machine. Figures are medians of repeats; "
     "ratios are rlkit / peer.\n"
 )
+
+
+def run_child(module: str, args: Sequence[str], cwd: Path) -> dict[str, float]:
+    """Run ``python -m module ARGS`` (one contender in a fresh process, so none inherits
+    another's allocator or threads) and parse its ``RESULT {json}`` line."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=3600
+    )
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"{module} {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
+    return dict(json.loads(line[len("RESULT ") :]))
 
 
 def median(xs: Sequence[float]) -> float:

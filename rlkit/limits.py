@@ -125,6 +125,17 @@ RANGES: dict[str, Range] = {
     "target_entropy": FINITE,
     "policy_frequency": COUNT,
     "critics": Range(low=1, high=1_024),
+    # LLM stages (SFT, reward model, DPO)
+    "eval_fraction": Range(low=0, high=1, high_open=True),
+    "max_length": Range(low=2, high=1_048_576),
+    "samples_per_step": COUNT,
+    "micro_batch": COUNT,
+    "warmup_steps": Range(low=0, high=STEPS_MAX),
+    "weight_decay": NON_NEGATIVE,
+    "lora_rank": Range(low=0, high=65_536),
+    "lora_alpha": POSITIVE,
+    "lora_dropout": Range(low=0, high=1, high_open=True),
+    "beta": POSITIVE,
 }
 
 _DEFAULT_INT = Range(low=-INT64 - 1, high=INT64)

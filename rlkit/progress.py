@@ -16,10 +16,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 class ProgressReporter:
     def __init__(
-        self, total: int, start: int = 0, every: float = 10.0, unit: str = "steps"
+        self,
+        total: int,
+        start: int = 0,
+        unit: str = "steps",
+        label: str = "return",
+        every: float = 10.0,
     ) -> None:
-        self.total, self.start, self.unit = total, start, unit
-        label = "return" if unit == "steps" else "loss"
+        self.total, self.start, self.unit, self.label = total, start, unit, label
         self.t0 = time.perf_counter()
         self.last_print = self.t0
         self.every = every
@@ -56,7 +60,7 @@ class ProgressReporter:
             eta = max(0.0, (self.total - step) / sps) if sps > 0 else float("inf")
             print(
                 f"{self.unit.removesuffix('s')} {step:,}/{self.total:,}  {sps:,.0f} {self.unit}/s  "
-                f"{'return' if self.unit == 'steps' else 'loss'} {ret}  eta {eta:,.0f}s",
+                f"{self.label} {ret}  eta {eta:,.0f}s",
                 flush=True,
             )
         return sps

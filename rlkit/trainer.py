@@ -349,7 +349,7 @@ class Trainer:
 
         cfg, algo = self.config, self.built.algorithm
         budget = algo.budget()
-        progress = ProgressReporter(budget, self.step, unit=algo.unit)
+        progress = ProgressReporter(budget, self.step, algo.unit, algo.progress_metric)
         try:
             while self.step < budget and not self._stop:
                 result = algo.train_step()
@@ -359,9 +359,11 @@ class Trainer:
                 for key, values in result.episodes.items():
                     self.window(key).extend(values)
                 self.episodes += len(result.episodes.get("return", ()))
-                shown = self.recent("return")
-                if algo.family is None:  # on data: the progress line shows the loss
-                    shown = float(result.metrics.get("loss", math.nan))
+                shown = (
+                    self.recent("return")
+                    if algo.progress_metric == "return"
+                    else float(result.metrics.get(algo.progress_metric, math.nan))
+                )
                 sps = progress.update(self.step, shown)
                 for key, value in result.metrics.items():
                     total, count = self.pending.get(key, (0.0, 0))

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import torch
 
-from rlkit.dataflow.ray_executor import init_ray
-
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,9 +52,101 @@ TEST_ENVS: dict[str, tuple[str, ...]] = {
     "pettingzoo": ("simple_adversary",),
 }
 """Per env family, the small envs a test run of any algorithm of that family may use."""
-DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {}
+
+
+def _jsonl_args(columns: tuple[str, ...]) -> Callable[[Path], list[str]]:
+    """A tiny synthetic dataset for an LLM stage (64 rows of 4-letter words; responses
+    are the reversal and a copy) and the flags of a short run of the tiny model on it."""
+
+    def write(directory: Path) -> list[str]:
+        import json
+        import random
+
+        rng = random.Random(0)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{'-'.join(columns)}.jsonl"
+        with open(path, "w") as f:
+            for _ in range(64):
+                w = "".join(rng.choice("abcdef") for _ in range(4))
+                f.write(json.dumps(dict(zip(columns, (w, w[::-1], w), strict=False))) + "\n")
+        # --model is the embedded tiny model by default
+        return ["--data", str(path), "--eval-fraction", "0.25", "--samples-per-step", "16"]
+
+    return write
+
+
+DATA_ARGS: dict[str, Callable[[Path], list[str]]] = {
+    "sft": _jsonl_args(("prompt", "response")),
+    "rm": _jsonl_args(("prompt", "chosen", "rejected")),
+    "dpo": _jsonl_args(("prompt", "chosen", "rejected")),
+}
 """Algorithms on data (no env family): algorithm name -> a function writing a tiny dataset
 (and model) under the directory it is given and returning the `rlkit run` flags for them."""
+
+
+SORT_REWARD = """
+def exact(prompts, completions, answer, **columns):
+    return [float(c == a) for c, a in zip(completions, answer)]
+"""
+
+
+def _rl_args(*extra: str) -> Callable[[Path], list[str]]:
+    """Tiny prompts for an RL stage (4 digits to sort, the sorted answer in a column), an
+    exact-match reward file, and the flags of a short run of the tiny model on them."""
+
+    def write(directory: Path) -> list[str]:
+        import json
+        import random
+
+        rng = random.Random(0)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "digits.jsonl"
+        with open(path, "w") as f:
+            for _ in range(64):
+                d = "".join(rng.choice("0123456789") for _ in range(4))
+                f.write(json.dumps({"prompt": d, "answer": "".join(sorted(d))}) + "\n")
+        reward = directory / "sort_reward.py"
+        reward.write_text(SORT_REWARD)
+        flags = ["--prompts", str(path), "--reward", f"{reward}:exact", "--eval-fraction", "0.25"]
+        return [
+            *flags,
+            "--prompts-per-step",
+            "8",
+            "--group-size",
+            "4",
+            "--max-new-tokens",
+            "6",
+            *extra,
+        ]
+
+    return write
+
+
+DATA_ARGS["grpo"] = _rl_args()
+DATA_ARGS["rlhf-ppo"] = _rl_args()
+
+
+@pytest.fixture
+def ctrl_c_in_step() -> Callable[[type, int], type]:
+    """`ctrl_c_in_step(algo_cls, k)`: the algorithm, receiving a real SIGINT (Ctrl-C) in its
+    k-th driver step (the run under the same name, so that `resume` continues it)."""
+    import signal
+
+    def make(algo_cls: type, k: int) -> type:
+        class Interrupted(algo_cls):  # type: ignore[misc, valid-type]
+            name = algo_cls.name
+            steps_done = 0
+
+            def train_step(self) -> Any:
+                result = super().train_step()
+                self.steps_done += 1
+                if self.steps_done == k:
+                    signal.raise_signal(signal.SIGINT)
+                return result
+
+        return Interrupted
+
+    return make
 
 
 def env_for(algo: str) -> str:
@@ -206,6 +296,9 @@ class RayState:
         if self.kind == "local" and ray.is_initialized():
             return
         self.stop()
+        # imported here: the sanitizer runs tests/replay with only rlkit.replay staged
+        from rlkit.dataflow.ray_executor import init_ray
+
         init_ray(
             num_cpus=RAY_CPUS,
             include_dashboard=False,
@@ -228,6 +321,8 @@ class RayState:
         self.cluster.add_node(**GPU_NODE)
         self.cluster.add_node(**NPU_NODE)
         self.cluster.wait_for_nodes()
+        from rlkit.dataflow.ray_executor import init_ray
+
         init_ray(address=self.cluster.address, logging_level="WARNING")
         self.kind = "nodes"
         return self.cluster

@@ -13,8 +13,6 @@ from rlkit.cli import main
 from rlkit.errors import ConfigError
 from rlkit.run_dir import check_name, create
 
-ENV = {"ppo": "CartPole", "dqn": "CartPole", "sac": "Pendulum"}
-
 
 def unwritable(tmp_path: Path) -> Path:
     if os.geteuid() == 0:  # root writes anywhere a normal file system allows
@@ -52,12 +50,11 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
-def test_bad_run_paths_are_one_line_naming_the_path(algo, case, tmp_path, capsys):
-    if algo not in ENV:
-        pytest.skip(f"no test env for {algo}")
+def test_bad_run_paths_are_one_line_naming_the_path(algo, case, tmp_path, capsys, train_args):
+    what = train_args(algo)  # an env, or an algorithm on data's files (written first)
     out, name = bad_outs(tmp_path)[case]
     before = sorted(p.name for p in tmp_path.iterdir())
-    args = ["run", algo, "--env", ENV[algo], "--total-steps", "64", "--out", out]
+    args = ["run", algo, *what, "--total-steps", "64", "--out", out]
     code = main([*args, *(["--name", name] if name else [])])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

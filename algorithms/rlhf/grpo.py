@@ -1,0 +1,127 @@
+"""Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath), with RLOO and
+REINFORCE++ advantages and Dr. GRPO's aggregation (Liu et al. 2025) as options.
+
+Each prompt is answered ``--group-size`` times; a sample's advantage is its reward
+against its group's (`estimators.py`, ``--advantage``), the same for every response
+token. Per token, with ratio = pi / pi_old:
+
+    loss_t = max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps)) + kl_coef KL_t(pi || ref)
+
+(``--kl-estimator``, k3 by default), aggregated over the step (``--loss-aggregation``):
+``token-mean`` (every response token of the step counts once), ``sequence-mean`` (the
+mean over each response's tokens, then over responses) or ``dr-grpo`` (token sums over
+samples x max_new_tokens: no length bias). The loss is near 0 by construction (the
+advantages of a group sum to 0): progress shows in ``reward``, ``gold_reward``, ``kl``,
+``entropy``, ``response_length``, ``clip_fraction`` and ``zero_variance_groups`` (the
+groups with nothing to learn from), not in ``objective``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from rlkit.algorithms.base import ALGORITHMS
+from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, OUTCOME_ADVANTAGES
+from rlkit.algorithms.rlhf.rl_config import RLConfig
+from rlkit.algorithms.rlhf.rl_roles import entropy, policy_logps, tokens
+from rlkit.algorithms.rlhf.rl_template import RLStage
+from rlkit.batch import Batch
+from rlkit.config import BaseConfig, check
+
+TOKEN_STATS = ("policy_loss", "kl", "entropy", "clip_fraction", "ratio")
+"""Per-token sums of the loss, divided by the token count when logged."""
+
+
+@dataclass
+class GRPOConfig(RLConfig):
+    """GRPO: group-relative advantages, clipped ratio, KL to the reference in the loss."""
+
+    advantage: str = "grpo"
+    """Advantage estimator: grpo, rloo or reinforce++."""
+    scale_rewards: bool = True
+    """Divide by the group's (reinforce++: the batch's) reward std; off for Dr. GRPO."""
+    loss_aggregation: Literal["token-mean", "sequence-mean", "dr-grpo"] = "token-mean"
+    """How token losses make the step's loss: token-mean, sequence-mean or dr-grpo."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(
+            self.advantage in OUTCOME_ADVANTAGES,
+            "advantage",
+            f"must be one of {OUTCOME_ADVANTAGES.names()}",
+        )
+        check(self.advantage != "rloo" or self.group_size > 1, "group_size", "rloo needs 2 or more")
+
+
+@ALGORITHMS.register("grpo")
+class GRPO(RLStage):
+    config_cls: ClassVar[type[BaseConfig]] = GRPOConfig
+    config: GRPOConfig
+
+    @staticmethod
+    def advantages(config: Any, batch: Batch, kl_coef: float) -> Batch:
+        adv = OUTCOME_ADVANTAGES.get(config.advantage)(
+            batch["reward"], config.group_size, config.scale_rewards
+        )
+        mask = batch["loss_mask"]
+        lengths = batch["response_length"].float().clamp(min=1)
+        units = {
+            "token-mean": lengths,
+            "sequence-mean": torch.ones_like(lengths),
+            "dr-grpo": torch.full_like(lengths, float(config.max_new_tokens)),
+        }[config.loss_aggregation]
+        per_token = (
+            1 / lengths if config.loss_aggregation == "sequence-mean" else torch.ones_like(lengths)
+        )
+        return {
+            **batch,
+            "advantages": adv[:, None] * mask,
+            "token_weight": per_token[:, None] * mask,
+            "units": units,
+        }
+
+    @staticmethod
+    def loss(config: Any, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return surrogate(config, model, batch, config.kl_coef)
+
+    @staticmethod
+    def learner_metrics(metrics: dict[str, float]) -> dict[str, float]:
+        return token_means(metrics)
+
+
+def surrogate(
+    config: Any, model: Any, batch: Batch, kl_coef: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped surrogate plus `kl_coef` x the KL to the reference, per token, weighed
+    by ``token_weight`` and summed; and the per-token sums to log."""
+    logp, logits = policy_logps(model, batch, config.temperature)
+    adv, weight = tokens(batch, "advantages"), tokens(batch, "token_weight")
+    ratio = (logp - tokens(batch, "logps")).exp()
+    clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+    policy = torch.max(-adv * ratio, -adv * clipped)
+    kl = KL_ESTIMATORS.get(config.kl_estimator)(logp, tokens(batch, "ref_logps"))
+    loss = ((policy + kl_coef * kl) * weight).sum()
+    with torch.no_grad():
+        stats = {
+            "policy_loss": policy.sum(),
+            "kl": kl.sum(),
+            "entropy": entropy(logits).sum(),
+            "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().sum(),
+            "ratio": ratio.sum(),
+            "targets": torch.tensor(float(len(logp)), device=logp.device),
+        }
+    return loss, stats
+
+
+def token_means(metrics: dict[str, float]) -> dict[str, float]:
+    """The loss's per-token sums as means over the tokens; the loss as ``objective``."""
+    out = dict(metrics)
+    targets = max(out.pop("targets"), 1e-12)
+    for k in TOKEN_STATS:
+        if k in out:
+            out[k] = out[k] / targets
+    out["objective"] = out.pop("loss")
+    return out

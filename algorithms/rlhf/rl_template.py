@@ -1,0 +1,341 @@
+"""The template of the RL stages on prompts (GRPO, PPO for LLMs): generators sample
+responses, scorers score them, the policy learner learns from them, and the weights go
+back to the generators.
+
+Logical graph (the driver owns the prompts)::
+
+    driver --prompts(scatter)--> generator xG
+    generator --to_reference(gather)--> reference        per-token log-probs
+    generator --to_reward(gather)--> reward              rule functions, reward model
+    {generator, reference, reward} --join--> learner xK  advantages, minibatch steps
+    learner --weights(broadcast)--> generator xG         one flat buffer, a version tag
+    learner <--gradients(allreduce)--> learner
+
+One vocabulary for batch sizes: ``--prompts-per-step`` prompts x ``--group-size``
+samples each = samples_per_step samples per step; ``--minibatch-size`` samples per
+optimizer step (0: all of them), each learner's share in micro-batches of
+``--micro-batch``; ``--ppo-epochs`` passes over the step's samples. The accumulation is
+derived, never a free number; `rlkit plan` prints the arithmetic. The budget counts
+samples (``unit = "samples"``): ``--total-steps``, or ``--epochs`` passes over the prompts
+(each prompt giving group_size samples). Under ``--policy colocate`` the generator,
+reference, reward model and learner share one worker and device (`offload.py`).
+
+An algorithm supplies its advantages (`advantages`), its loss (`loss`, summed over the
+step's units as `LLMLearner` wants) and the means it logs (`learner_metrics`); GRPO in
+`grpo.py`, PPO (a critic beside the policy) in `ppo_llm.py`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from rlkit.algorithms.base import StepResult
+from rlkit.algorithms.data_parallel import GRADIENTS
+from rlkit.algorithms.rlhf.data import Format
+from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
+from rlkit.algorithms.rlhf.generator import HFGenerator
+from rlkit.algorithms.rlhf.prompts import Prompts, collate_prompts, prompts
+from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
+from rlkit.algorithms.rlhf.rl_config import RLConfig
+from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
+from rlkit.algorithms.rlhf.template import LLMStage, restore
+from rlkit.batch import Batch
+from rlkit.config import BaseConfig
+from rlkit.dataflow.carry import Delivery, merge, unpack
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
+from rlkit.envs.families import Episodes
+from rlkit.errors import ConfigError
+
+PROMPTS = from_driver("prompts", "generator", Pattern.SCATTER, HFGenerator.generate)
+"""A step's prompts, split across the generators; each samples group_size per prompt."""
+TO_REFERENCE = edge(
+    "to_reference",
+    "generator",
+    "reference",
+    Pattern.GATHER,
+    HFGenerator.generate,
+    TokenReference.score,
+)
+TO_REWARD = edge(
+    "to_reward", "generator", "reward", Pattern.GATHER, HFGenerator.generate, RewardScorer.score
+)
+RESPONSES = edge(
+    "responses", "generator", "learner", Pattern.GATHER, HFGenerator.generate, PolicyLearner.learn
+)
+FROM_REFERENCE = edge(
+    "from_reference",
+    "reference",
+    "learner",
+    Pattern.GATHER,
+    TokenReference.score,
+    PolicyLearner.learn,
+)
+FROM_REWARD = edge(
+    "from_reward", "reward", "learner", Pattern.GATHER, RewardScorer.score, PolicyLearner.learn
+)
+"""Responses, reference log-probs and rewards are joined into one learner call."""
+WEIGHTS = edge(
+    "weights",
+    "learner",
+    "generator",
+    Pattern.BROADCAST,
+    PolicyLearner.get_weights,
+    HFGenerator.set_weights,
+)
+"""The policy's parameters to every generator, with their version."""
+EVAL_PROMPTS = from_driver("eval_prompts", "generator", Pattern.SCATTER, HFGenerator.greedy)
+EVAL_TO_REWARD = edge(
+    "eval_to_reward", "generator", "reward", Pattern.GATHER, HFGenerator.greedy, RewardScorer.score
+)
+"""Held-out prompts answered greedily, and their rewards."""
+HYBRID = "hybrid"
+"""The colocation group of the RL stage's fragments (--policy colocate)."""
+
+
+class RLStage(LLMStage):
+    """Template of an RL stage: see the module docstring for what an algorithm supplies."""
+
+    config_cls: ClassVar[type[BaseConfig]] = RLConfig
+    config: RLConfig
+    progress_metric = "reward"  # GRPO's loss is near zero by construction: no progress signal
+
+    def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
+        assert isinstance(config, RLConfig)
+        if not config.prompts:
+            raise ConfigError(f"rlkit run {self.name}: --prompts is required (a .jsonl file, ...)")
+        if not config.reward and not config.reward_model:
+            raise ConfigError(
+                f"rlkit run {self.name}: give a reward: --reward module:function (or file.py:function) "
+                "and/or --reward-model RM_RUN"
+            )
+        for spec_ in config.reward:  # refused here, before anything is created
+            load_function(spec_)
+        if config.gold_reward:
+            load_function(config.gold_reward, "--gold-reward")
+        config.data, config.eval_data = config.prompts, config.eval_prompts  # LLMStage reads these
+        super().__init__(config, env_id, spec)
+        self.version = 0
+
+    # -- what an algorithm supplies ----------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def advantages(config: Any, batch: Batch, kl_coef: float) -> Batch:
+        """`batch` (responses, ``reward``, ``ref_logps``...) plus ``advantages`` ``[N, T]``,
+        ``units`` ``[N]`` (what each sample counts in the loss's mean) and what the loss needs."""
+
+    @staticmethod
+    @abstractmethod
+    def learner_metrics(metrics: dict[str, float]) -> dict[str, float]:
+        """The logged means from the loss's sums (`LLMLearner.update`'s, averaged over the
+        learners: a per-token mean is a token sum over the token count, both so averaged)."""
+
+    @staticmethod
+    def batch_metrics(config: Any, batch: Batch) -> dict[str, float]:
+        """Metrics of the step's samples themselves (before any update)."""
+        return {}
+
+    def kl_coefficient(self) -> float:
+        """The KL coefficient the learners get this step (PPO's controller)."""
+        return 0.0
+
+    def after_step(self, metrics: dict[str, float]) -> None:
+        """The driver's own update after each step (PPO's adaptive KL)."""
+
+    # -- data --------------------------------------------------------------------------
+    def examples(self, rows: list[dict[str, Any]], fmt: Format) -> Prompts:
+        return prompts(rows, fmt, self.config.prompt_column)
+
+    def collate(self, data: Prompts, idx: torch.Tensor) -> Batch:
+        return collate_prompts(data, idx, self.pad_id())
+
+    @staticmethod
+    def units(batch: Batch) -> torch.Tensor:
+        return batch["units"].sum()
+
+    @staticmethod
+    def eval_sums(config: Any, model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError("an RL stage evaluates by generating (RLStage.evaluate)")
+
+    @staticmethod
+    def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
+        return {}
+
+    def budget(self) -> int:
+        cfg = self.config
+        return cfg.total_steps or cfg.epochs * len(self.train) * cfg.group_size
+
+    def steps(self) -> int:
+        return -(-self.budget() // self.config.samples())
+
+    def updates(self) -> int:
+        cfg = self.config
+        return self.steps() * cfg.ppo_epochs * (cfg.samples() // cfg.step_minibatch())
+
+    # -- the graph ---------------------------------------------------------------------
+    def fragment(
+        self, name: str, role: type, kwargs: dict[str, Any], cpus: float, replicas: int = 1
+    ) -> Fragment:
+        resources = Resources.for_device(self.config.device, cpus=cpus)
+        return Fragment(name, role, kwargs, resources, replicas, colocate=HYBRID)
+
+    def graph(self) -> LogicalGraph:
+        cfg = self.config
+        g = LogicalGraph(self.name)
+        g.add(self.fragment("generator", HFGenerator, {"config": cfg}, 1.0, cfg.generators))
+        ref = {"config": cfg, "pad_token_id": self.pad_id()}
+        g.add(self.fragment("reference", TokenReference, ref, 0.5))
+        g.add(self.fragment("reward", RewardScorer, {"config": cfg}, 0.5))
+        learner = self.learner_fragment()
+        learner.role, learner.colocate = PolicyLearner, HYBRID
+        g.add(learner)
+        g.add_edge(PROMPTS)
+        g.add_edge(TO_REFERENCE)
+        g.add_edge(TO_REWARD)
+        g.add_edge(RESPONSES)
+        g.add_edge(FROM_REFERENCE)
+        g.add_edge(FROM_REWARD)
+        g.add_edge(WEIGHTS)
+        g.add_edge(EVAL_PROMPTS)
+        g.add_edge(EVAL_TO_REWARD)
+        g.add_edge(GRADIENTS)
+        return g
+
+    def setup(self) -> None:
+        self.runtime.carry(WEIGHTS.bind(self.version))
+
+    # -- the driver --------------------------------------------------------------------
+    def train_step(self) -> StepResult:
+        cfg = self.config
+        batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
+        responses = self.runtime.carry(PROMPTS, batch)
+        scored = self.score(responses)
+        metrics = self.learn(responses, scored)
+        self.version += 1
+        self.runtime.carry(WEIGHTS.bind(self.version))
+        metrics.update(self.sample_metrics(responses, scored[-1][1]))
+        self.after_step(metrics)
+        return StepResult(cfg.samples(), metrics)
+
+    def learn(
+        self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
+    ) -> dict[str, float]:
+        """The learners' update on the responses and their scores, joined: its metrics."""
+        into = [RESPONSES.bind(self.kl_coefficient()), *(e for e, _ in scored)]
+        update = self.runtime.join(into, [responses, *(d for _, d in scored)])
+        return self.learner_metrics(update.mean())
+
+    def score(self, responses: Delivery[Any]) -> list[tuple[Any, Delivery[Any]]]:
+        """The scorers' deliveries of a step's responses, with the edge each joins the
+        learner by (the rewards last)."""
+        return [
+            (FROM_REFERENCE, self.runtime.pass_on(TO_REFERENCE, responses)),
+            (FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
+        ]
+
+    def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
+        """Reward, gold reward, response length, truncation, zero-variance groups."""
+        cfg = self.config
+        r = merge(unpack(rewards.results)[0])
+        made = merge(unpack(responses.results)[0])
+        out = {
+            "reward": float(r["reward"].mean()),
+            "reward_std": float(r["reward"].std()) if len(r["reward"]) > 1 else 0.0,
+            "zero_variance_groups": zero_variance_fraction(r["reward"], cfg.group_size),
+            "response_length": float(made["response_length"].float().mean()),
+            "truncated_fraction": float(made["truncated"].float().mean()),
+            "policy_lag": float(self.version - 1 - made["version"].float().mean()),
+        }
+        if "gold" in r:
+            out["gold_reward"] = float(r["gold"].mean())
+        if r["rewards"].shape[1] > 1:
+            for i, v in enumerate(r["rewards"].nan_to_num().mean(0).tolist()):
+                out[f"reward_{i}"] = v
+        return out
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """Greedy answers to the held-out prompts: their mean reward (and gold reward)."""
+        if self.held_out is None:
+            return {}
+        batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
+        answers = self.runtime.carry(EVAL_PROMPTS, batch)
+        return eval_metrics(self.runtime.pass_on(EVAL_TO_REWARD, answers).results, answers.results)
+
+    def driver_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "version": self.version}
+
+    def load_driver_state(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.version = int(state["version"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's state, then the restored policy's weights to the generators."""
+        super().load_state_dict(state)
+        self.runtime.carry(WEIGHTS.bind(self.version))
+
+    def plan_notes(self) -> str:
+        cfg = self.config
+        held = len(self.held_out) if self.held_out is not None else 0
+        per_step = cfg.samples() // cfg.step_minibatch() * cfg.ppo_epochs
+        return "\n".join(
+            [
+                "batch sizes (one vocabulary: prompts, samples, minibatches of samples)",
+                f"  prompts_per_step {cfg.prompts_per_step} x group_size {cfg.group_size} = "
+                f"samples_per_step {cfg.samples()}",
+                f"  minibatch_size {cfg.step_minibatch()} samples = micro_batch {cfg.micro_batch} x "
+                f"accumulation {cfg.accumulation()} x learners {cfg.learners}",
+                f"  optimizer steps per step: {cfg.samples() // cfg.step_minibatch()} minibatches x "
+                f"ppo_epochs {cfg.ppo_epochs} = {per_step}",
+                f"  generators {cfg.generators}: {cfg.prompts_per_step // cfg.generators} prompts "
+                f"({cfg.samples() // cfg.generators} samples) each, at most {cfg.max_new_tokens} new tokens",
+                f"  data: {len(self.train):,} prompts, {held:,} held out",
+                f"  budget: {self.budget():,} samples"
+                + (
+                    ""
+                    if cfg.total_steps
+                    else f" (epochs {cfg.epochs} x {len(self.train):,} prompts x {cfg.group_size})"
+                )
+                + f" = {self.steps():,} steps = {self.updates():,} optimizer steps",
+            ]
+        )
+
+    # -- outside a run: rlkit eval -----------------------------------------------------
+    @classmethod
+    def evaluate_checkpoint(
+        cls,
+        state: dict[str, Any],
+        config: BaseConfig,
+        episodes: int,
+        seed: int,
+        video_dir: Path | None = None,
+        video_length: int = 500,
+    ) -> Episodes:
+        """Greedy answers of the checkpoint's policy to the held-out prompts (the training
+        prompts, named ``train_*``, when the run holds none out): their rewards."""
+        stage = cls(config)
+        data, prefix = stage.held_out, "eval_"
+        if data is None:
+            data, prefix = stage.train, "train_"
+        learner = PolicyLearner(cls, stage.config, stage.pad_id(), stage.updates())
+        restore(learner, state["fragments"]["learner"])
+        generator = HFGenerator(stage.config)
+        generator.set_weights(learner.get_weights(), 0)
+        answers = generator.greedy(stage.collate(data, torch.arange(len(data))))
+        rewards = RewardScorer(stage.config).score(answers)
+        metrics = eval_metrics([rewards], [answers])
+        return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
+
+
+def eval_metrics(rewards: list[Any], answers: list[Any]) -> dict[str, float]:
+    r = merge(unpack(rewards)[0])
+    made = merge(unpack(answers)[0])
+    out = {
+        "eval_reward": float(r["reward"].mean()),
+        "eval_response_length": float(made["response_length"].float().mean()),
+    }
+    if "gold" in r:
+        out["eval_gold_reward"] = float(r["gold"].mean())
+    return out

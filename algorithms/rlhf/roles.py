@@ -1,0 +1,338 @@
+"""The roles of the LLM stages: the learner (a Hugging Face model and its optimizer) and
+the frozen reference a DPO learner is measured against.
+
+`LLMLearner.update(batch)` is one optimizer step on its share of a step's samples: the
+share in micro-batches of ``--micro-batch`` samples, their gradients accumulated, then
+averaged over the data-parallel learners in one flat all-reduce, clipped, and stepped.
+Losses are sums over the stage's units (target tokens for SFT, pairs for RM and DPO)
+divided by the step's total units over every learner, so K learners on K shares take
+exactly the step one learner takes on the whole (to float rounding). Options: bf16
+autocast (``--precision bf16``), gradient checkpointing, LoRA adapters (peft).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rlkit import batch as B
+from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
+from rlkit.algorithms.rlhf import fsdp
+from rlkit.algorithms.rlhf.models import fresh_model, load_model
+from rlkit.batch import Batch
+from rlkit.device import autocast
+from rlkit.errors import ConfigError
+from rlkit.roles import Learner, Metrics, Scorer, Weights
+
+if TYPE_CHECKING:
+    from rlkit.algorithms.rlhf.dpo import DPO
+    from rlkit.algorithms.rlhf.template import LLMConfig, LLMStage
+
+OPTIMIZER_FILE = "optimizer.pt"
+MODEL_DIR = "model"
+TOKEN_FIELDS = ("input_ids", "mask", "loss_mask", "position_ids")
+"""The fields with a token axis (last): a micro-batch trims them to its longest sequence."""
+
+
+def micro_batches(batch: Batch, size: int) -> list[Batch]:
+    """`batch` in slices of `size` rows, each trimmed to its longest real sequence."""
+    out = []
+    for start in range(0, B.batch_size(batch), size):
+        mb = B.index(batch, slice(start, start + size))
+        real = mb["mask"].reshape(-1, mb["mask"].shape[-1]).any(0)
+        length = int(real.nonzero().max()) + 1 if real.any() else 1
+        out.append({k: v[..., :length] if k in TOKEN_FIELDS else v for k, v in mb.items()})
+    return out
+
+
+def with_lora(model: Any, config: LLMConfig, head: str) -> Any:
+    """`model` with LoRA adapters on every linear layer (peft); only they train (and a
+    reward model's value head)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("--lora-rank needs peft: pip install 'rlkit[lora]'") from None
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="SEQ_CLS" if head == "reward" else "CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+class LLMLearner(DataParallelRole, Learner):
+    """A stage's model, trained by the stage's loss (`LLMStage.loss`)."""
+
+    def __init__(
+        self,
+        algorithm: type[LLMStage],
+        config: LLMConfig,
+        pad_token_id: int | None,
+        total_updates: int,
+        device: torch.device | None = None,
+        replica: int = 0,
+    ) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.algorithm, self.config = algorithm, config
+        self.device = device or torch.device("cpu")
+        self.dp = DataParallel(replica, config.learners, self.device)
+        model = load_model(config.model, algorithm.head, config.seed, pad_token_id)
+        if config.gradient_checkpointing:  # transformers 5 renamed it
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            (enable or model.gradient_checkpointing_enable)()
+        if config.lora_rank:
+            model = with_lora(model, config, algorithm.head)
+        self.model = model.to(self.device).train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self.make_optimizer()
+        self.sharded = False
+        """Whether the model is sharded over the learners (``--fsdp``, once joined)."""
+        self.total_updates = max(1, total_updates)
+        self.updates = 0
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        fused = self.device.type in ("cpu", "cuda") and not cfg.fsdp  # fused takes no DTensor
+        return torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+    def join(self, address: str) -> None:
+        """Join the data-parallel group; with ``--fsdp``, then shard the model over it."""
+        super().join(address)
+        if self.config.fsdp:
+            fsdp.shard(self.model)
+            self.sharded = True
+            self.params = [p for p in self.model.parameters() if p.requires_grad]
+            self.optimizer = self.make_optimizer()
+
+    # -- training ------------------------------------------------------------------------
+    def lr(self) -> float:
+        """The learning rate of the next step: warm-up, then the schedule's decay."""
+        cfg, u = self.config, self.updates
+        warm = min(1.0, (u + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        done = min(1.0, u / self.total_updates)
+        decay = {
+            "constant": 1.0,
+            "linear": 1.0 - done,
+            "cosine": 0.5 * (1 + math.cos(math.pi * done)),
+        }
+        return cfg.lr * warm * decay[cfg.lr_schedule]
+
+    def update(self, batch: Batch) -> Metrics:
+        """One optimizer step on this learner's share of a step (fields as in
+        `rlkit.algorithms.rlhf.batches`); the step's metrics, as means over its units."""
+        cfg, world = self.config, self.dp.world
+        batch = B.to(batch, self.device)
+        units = self.algorithm.units(batch).double()
+        total = self.dp.average_(units.clone()) * world  # over every learner's share
+        scale = world / total.clamp(min=1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+        sums: dict[str, torch.Tensor] = {}
+        for mb in micro_batches(batch, cfg.micro_batch):
+            with autocast(self.device, cfg.precision):
+                loss, stats = self.algorithm.loss(cfg, self.model, mb)
+            (loss * scale.float()).backward()
+            for k, v in {"loss": loss, **stats}.items():
+                sums[k] = sums.get(k, 0) + v.detach().double()
+        self.average_grads()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or math.inf)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        sums = {k: v * scale for k, v in sums.items()}
+        sums["tokens"] = batch["mask"].sum().double() * world  # the mean over learners: all
+        sums["grad_norm"] = _local(norm).double()
+        names = list(sums)
+        values = torch.stack([sums[k] for k in names]).tolist()  # the step's one host sync
+        metrics: dict[str, Any] = dict(zip(names, values, strict=True))
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    def average_grads(self) -> None:
+        """Average the gradients over the data-parallel learners: one flat all-reduce."""
+        if self.dp.world == 1 or self.sharded:  # FSDP reduce-scatters them itself
+            return
+        grads = []
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        flat = torch._utils._flatten_dense_tensors(grads)
+        self.dp.average_(flat)
+        for g, averaged in zip(
+            grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True
+        ):
+            g.copy_(averaged)
+
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> dict[str, float]:
+        """Sums over this learner's share of the held-out split (`LLMStage.eval_sums`)."""
+        batch = B.to(batch, self.device)
+        self.model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        parts = micro_batches(batch, self.config.micro_batch)
+        n = fsdp.passes(len(parts), self.device) if self.sharded else len(parts)
+        try:
+            for i in range(n):  # under FSDP a shorter share repeats a pass and drops it
+                with autocast(self.device, self.config.precision):
+                    sums_i = self.algorithm.eval_sums(
+                        self.config, self.model, parts[i % len(parts)]
+                    )
+                for k, v in sums_i.items():
+                    if i < len(parts):
+                        sums[k] = sums.get(k, 0) + v.double()
+        finally:
+            self.model.train()
+            if self.sharded:
+                fsdp.reshard(self.model)
+        names = list(sums)
+        return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
+
+    def get_weights(self) -> Weights:
+        """Every weight, whole, on CPU (under FSDP a collective that every learner calls,
+        the first receiving the weights, the others nothing)."""
+        if self.sharded:
+            return fsdp.full_weights(self.model)
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    # -- checkpoints and export ----------------------------------------------------------
+    def save_checkpoint(self, directory: Path) -> dict[str, Any]:
+        """The model as an HF directory (LoRA: the adapters) and the optimizer's state;
+        under FSDP this learner's shards of both."""
+        if self.sharded:
+            fsdp.save_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
+            torch.save({"rng": torch.get_rng_state()}, directory / OPTIMIZER_FILE)
+            return {"updates": self.updates}
+        self.model.save_pretrained(directory / MODEL_DIR)
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state()},
+            directory / OPTIMIZER_FILE,
+        )
+        return {"updates": self.updates}
+
+    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if (directory / fsdp.SHARDS_FILE).is_file():
+            fsdp.load_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
+            torch.set_rng_state(torch.load(directory / OPTIMIZER_FILE)["rng"])
+            self.updates = int(state["updates"])
+            return
+        weights: dict[str, torch.Tensor] = {}
+        for f in sorted((Path(directory) / MODEL_DIR).glob("*.safetensors")):
+            weights.update(load_file(f))
+        if self.config.lora_rank:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, weights)
+        else:
+            self.load_weights(weights)
+        saved = torch.load(Path(directory) / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        self.updates = int(state["updates"])
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Every parameter from `weights` (tied ones may be absent: their twin is there)."""
+        load_into(self.model, weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.get_weights(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        self.updates = int(state["updates"])
+
+    def export(self, directory: Path) -> None:
+        """The model, merged with its LoRA adapters, as an HF directory (`save_pretrained`),
+        written by the first learner (every learner calls it: under FSDP the weights are
+        gathered first)."""
+        model = self.model
+        weights = fsdp.full_weights(model) if self.sharded else {}  # on the first only
+        if self.dp.rank != 0:
+            return
+        if self.sharded:
+            model = fresh_model(model.config, self.algorithm.head)
+            load_into(model, weights)
+        if self.config.lora_rank:
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(directory)
+
+
+def _local(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor's value (the norm of FSDP-sharded gradients is one), or `x`."""
+    full = getattr(x, "full_tensor", None)
+    return full() if full is not None else x
+
+
+def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:
+    """`weights` into `model`; tied weights may be absent (their twin is there)."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    named = dict(model.named_parameters())
+    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(named)
+    if unexpected or set(missing) - aliases:
+        raise ValueError(
+            f"checkpoint does not fit the model: missing {sorted(set(missing) - aliases)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+
+
+class ReferenceScorer(Scorer):
+    """The frozen reference: the stage's starting model (built again from ``--model``),
+    scoring pairs with their summed response log-probabilities (`LLMStage.reference`)."""
+
+    def __init__(
+        self,
+        algorithm: type[DPO],
+        config: LLMConfig,
+        pad_token_id: int | None,
+        device: torch.device | None = None,
+    ) -> None:
+        torch.set_num_threads(config.torch_threads)
+        self.algorithm, self.config = algorithm, config
+        self.device = device or torch.device("cpu")
+        model = load_model(config.model, "causal", config.seed, pad_token_id)
+        self.model: Any = model.to(self.device).eval().requires_grad_(False)
+        self.released = False
+
+    @torch.no_grad()
+    def score(self, batch: Batch) -> Batch:
+        """`batch` plus ``ref_logps`` ``[B, 2]`` (chosen, rejected)."""
+        if self.released:
+            raise RuntimeError("the reference was released after precomputing its log-probs")
+        on_device = B.to(batch, self.device)
+        parts = []
+        for mb in micro_batches(on_device, self.config.micro_batch):
+            with autocast(self.device, self.config.precision):
+                parts.append(self.algorithm.reference(self.config, self.model, mb))
+        return {**batch, "ref_logps": torch.cat(parts).float().cpu()}
+
+    def release(self) -> None:
+        """Free the model (its log-probs were precomputed: nothing needs it any more)."""
+        self.model, self.released = None, True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # frozen: rebuilt from --model and the seed
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def export_dir(run_dir: Path) -> tuple[Path, Path]:
+    """Where a stage writes its model: a temp directory, renamed to ``RUN_DIR/model``."""
+    return Path(run_dir) / f".model.tmp-{os.getpid()}", Path(run_dir) / MODEL_DIR

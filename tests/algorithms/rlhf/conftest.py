@@ -1,0 +1,146 @@
+"""Synthetic LLM tasks with a checkable gold answer, and how to judge a model on them
+with plain transformers (independent of the stages' own evaluation code).
+
+    reversal     prompt: a 4-letter word over "abcdef"; response: the word reversed.
+                 Chance of a right greedy answer: 1 in 1296.
+    letter count preference pairs of 6-letter strings over "abcd": the one with more
+                 letters "a" is preferred (the gold reward is the count).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+WORDS = ["".join(p) for p in itertools.product("abcdef", repeat=4)]
+
+
+def words(seed: int = 0) -> list[str]:
+    """Every 4-letter word over "abcdef", in a seeded order (split it for train/held out)."""
+    out = list(WORDS)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def reversal_rows(ws: list[str], copy_every: int = 0) -> list[dict[str, str]]:
+    """Demonstrations; with `copy_every` k, every k-th response is the word copied instead."""
+    return [
+        {"prompt": w, "response": w if copy_every and i % copy_every == 0 else w[::-1]}
+        for i, w in enumerate(ws)
+    ]
+
+
+def count_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Preference pairs whose gold reward is the number of letters "a"."""
+    rng = random.Random(seed)
+    rows: list[dict[str, str]] = []
+    while len(rows) < n:
+        a, b = ("".join(rng.choice("abcd") for _ in range(6)) for _ in range(2))
+        if a.count("a") == b.count("a"):
+            continue
+        chosen, rejected = (a, b) if a.count("a") > b.count("a") else (b, a)
+        rows.append(
+            {
+                "prompt": "".join(rng.choice("abcd") for _ in range(3)),
+                "chosen": chosen,
+                "rejected": rejected,
+            }
+        )
+    return rows
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The prompt as the stages format it (the tiny tokenizer's chat template)."""
+    from rlkit.algorithms.rlhf.data import Format
+    from rlkit.algorithms.rlhf.data import prompt_ids as ids
+
+    return ids(Format(tokenizer), prompt)
+
+
+@torch.no_grad()
+def greedy_accuracy(model_dir: Path, prompts: list[str], answers: list[str]) -> float:
+    """The fraction of greedy generations (plain transformers `generate` on the exported
+    model) whose response is exactly the answer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    batch = torch.tensor([prompt_ids(tok, p) for p in prompts])  # equal lengths
+    out = model.generate(
+        batch,
+        max_new_tokens=8,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    texts = tok.batch_decode(out[:, batch.shape[1] :], skip_special_tokens=True)
+    return sum(t == a for t, a in zip(texts, answers, strict=True)) / len(prompts)
+
+
+@torch.no_grad()
+def response_logps(model_dir: Path, rows: list[dict[str, str]]) -> torch.Tensor:
+    """log p(chosen) and log p(rejected) ``[N, 2]`` under the exported model (plain
+    transformers), each response formatted as the stages format it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlkit.algorithms.rlhf.data import Format, pairs
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    data = pairs(rows, Format(tok), "prompt", "chosen", "rejected")
+    out = torch.zeros(len(rows), 2)
+    for i in range(len(rows)):
+        for j, response in enumerate((data.chosen[i], data.rejected[i])):
+            ids = torch.tensor([data.prompt[i] + response])
+            logits = model(ids).logits[0, :-1].log_softmax(-1)
+            targets = ids[0, 1:]
+            lp = logits.gather(-1, targets[:, None])[:, 0]
+            out[i, j] = lp[len(data.prompt[i]) - 1 :].sum()
+    return out
+
+
+@pytest.fixture
+def llm_run(tmp_path: Path) -> Callable[..., Path]:
+    """`llm_run(stage, name, data, *flags)`: a finished `rlkit run` of a stage on the tiny
+    model (in-process CLI), its run directory."""
+    from rlkit.cli import main
+
+    def run(stage: str, name: str, data: Path, *flags: str) -> Path:
+        out = tmp_path / "runs"
+        args = ["run", stage, "--data", str(data), "--device", "cpu", "--out", str(out)]
+        assert main([*args, "--name", name, *flags]) == 0
+        return out / name
+
+    return run
+
+
+@pytest.fixture
+def tasks() -> Any:
+    """The task helpers of this module (fixtures reach test files; imports of a conftest
+    do not)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        words=words,
+        write_jsonl=write_jsonl,
+        reversal_rows=reversal_rows,
+        count_pairs=count_pairs,
+        prompt_ids=prompt_ids,
+        greedy_accuracy=greedy_accuracy,
+        response_logps=response_logps,
+    )

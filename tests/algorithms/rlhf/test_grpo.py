@@ -1,0 +1,232 @@
+"""GRPO (algorithms/rlhf/grpo.py): it fixes a deliberately biased SFT start on a task with
+a checkable answer, logs the signals that show progress, prints its batch arithmetic,
+resumes exactly, and refuses bad input with one line."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlkit.algorithms.rlhf import tasks as sort
+from rlkit.cli import main
+
+REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+
+
+def rl_run(out: Path, stage: str, name: str, prompts: Path, *flags: str) -> Path:
+    args = ["run", stage, "--prompts", str(prompts), "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--name", name, *flags]) == 0
+    return out / name
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_grpo_fixes_a_biased_sft_start(tmp_path, tasks, llm_run):
+    """Sort 4 digits. SFT on a teacher right 30% of the time (else it swaps the last two)
+    leaves greedy exact match <= 0.45 on 200 held-out prompts; GRPO (16 prompts x 8
+    samples, k3 KL 0.02, 100 steps = 12,800 samples, seed 0) takes it to >= 0.8, with the
+    mean per-token KL to the SFT model <= 0.5 over the last 10 steps."""
+    demos = sort.write_jsonl(tmp_path / "demos.jsonl", sort.biased_demos(4000, seed=1))
+    train = sort.write_jsonl(tmp_path / "prompts.jsonl", sort.prompts(2000, seed=2))
+    held = sort.prompts(200, seed=3)
+    sft_flags = ["--total-steps", "4800", "--lr", "3e-3", "--micro-batch", "32"]
+    sft = llm_run("sft", "sft", demos, *sft_flags, "--samples-per-step", "32")
+    prompts, answers = [r["prompt"] for r in held], [r["answer"] for r in held]
+    start = tasks.greedy_accuracy(sft / "model", prompts, answers)
+    assert start <= 0.45
+
+    flags = ["--model", str(sft), "--reward", REWARD, "--gold-reward", REWARD]
+    flags += ["--kl-coef", "0.02", "--lr", "3e-4", "--lr-schedule", "constant"]
+    flags += ["--max-new-tokens", "8", "--micro-batch", "64", "--total-steps", "12800"]
+    run = rl_run(tmp_path / "runs", "grpo", "grpo", train, *flags)
+    end = tasks.greedy_accuracy(run / "model", prompts, answers)
+    print(f"greedy exact match {start:.3f} -> {end:.3f}")
+    assert end >= 0.8, (start, end)
+    logged = rows(run)
+    assert len(logged) == 100
+    for signal in ("reward", "gold_reward", "kl", "entropy", "response_length"):
+        assert signal in logged[0]
+    for signal in ("clip_fraction", "zero_variance_groups", "truncated_fraction"):
+        assert signal in logged[0]
+    assert "loss" not in logged[0]  # the GRPO loss is ~0 by construction: no progress signal
+    kl = [float(r["kl"]) for r in logged[-10:]]
+    print(f"mean token KL, last 10 steps: {sum(kl) / len(kl):.3f}")
+    assert sum(kl) / len(kl) <= 0.5, kl
+
+
+def digits(tmp_path: Path, n: int = 32) -> Path:
+    return sort.write_jsonl(tmp_path / "digits.jsonl", sort.prompts(n, seed=0))
+
+
+SMALL = ["--reward", REWARD, "--prompts-per-step", "4", "--group-size", "4"]
+SMALL += ["--max-new-tokens", "6", "--lr", "1e-3", "--checkpoint-every", "32"]
+
+
+def test_plan_prints_the_batch_vocabulary(tmp_path, capsys):
+    args = ["plan", "grpo", "--prompts", str(digits(tmp_path)), *SMALL]
+    assert main([*args, "--minibatch-size", "8", "--micro-batch", "4", "--ppo-epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "prompts_per_step 4 x group_size 4 = samples_per_step 16" in out
+    assert "minibatch_size 8 samples = micro_batch 4 x accumulation 2 x learners 1" in out
+    assert "2 minibatches x ppo_epochs 2 = 4" in out
+    assert "budget: 128 samples (epochs 1 x 32 prompts x 4) = 8 steps = 32 optimizer steps" in out
+
+
+SHORTER = """
+def shorter(prompts, completions, **columns):
+    return [-len(c) / 10 for c in completions]
+"""
+
+
+def interrupted_and_resumed(tmp_path: Path, algo: str, flags: list[str], ctrl_c_in_step, k: int):
+    """The run of `flags` whole, and the same run with Ctrl-C in step `k`, then resumed:
+    their run directories. The reward (shorter is better) differs between samples, so
+    every step moves the weights."""
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import Trainer, make_config
+
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    algo_cls = ALGORITHMS.get(algo)
+    fields = {"reward": f"{fn}:shorter", "out": str(tmp_path), "device": "cpu"}
+    for i in range(0, len(flags), 2):
+        fields[flags[i].removeprefix("--").replace("-", "_")] = flags[i + 1]
+    whole = make_config(algo_cls, "", None, {**fields, "name": "whole"})
+    assert Trainer(algo_cls, whole).run() == 0
+    cut = make_config(algo_cls, "", None, {**fields, "name": "cut"})
+    assert Trainer(ctrl_c_in_step(algo_cls, k), cut).run() == 130
+    assert Trainer(algo_cls, cut, tmp_path / "cut").run(resume=True) == 0
+    return tmp_path / "whole", tmp_path / "cut"
+
+
+def same_runs(a: Path, b: Path) -> None:
+    """Every metrics row (but the timings) and the final weights are the same."""
+
+    def table(run: Path) -> list[dict[str, str]]:
+        return [{k: v for k, v in r.items() if k not in ("time", "sps")} for r in rows(run)]
+
+    assert table(a) == table(b)
+    wa, wb = (load_file(run / "model" / "model.safetensors") for run in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(tmp_path, ctrl_c_in_step):
+    """16 prompts, 4 held out, 4 a step (3 steps an epoch), 2 epochs, eval every 32
+    samples; Ctrl-C in step 4 (one prompt batch into the second epoch's shuffled order).
+    Resumed, it is the run that was never interrupted: every row and the final weights."""
+    data = digits(tmp_path, 16)
+    flags = ["--prompts", str(data), "--prompts-per-step", "4", "--group-size", "4"]
+    flags += ["--max-new-tokens", "6", "--lr", "1e-3", "--epochs", "2", "--eval-fraction", "0.25"]
+    flags += ["--eval-every", "32", "--checkpoint-every", "1000"]
+    whole, cut = interrupted_and_resumed(tmp_path, "grpo", flags, ctrl_c_in_step, 4)
+    assert len(rows(whole)) == 6 and all(float(r["grad_norm"]) > 0 for r in rows(whole))
+    assert sum(bool(r["eval_reward"]) for r in rows(whole)) == 3
+    same_runs(whole, cut)
+
+
+BAD_REWARDS = {
+    "import": ("no_such_module_xyz:fn", "cannot import 'no_such_module_xyz'"),
+    "name": ("rlkit.algorithms.rlhf.tasks:nope", "has no function 'nope'"),
+    "file": ("missing_rewards.py:fn", "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REWARDS))
+def test_a_reward_that_cannot_be_had_is_one_line_before_anything_starts(tmp_path, capsys, case):
+    spec, message = BAD_REWARDS[case]
+    out = tmp_path / "runs"
+    args = ["run", "grpo", "--prompts", str(digits(tmp_path)), "--reward", spec, "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "--reward" in err[0], err
+    assert not out.exists()
+
+
+BROKEN = """
+import os
+def reward(prompts, completions, **columns):
+    if os.path.exists(os.environ["RLKIT_TEST_FLAG"]):
+        {body}
+    return [1.0] * len(completions)
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("raise KeyError('answer_column')", "raised KeyError: 'answer_column'"),
+        ("return [1.0]", "returned 1 values for 16 completions"),
+        ("return 'yes'", "returned str for 16 completions"),
+    ],
+)
+def test_a_reward_that_breaks_mid_run_is_one_line_and_keeps_the_checkpoint(
+    tmp_path, capsys, monkeypatch, body, message
+):
+    flag = tmp_path / "break-now"
+    monkeypatch.setenv("RLKIT_TEST_FLAG", str(flag))
+    fn = tmp_path / "rewards.py"
+    fn.write_text(BROKEN.format(body=body))
+    flags = [*SMALL[2:], "--reward", str(fn), "--total-steps", "32"]
+    run = rl_run(tmp_path, "grpo", "r", digits(tmp_path), *flags)
+    saved = (run / "checkpoint.pt").read_bytes()
+    flag.touch()
+    capsys.readouterr()
+    assert main(["resume", str(run), "--total-steps", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(fn) in err[0], err
+    assert (run / "checkpoint.pt").read_bytes() == saved
+
+
+def test_a_missing_column_and_a_model_that_is_not_one_are_one_line(tmp_path, capsys):
+    data = digits(tmp_path)
+    base = ["run", "grpo", "--prompts", str(data), "--reward", REWARD, "--out", str(tmp_path / "o")]
+    assert main([*base, "--prompt-column", "question"]) == 2
+    assert "no column 'question'" in capsys.readouterr().err
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    assert main([*base, "--model", str(not_a_model)]) == 2
+    assert "not a model" in capsys.readouterr().err
+    assert main(["run", "grpo", "--prompts", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert "give a reward" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_several_generators_share_the_prompts_and_are_tagged(tmp_path, capsys):
+    """Two generator replicas each sample their half of a step's prompts (whole groups)
+    from their own streams; their samples are gathered into one step."""
+    flags = [*SMALL, "--generators", "2", "--total-steps", "32"]
+    run = rl_run(tmp_path, "grpo", "two", digits(tmp_path), *flags)
+    assert "generator[0], generator[1]" in capsys.readouterr().out
+    logged = rows(run)
+    assert len(logged) == 2 and all(float(r["policy_lag"]) == 0.0 for r in logged)
+    data = ["--prompts", str(digits(tmp_path)), *SMALL, "--generators", "3"]
+    assert main(["plan", "grpo", *data]) == 2
+    assert "cannot be shared by --generators 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--advantage", "rloo"],
+        ["--advantage", "reinforce++", "--loss-aggregation", "sequence-mean"],
+        ["--loss-aggregation", "dr-grpo", "--scale-rewards", "false", "--kl-estimator", "k1"],
+    ],
+    ids=["rloo", "reinforce++", "dr-grpo"],
+)
+def test_the_advantage_and_aggregation_registries_run_with_the_grpo_loss(tmp_path, flags):
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    args = [*SMALL[2:], "--reward", f"{fn}:shorter", "--total-steps", "32", *flags]
+    run = rl_run(tmp_path, "grpo", "r", digits(tmp_path), *args)
+    logged = rows(run)
+    assert len(logged) == 2 and float(logged[-1]["grad_norm"]) > 0
+    config = (run / "config.yaml").read_text()
+    assert all(f"{f.removeprefix('--').replace('-', '_')}: " in config for f in flags[::2])

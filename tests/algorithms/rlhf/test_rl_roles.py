@@ -1,0 +1,110 @@
+"""The policy learner and the reference (algorithms/rlhf/rl_roles.py) with GRPO's loss:
+the aggregations are the formulas they claim, the step does not depend on how the
+minibatch is cut into micro-batches, and the reference's log-probs are the model's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
+from rlkit.algorithms.rlhf.generator import HFGenerator
+from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig
+from rlkit.algorithms.rlhf.models import load_model
+from rlkit.algorithms.rlhf.rewards import RewardScorer
+from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference, placed, policy_logps
+
+REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+
+
+def config(**fields) -> GRPOConfig:
+    base = {"reward": (REWARD,), "device": "cpu", "group_size": 4, "max_new_tokens": 10}
+    return GRPOConfig(**{**base, "lr": 1e-3, **fields})
+
+
+def joined(cfg: GRPOConfig, prompt_batch) -> dict:
+    """A step's samples as the learner gets them: responses, reference log-probs, rewards
+    (random ones, so the groups have something to learn)."""
+    gen = HFGenerator(cfg)
+    batch = gen.generate(prompt_batch)
+    ref = TokenReference(cfg, gen.pad()).score(batch)
+    scored = RewardScorer(cfg).score(batch)
+    scored["reward"] = torch.rand(len(scored["reward"]), generator=torch.Generator().manual_seed(1))
+    return {**batch, **ref, **scored}
+
+
+@pytest.fixture
+def prompt_batch():
+    from rlkit.algorithms.rlhf import tasks as sort
+    from rlkit.algorithms.rlhf.data import Format
+    from rlkit.algorithms.rlhf.models import load_tokenizer
+    from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
+
+    tok = load_tokenizer("tiny")
+    data = prompts(sort.prompts(4, seed=0), Format(tok), "prompt")
+    return collate_prompts(data, torch.arange(4), tok.pad_token_id)
+
+
+def test_the_reference_scores_with_the_starting_model(prompt_batch):
+    cfg = config()
+    batch = joined(cfg, prompt_batch)
+    model = load_model("tiny", "causal", cfg.seed, 0)
+    logps, _ = policy_logps(model, batch, cfg.temperature)
+    torch.testing.assert_close(batch["ref_logps"], placed(logps, batch), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "sequence-mean", "dr-grpo"])
+def test_loss_aggregations_are_their_formulas(prompt_batch, aggregation):
+    """GRPO's loss (summed, then divided by the step's units as the learner does) against
+    a per-sample loop over each response's token losses."""
+    cfg = config(loss_aggregation=aggregation, kl_coef=0.1)
+    batch = GRPO.advantages(cfg, joined(cfg, prompt_batch), 0.0)
+    model = load_model("tiny", "causal", cfg.seed + 5, 0)  # not the sampler: ratios != 1
+    loss, _ = GRPO.loss(cfg, model, batch)
+    got = loss / GRPO.units(batch)
+    per_sample = []
+    logps, _ = policy_logps(model, batch, cfg.temperature)
+    full = placed(logps, batch)
+    for i in range(len(batch["reward"])):
+        m = batch["loss_mask"][i]
+        lp, old, ref = full[i][m], batch["logps"][i][m], batch["ref_logps"][i][m]
+        adv = batch["advantages"][i][m]
+        ratio = (lp - old).exp()
+        clipped = ratio.clamp(0.8, 1.2)
+        token = torch.max(-adv * ratio, -adv * clipped) + 0.1 * KL_ESTIMATORS.get("k3")(lp, ref)
+        per_sample.append(token)
+    if aggregation == "token-mean":
+        want = torch.cat(per_sample).mean()
+    elif aggregation == "sequence-mean":
+        want = torch.stack([t.mean() for t in per_sample]).mean()
+    else:
+        want = torch.cat(per_sample).sum() / (len(per_sample) * cfg.max_new_tokens)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def first_moments(learner: PolicyLearner) -> list[torch.Tensor]:
+    """Adam's first moments: linear in the gradients (the weights are not: Adam divides
+    rounding noise by tiny second moments)."""
+    return [learner.optimizer.state[p]["exp_avg"] for p in learner.params]
+
+
+def test_the_step_does_not_depend_on_the_micro_batch(prompt_batch):
+    """The same step with micro-batches of 16 (no accumulation), 4 and 2 samples gives the
+    same gradients; so does a step in 2 minibatches of 8 whichever their micro-batch."""
+    cfg = config(micro_batch=16)
+    batch = joined(cfg, prompt_batch)
+    moments = []
+    for fields in ({"micro_batch": 16}, {"micro_batch": 4}, {"micro_batch": 2}):
+        learner = PolicyLearner(GRPO, config(**fields), 0, 10)
+        metrics = GRPO.learner_metrics(learner.learn(dict(batch)))
+        moments.append(first_moments(learner))
+        assert metrics["ratio"] == pytest.approx(1.0, abs=1e-5)  # on-policy: the first ratio is 1
+    for other in moments[1:]:
+        for a, b in zip(other, moments[0], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+    split = [PolicyLearner(GRPO, config(micro_batch=m, minibatch_size=8), 0, 10) for m in (8, 2)]
+    for learner in split:
+        learner.learn(dict(batch))
+        assert learner.updates == 2
+    for a, b in zip(*(first_moments(s) for s in split), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-7)
