@@ -4,16 +4,22 @@ the same numbers as through the object store and as under `local`."""
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from ray import cloudpickle
 
 from rlkit.algorithms import PPO
 from rlkit.dataflow import POLICIES, broadcast
 from rlkit.dataflow.policies import PolicyOptions
 from rlkit.trainer import Trainer, make_config
+
+# The Ray workers cannot import this test module (pytest imports it by path): send its
+# roles by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def test_pack_and_unpack_keep_every_tensor_and_dtype():
