@@ -10,8 +10,8 @@ How a broadcast edge (the learner's weights to every actor or generator) travels
   replica after it); each destination unpacks its copy and calls the consumer. The
   driver sees only the header (names, dtypes, shapes);
 - the object store, as the fallback: a payload that is not a dict of CPU tensors, one
-  under `MIN_BYTES` (a round trip through the driver costs less than a collective for a
-  small MLP), destinations that stream (async-actor: applied between chunks), or a group
+  under `MIN_BYTES` (the collective takes two calls of its own, a header and then the
+  send, which small payloads do not repay), destinations that stream (async-actor: applied between chunks), or a group
   broken by a worker restart.
 
 The group is formed at the first payload that takes it and kept for the run. It is its
