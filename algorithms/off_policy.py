@@ -263,7 +263,7 @@ class OffPolicy(Algorithm):
             steps += added
             self.env_steps += added
             for k, v in delivery.episodes().items():
-                episodes[k] += v
+                episodes.setdefault(k, []).extend(v)
             if self.learning():
                 self.update_round(sums)
         metrics = self.round_metrics(sums)

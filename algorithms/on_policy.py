@@ -29,7 +29,6 @@ from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
 from rlkit.envs.vector import SpaceSpec
@@ -123,13 +122,6 @@ WEIGHTS = edge(
 """The learner's parameters to every actor, with their version."""
 
 
-def episodes_of(sent: Delivery[Any]) -> dict[str, list[float]]:
-    """Every per-episode list the actors reported ("return", "length" and any of their
-    own: a multi-agent env's per-agent returns), over every actor."""
-    keys = dict.fromkeys(k for info in sent.infos for k, v in info.items() if isinstance(v, list))
-    return {"return": [], "length": [], **{k: sent.collected(k) for k in keys}}
-
-
 class OnPolicy(Algorithm):
     """Template: subclasses implement `loss`; hooks choose the network and the optimizer."""
 
@@ -211,7 +203,7 @@ class OnPolicy(Algorithm):
         if self.config.overlap:  # the rollout was collected by the weights of a step ago
             metrics["policy_lag"] = float(self.version - 1 - rollout["version"].float().mean())
         steps = rollout["rewards"].shape[0] * rollout["rewards"].shape[1]  # envs x steps
-        return StepResult(steps, metrics, episodes_of(sent))
+        return StepResult(steps, metrics, sent.episodes())
 
     def driver_state(self) -> dict[str, Any]:
         return {"version": self.version}

@@ -75,8 +75,11 @@ class Delivery(Generic[R]):
         return out
 
     def episodes(self) -> dict[str, list[float]]:
-        """The returns and lengths of the episodes that ended, over every source replica."""
-        return {"return": self.collected("return"), "length": self.collected("length")}
+        """Per-episode values of the episodes that ended, over every source replica: the
+        "return" and "length", and every other list the infos carry (a multi-agent env's
+        per-agent returns); scalars in the infos (a weight version) are no episode's."""
+        keys = dict.fromkeys(k for i in self.infos for k, v in i.items() if isinstance(v, list))
+        return {"return": [], "length": [], **{k: self.collected(k) for k in keys}}
 
 
 def unpack(outputs: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
