@@ -49,14 +49,15 @@ def run_two_replicas(target: Any, batch: B.Batch) -> list[Any]:
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    return results
+    return [(r[0], torch.from_numpy(r[1]), *r[2:]) for r in results]
 
 
 def replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
     learner = OnPolicyLearner(PPO, SPEC, config(2), replica=rank)
     learner.join(address)
     metrics = learner.update(part)
-    out.put((rank, learner.flat.get(), metrics["loss"]))
+    # numpy: torch pickles a tensor on a queue as a file descriptor that dies with us
+    out.put((rank, learner.flat.get().numpy(), metrics["loss"]))
     learner.close()
 
 
@@ -98,7 +99,7 @@ def dqn_replica(rank: int, address: str, part: B.Batch, out: mp.Queue) -> None:
     learner.join(address)
     for _ in range(3):
         learner.update(part)
-    out.put((rank, learner.flat.get()))
+    out.put((rank, learner.flat.get().numpy()))  # numpy: see replica
     learner.close()
 
 
