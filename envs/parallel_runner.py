@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rlkit.envs.mpe_native import NativeMPE, native_core
 from rlkit.envs.multi_agent_spec import MultiAgentSpec
 from rlkit.envs.parallel_envs import derived_return, make_parallel_env
 from rlkit.envs.parallel_state import restore, snapshot
@@ -44,7 +45,11 @@ class AgentsStep:
 
 
 class AgentEnv:
-    """One parallel env, its agents' observations written into the given array rows."""
+    """One parallel env, its agents' observations written into the given array rows.
+
+    An mpe2 env is stepped natively (`mpe_native`: its world once per step for all agents,
+    bit-identical to its parallel wrapper) unless `native` is off; every other env, and
+    every reset, goes through PettingZoo's parallel API."""
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class AgentEnv:
         state: np.ndarray,
         alive: np.ndarray,
         masks: np.ndarray | None,
+        native: bool = True,
     ) -> None:
         self.env, self.spec = env, spec
         self.obs, self.state, self.alive, self.masks = obs, state, alive, masks
@@ -61,6 +67,9 @@ class AgentEnv:
         self.widths = spec.obs_dims()
         groups = spec.group_of()
         self.action_specs = [spec.groups[groups[i]].spec for i in range(len(spec.agents))]
+        raw = native_core(env) if native and masks is None else None
+        self.native = NativeMPE(raw, spec.agents) if raw is not None else None
+        self.action_counts = np.array([s.action_dim for s in self.action_specs])
 
     def reset(self, seed: int | None = None) -> None:
         obs, infos = self.env.reset(seed=seed)
@@ -101,6 +110,8 @@ class AgentEnv:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
         """Step with `actions` ``[A, ...]`` (those of live agents are used). Returns the
         rewards, terminated, truncated, acted ``[A]`` and whether the episode is over."""
+        if self.native is not None:
+            return self._step_native(actions)
         a_count = len(self.spec.agents)
         acted = self.alive.copy()
         live = list(self.env.agents)
@@ -121,6 +132,37 @@ class AgentEnv:
         self.alive[[self.index[a] for a in self.env.agents]] = True
         return reward, terminated, truncated, acted, not self.env.agents
 
+    def _step_native(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """`step` for an mpe2 env, whose agents are all alive until they all end."""
+        assert self.native is not None
+        if self.spec.discrete:
+            if ((actions < 0) | (actions >= self.action_counts)).any():  # as mpe2's wrapper
+                raise EnvError(
+                    f"actions {actions.tolist()} outside the agents' action counts "
+                    f"{self.action_counts.tolist()}"
+                )
+            env_actions = actions.tolist()
+        else:
+            env_actions = [self._env_action(i, a) for i, a in enumerate(actions)]
+        rewards, terminated, truncated = self.native.step(env_actions)
+        for i, o in enumerate(self.native.observations()):
+            self.obs[i, : self.widths[i]] = o.reshape(-1)
+        self._read_state()
+        acted = self.alive.copy()
+        over = terminated or truncated
+        if over:
+            self.alive[:] = False
+        a_count = len(acted)
+        return (
+            np.array(rewards, np.float32),
+            np.full(a_count, terminated),
+            np.full(a_count, truncated),
+            acted,
+            over,
+        )
+
     def clear_dead(self) -> None:
         """Zero the observations of agents that are not in the env (after a step's
         final observations were taken), and the state made of them."""
@@ -140,6 +182,7 @@ class ParallelEnvRunner:
         num_envs: int,
         seed: int,
         kwargs: dict[str, Any] | None = None,
+        native: bool = True,
     ) -> None:
         kwargs = kwargs or {}
         self.spec, self.num_envs = spec, num_envs
@@ -158,6 +201,7 @@ class ParallelEnvRunner:
                 self.state[e],
                 self.alive[e],
                 self.masks[e] if self.masks is not None else None,
+                native,
             )
             for e in range(num_envs)
         ]
@@ -177,26 +221,28 @@ class ParallelEnvRunner:
         an env whose agents are all done is reset (its next observations are the new
         episode's, its last ones in `final_obs`)."""
         n, agents = self.num_envs, len(self.spec.agents)
-        reward = np.zeros((n, agents), np.float32)
-        terminated = np.zeros((n, agents), bool)
-        truncated = np.zeros((n, agents), bool)
-        acted = np.zeros((n, agents), bool)
+        reward = np.empty((n, agents), np.float32)
+        terminated = np.empty((n, agents), bool)
+        truncated = np.empty((n, agents), bool)
+        acted = np.empty((n, agents), bool)
+        over = np.empty(n, bool)
+        for e, env in enumerate(self.envs):
+            reward[e], terminated[e], truncated[e], acted[e], over[e] = env.step(actions[e])
+        self.ep_return += reward
+        self.ep_length += 1
+        ended = (terminated | truncated).any(1)
         final_obs: np.ndarray | None = None
         final_state: np.ndarray | None = None
-        for e, env in enumerate(self.envs):
-            reward[e], terminated[e], truncated[e], acted[e], over = env.step(actions[e])
-            self.ep_return[e] += reward[e]
-            self.ep_length[e] += 1
-            if (terminated[e] | truncated[e]).any():
-                if final_obs is None:
-                    final_obs = np.zeros_like(self.obs)
-                    final_state = np.zeros_like(self.state)
-                final_obs[e] = self.obs[e]
-                final_state[e] = self.state[e]  # type: ignore[index]
-            env.clear_dead()
-            if over:
-                self._count_episode(e)
-                env.reset()
+        if ended.any():
+            final_obs = np.zeros_like(self.obs)
+            final_state = np.zeros_like(self.state)
+            final_obs[ended] = self.obs[ended]
+            final_state[ended] = self.state[ended]
+        for e in np.flatnonzero(~self.alive.all(1)).tolist():
+            self.envs[e].clear_dead()
+        for e in np.flatnonzero(over).tolist():
+            self._count_episode(e)
+            self.envs[e].reset()
         return AgentsStep(reward, terminated, truncated, acted, final_obs, final_state)
 
     def _count_episode(self, e: int) -> None:

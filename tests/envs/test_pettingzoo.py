@@ -12,6 +12,7 @@ import pytest
 
 from rlkit.cli import main
 from rlkit.envs.families import families, select
+from rlkit.envs.mpe_native import native_core
 from rlkit.envs.parallel_envs import MPE2, SHORT_NAMES, make_parallel_env
 from rlkit.envs.parallel_runner import ParallelEnvRunner
 from rlkit.errors import EnvError
@@ -129,6 +130,46 @@ def random_actions(rng, spec, envs):
         highs = np.array([spec.groups[g].spec.action_dim for g in spec.group_of()])
         return (rng.random((envs, agents)) * highs).astype(np.int64)
     return rng.random((envs, agents, spec.action_dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("short", list(SHORT_NAMES))
+def test_the_native_mpe2_step_is_bit_identical_to_the_parallel_wrapper(short, continuous):
+    """mpe2 envs are stepped natively (their world once per step for all agents); the
+    same seeds and actions through PettingZoo's parallel wrapper give bitwise the same
+    observations, states, rewards, terminations, truncations and final observations,
+    through two episode ends and resets. Continuous actions are drawn partly out of bounds
+    (both paths clip them)."""
+    kwargs = {"continuous_actions": True} if continuous else {}
+    env_id, spec = probe(short, **kwargs)
+    native = ParallelEnvRunner(env_id, spec, 2, seed=5, kwargs=kwargs)
+    wrapped = ParallelEnvRunner(env_id, spec, 2, seed=5, kwargs=kwargs, native=False)
+    assert all(e.native is not None for e in native.envs)
+    assert all(e.native is None for e in wrapped.envs)
+    rng = np.random.default_rng(1)
+    for _ in range(55):
+        actions = random_actions(rng, spec, 2)
+        if continuous:
+            actions = actions * 1.4 - 0.2
+        a, b = native.step(actions), wrapped.step(actions)
+        for field in ("reward", "terminated", "truncated", "acted", "final_obs", "final_state"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert (x is None) == (y is None), field
+            if x is not None:
+                np.testing.assert_array_equal(x, y, err_msg=field)
+        np.testing.assert_array_equal(native.obs, wrapped.obs)
+        np.testing.assert_array_equal(native.state, wrapped.state)
+        np.testing.assert_array_equal(native.alive, wrapped.alive)
+    assert native.pop_episodes() == wrapped.pop_episodes()
+
+
+def test_only_mpe2_envs_as_mpe2_wraps_them_are_stepped_natively():
+    """A rendering mpe2 env and any other PettingZoo env go through the parallel API."""
+    env_id, _ = probe("simple_spread")
+    assert native_core(make_parallel_env(env_id, {})) is not None
+    assert native_core(make_parallel_env("mpe2.simple_spread_v3:env", {})) is not None
+    assert native_core(make_parallel_env(env_id, {}, render_mode="rgb_array")) is None
+    assert native_core(make_parallel_env(EARLY_EXIT, {})) is None
 
 
 @pytest.mark.parametrize("short", list(SHORT_NAMES))
