@@ -70,14 +70,19 @@ LEVELS = (-60.0, -50.0, -40.0, -30.0)
 
 
 # -- workers (each in its own subprocess) -----------------------------------------------------
-def worker_rlkit(algo: str, steps: int, seed: int, actors: int = 1) -> dict[str, Any]:
+def worker_rlkit(
+    algo: str, steps: int, seed: int, actors: int = 1, overlap: bool = False
+) -> dict[str, Any]:
     """`algo` with the 16 env copies in one process, or spread over `actors` Ray actors
     (a private Ray with a logical CPU per actor and one for the learner: the synchronous
-    plan never runs them at once)."""
+    plan never runs them at once; with `overlap`, PPO's ``--overlap``, the actors collect
+    the next rollout while the learner updates on this one, so each rollout comes from the
+    weights of one update before)."""
     from rlkit.algorithms import ALGORITHMS
     from rlkit.trainer import Trainer, make_config
 
     overrides: dict[str, Any] = {**HP, "total_steps": steps, "seed": seed, "log_every": 5_000}
+    overrides["overlap"] = overlap
     ray_dir = None
     if actors > 1:
         from rlkit.dataflow.ray_executor import init_ray
@@ -221,6 +226,7 @@ LABELS = {
     "mappo": "rlkit MAPPO",
     "ippo": "rlkit IPPO",
     "mappo-ray2": "rlkit MAPPO, 2 Ray actors x 8 env copies (`--executor ray --actors 2`)",
+    "mappo-ray2-overlap": "the same with `--overlap` (each rollout one update stale)",
     "sb3": "SB3 PPO over SuperSuit (parameter-shared)",
 }
 BOUNDS = {
@@ -315,8 +321,42 @@ def render(
             f"![team return curves](img/{IMG.name})",
             "",
         ]
+    elif not args.quick and (kept := previous_learning()):
+        lines += [
+            "### Learning runs: kept from the last full run",
+            "",
+            "A throughput-only run (`--long-steps 0`) keeps the learning tables of the last "
+            f"run that made them ({kept[0]}; reproduce with `python -m benchmarks.mappo_mpe`). "
+            "They still hold: the native stepper gives bit-identical observations and rewards, "
+            "so the same seed trains the same policy.",
+            "",
+            *kept[1:],
+            "",
+        ]
     lines += reproduce(command)
     return "\n".join(lines)
+
+
+def previous_learning() -> list[str]:
+    """The date line and the learning tables of this section as the document has them now
+    (empty when it has none)."""
+    from benchmarks.report import DOC
+
+    text = DOC.read_text() if DOC.exists() else ""
+    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
+    if begin not in text or end not in text:
+        return []
+    body = text.split(begin, 1)[1].split(end, 1)[0].splitlines()
+    start = next((i for i, line in enumerate(body) if line.startswith("### Team return")), None)
+    image = next((i for i, line in enumerate(body) if line.startswith("![team return")), None)
+    if start is None or image is None:
+        return []
+    kept = next((line for line in body if line.startswith("A throughput-only run")), "")
+    when = kept.split("made them (", 1)[1].split(";", 1)[0] if kept else ""
+    if not when:
+        written = next((line for line in body if line.startswith("Written by")), "")
+        when = "written " + written.split(" on ", 1)[1].split(" (", 1)[0] if written else "?"
+    return [when, *body[start : image + 1]]
 
 
 def main() -> None:
@@ -338,8 +378,10 @@ def main() -> None:
         elif args.worker == "raw-native":
             result = worker_raw_native(args.steps, args.seed)
         else:
-            algo, _, ray = args.worker.partition("-ray")
-            result = worker_rlkit(algo, args.steps, args.seed, int(ray or 1))
+            algo, *options = args.worker.split("-")
+            ray = next((int(o[3:]) for o in options if o.startswith("ray")), 1)
+            overlap = "overlap" in options
+            result = worker_rlkit(algo, args.steps, args.seed, ray, overlap)
         Path(args.result).write_text(json.dumps(result))
         return
     if args.quick:
