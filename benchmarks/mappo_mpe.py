@@ -210,6 +210,47 @@ def worker_raw_native(steps: int, seed: int) -> dict[str, Any]:
     return {"sps": actions.shape[0] * COPIES / (time.perf_counter() - t0), "curve": []}
 
 
+def worker_parts(steps: int, seed: int) -> dict[str, Any]:
+    """Where one rlkit MAPPO process spends its time, per env step, each part timed alone
+    with the benchmark's settings: the runner stepping the 16 copies natively, the policy
+    acting for them, and the learner's update (10 epochs) on a real rollout of 400 steps."""
+    import numpy as np
+    import torch
+
+    from rlkit.algorithms.mappo import MAPPO
+    from rlkit.algorithms.multi_agent_roles import MultiAgentActor, MultiAgentLearner
+    from rlkit.envs.families import families
+    from rlkit.trainer import make_config
+
+    torch.set_num_threads(1)
+    cls = MAPPO
+    config: Any = make_config(cls, "simple_spread", None, {**HP, "seed": seed})
+    family = families().get("pettingzoo")
+    env_id = family.resolve("simple_spread")
+    spec = family.probe(env_id, {})
+    actor = MultiAgentActor(env_id, spec, config, algorithm=cls)
+    learner = MultiAgentLearner(cls, spec, config)
+    rollout = actor.collect(STEPS).data
+    runner, policy = actor.runner, actor.policy
+    updates = max(2, steps // (COPIES * STEPS) // 4)  # a quarter of a run's updates
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        learner.update(rollout)
+    update = (time.perf_counter() - t0) / (updates * COPIES * STEPS)
+    actions = np.random.default_rng(seed).integers(0, 5, (steps // COPIES, COPIES, AGENTS))
+    t0 = time.perf_counter()
+    for row in actions:
+        runner.step(row)
+    env = (time.perf_counter() - t0) / (len(actions) * COPIES)
+    obs, state = torch.from_numpy(runner.obs), torch.from_numpy(runner.state)
+    t0 = time.perf_counter()
+    for _ in range(len(actions)):
+        policy.act(obs, state, None, actor.generator)
+    act = (time.perf_counter() - t0) / (len(actions) * COPIES)
+    parts = {"env": env * 1e6, "act": act * 1e6, "update": update * 1e6}
+    return {"sps": 1.0 / (env + act + update), "curve": [], "parts": parts}
+
+
 # -- driver -------------------------------------------------------------------------------------
 def run_one(kind: str, steps: int, seed: int, tmp: Path) -> dict[str, Any]:
     result = tmp / f"{kind}-{seed}-{steps}.json"
@@ -232,6 +273,11 @@ LABELS = {
 BOUNDS = {
     "raw-native": "raw env stepping, rlkit's native mpe2 stepper (16 copies, random actions)",
     "raw": "raw env stepping through PettingZoo's `parallel_env` (the same, as SB3 steps it)",
+}
+PARTS = {
+    "env": "the 16 copies stepped natively by rlkit's runner",
+    "act": "the policy acting for them (actors and critics, one call per step)",
+    "update": "the learner's update: 10 full-batch epochs per 400 env steps",
 }
 
 
@@ -303,6 +349,31 @@ def render(
         rows.append([label, f"{sps[k]:,.0f}", runs, f"{sps[k] / sps['sb3']:.2f}x", "100%"])
     header = ["", "median", "runs", "vs SB3", "of its env's raw rate"]
     lines += [table(header, rows), ""]
+    parts = {k: median([r["parts"][k] for r in fast["parts"]]) for k in PARTS}
+    bound = 1e6 / sum(parts.values())
+    lines += [
+        "### One rlkit MAPPO process, part by part (us per env step, each timed alone)",
+        "",
+        table(
+            ["part", "median", "runs"],
+            [
+                [
+                    label,
+                    f"{parts[k]:,.0f}",
+                    " / ".join(f"{r['parts'][k]:,.0f}" for r in fast["parts"]),
+                ]
+                for k, label in PARTS.items()
+            ]
+            + [
+                [
+                    "sum: the bound of one synchronous process",
+                    f"{sum(parts.values()):,.0f} us = {bound:,.0f} env steps/s",
+                    f"{bound / sps['sb3']:.2f}x SB3's median",
+                ]
+            ],
+        ),
+        "",
+    ]
     if long:
         marks = [m for m in MARKS if m <= args.long_steps]
         lines += [
@@ -377,6 +448,8 @@ def main() -> None:
             result = worker_raw(args.steps, args.seed)
         elif args.worker == "raw-native":
             result = worker_raw_native(args.steps, args.seed)
+        elif args.worker == "parts":
+            result = worker_parts(args.steps, args.seed)
         else:
             algo, *options = args.worker.split("-")
             ray = next((int(o[3:]) for o in options if o.startswith("ray")), 1)
@@ -387,7 +460,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.repeats, args.long_steps = 1_200, 1, 2_000
     load0 = os.getloadavg()[0]
-    fast: dict[str, list[dict[str, Any]]] = {k: [] for k in (*LABELS, *BOUNDS)}
+    fast: dict[str, list[dict[str, Any]]] = {k: [] for k in (*LABELS, *BOUNDS, "parts")}
     long: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_mappo_") as tmp:
         for rep in range(args.repeats):

@@ -205,24 +205,30 @@ def test_heterogeneous_agents_train_separate_networks(tmp_path):
 
 @pytest.mark.slow
 def test_mappo_learns_simple_spread(tmp_path):
-    """Learning bar: the team return over the last 100 episodes reaches -67 within 100k
-    env steps (seed 0, simple_spread N=3, the preset but 16 envs x 25 steps per update),
-    where a random policy scores -81.6 and doing nothing -74.7. The issue's bar of -50 takes
-    far longer than CI allows: docs/benchmarks.md ("MAPPO on MPE") has the env steps and the
-    wall time a 1M-step run of these settings took to reach it."""
+    """Learning bar: the team return over the last 100 episodes reaches -50 within 400k
+    env steps (seed 0, simple_spread N=3, the preset but 16 envs x 25 steps per update,
+    gamma 0.95, time limits bootstrapped, lr annealed; measured: first at 260k, best
+    -46.0), where a random policy scores -81.6 and doing nothing -74.7. With the paper's
+    gamma 0.99 and truncations ending the return, the same run is at -64.6 by 300k:
+    docs/multi_agent.md ("How fast it learns here") has the settings tried and their
+    curves."""
     overrides = {
         "seed": 0,
-        "total_steps": 100_000,
+        "total_steps": 400_000,
         "num_envs": 16,
+        "gamma": 0.95,
+        "proper_time_limits": True,
+        "anneal_lr": True,
         "device": "cpu",
         "out": str(tmp_path),
         "name": "spread",
         "log_every": 5_000,
+        "checkpoint_every": 1_000_000,
     }
     cfg = make_config(MAPPO, "simple_spread", None, overrides)
     assert Trainer(MAPPO, cfg).run() == 0
     returns = [float(r["episode_return"]) for r in rows(tmp_path / "spread")]
-    assert max(returns) >= -67, f"best team return over 100 episodes: {max(returns):.1f}"
+    assert max(returns) >= -50, f"best team return over 100 episodes: {max(returns):.1f}"
 
 
 CUT_ARGS = [
