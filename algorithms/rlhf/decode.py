@@ -72,10 +72,16 @@ class Sampling:
         return out
 
 
-def cache_argument(model: Any) -> str:
-    """The name the model's forward takes its KV cache by (transformers renamed it)."""
+def forward_arguments(model: Any) -> dict[str, Any]:
+    """The fixed arguments of each call: the KV cache under the name the model's forward
+    takes it by (transformers renamed it), and the last position's logits only where the
+    forward can be told so (as `generate` asks)."""
     params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    out: dict[str, Any] = {"cache" if "cache" in params else "past_key_values": cache}
+    if "logits_to_keep" in params:
+        out["logits_to_keep"] = 1
+    return out
 
 
 @torch.no_grad()
@@ -103,9 +109,7 @@ def decode(
     processors = sampling.processors(length, device)
     stops = torch.tensor(sampling.stop_ids, device=device) if sampling.stop_ids else None
     unfinished = torch.ones(n, dtype=torch.long, device=device)
-    kwargs: dict[str, Any] = {
-        cache_argument(model): DynamicCache(config=model.config.get_text_config(decoder=True))
-    }
+    kwargs = forward_arguments(model)
     step_ids, step_positions = ids, positions
     logits: list[torch.Tensor] = []
     while True:
@@ -114,7 +118,6 @@ def decode(
         out = model(
             input_ids=step_ids,
             position_ids=step_positions,
-            logits_to_keep=1,
             use_cache=True,
             return_dict=True,
             **kwargs,
