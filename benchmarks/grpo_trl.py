@@ -16,10 +16,13 @@ template on either side.
 Timed: steps 2 to N of the training loop (the first step's warm-up left out on both
 sides), in wall time and in the process's CPU time (one thread: CPU time is the wall time
 of an idle machine, and it does not count the time other work on a shared machine takes);
-generated tokens per CPU second = completion tokens / CPU time. Each contender runs in its own subprocess, one at a time, the order
-rotating over the repeats. The generation rows time one step's sampling alone (64
-samples x 16 tokens): rlkit's `HFGenerator.generate` (HF generate with the KV cache, its
-log-probs and layout) against a bare `model.generate` call on the same left-padded batch.
+generated tokens per CPU second = completion tokens / CPU time. Each contender runs in
+its own subprocess, one at a time, the order rotating over the repeats. The generation
+rows time one step's sampling alone (64 samples x 16 tokens): rlkit's
+`HFGenerator.generate` (its decode loop over the HF model and KV cache, its log-probs and
+layout) against a bare `model.generate` call on the same left-padded batch. Inside the
+two training runs the parts of each step are timed too, and a last contender does the
+unavoidable parts bare, for the bound (`benchmarks/grpo_parts.py`).
 """
 
 from __future__ import annotations
