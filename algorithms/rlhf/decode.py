@@ -1,10 +1,10 @@
 """The HF engine's decode loop: Hugging Face `generate`'s sampling, written out as a plain
 loop over the model's own forward and KV cache.
 
-At rollout sizes `generate` spends as much time on its per-token machinery (input
+For the GRPO benchmark's batch on the tiny model, `generate`'s per-token machinery (input
 preparation, kwargs updates, generic processor and criteria lists, output bookkeeping)
-as the tiny models spend computing (measured in docs/benchmarks.md, section grpo). This
-loop makes the calls into the model that `generate` makes, with the same arguments
+adds about 45% to the time of the model's own forward calls; this loop, with the
+generator's log-probs and layout, about 30% (docs/benchmarks.md, section grpo). It makes the calls into the model that `generate` makes, with the same arguments
 (position ids from the attention mask, the mask dropped when nothing is padded, a
 `DynamicCache`, the logits of the last position only), processes the logits with the
 same transformers processors in the same order (min new tokens, then temperature, top-k,
