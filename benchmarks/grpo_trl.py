@@ -16,10 +16,13 @@ template on either side.
 Timed: steps 2 to N of the training loop (the first step's warm-up left out on both
 sides), in wall time and in the process's CPU time (one thread: CPU time is the wall time
 of an idle machine, and it does not count the time other work on a shared machine takes);
-generated tokens per CPU second = completion tokens / CPU time. Each contender runs in its own subprocess, one at a time, the order
-rotating over the repeats. The generation rows time one step's sampling alone (64
-samples x 16 tokens): rlkit's `HFGenerator.generate` (HF generate with the KV cache, its
-log-probs and layout) against a bare `model.generate` call on the same left-padded batch.
+generated tokens per CPU second = completion tokens / CPU time. Each contender runs in
+its own subprocess, one at a time, the order rotating over the repeats. The generation
+rows time one step's sampling alone (64 samples x 16 tokens): rlkit's
+`HFGenerator.generate` (its decode loop over the HF model and KV cache, its log-probs and
+layout) against a bare `model.generate` call on the same left-padded batch. Inside the
+two training runs the parts of each step are timed too, and a last contender does the
+unavoidable parts bare, for the bound (`benchmarks/grpo_parts.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.grpo_parts import PARTS, Parts, bare_parts, instrument_rlkit, instrument_trl
 from benchmarks.report import (
     DOC,
     median,
@@ -79,18 +83,22 @@ class Clock:
 
     def __init__(self) -> None:
         self.marks: list[tuple[float, float]] = []
+        self.parts = Parts()
 
     def tick(self) -> None:
         self.marks.append((time.perf_counter(), time.process_time()))
+        self.parts.snapshot()
 
     def result(self, tokens: float, steps: int) -> dict[str, float]:
         (w0, c0), (w1, c1) = self.marks[0], self.marks[-1]
         timed = len(self.marks) - 1
+        parts = self.parts.per_step() if self.parts.spent else {}
         return {
             "seconds": w1 - w0,
             "cpu_seconds": c1 - c0,
             "tokens": tokens * timed / steps,
             "steps": timed,
+            **{f"part {k}": v for k, v in parts.items()},
         }
 
 
@@ -102,6 +110,7 @@ def rlkit_run(work: Path, steps: int) -> dict[str, float]:
     from rlkit.trainer import Trainer, make_config
 
     clock = Clock()
+    instrument_rlkit(clock.parts)
 
     class Clocked(GRPO):
         name = "grpo"
@@ -177,6 +186,7 @@ def trl_run(work: Path, steps: int) -> dict[str, float]:
     from transformers import TrainerCallback
 
     clock = Clock()
+    instrument_trl(clock.parts)
 
     class Tick(TrainerCallback):
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
@@ -229,7 +239,10 @@ CONTENDERS = {
     "TRL GRPOTrainer": lambda w, s: trl_run(w, s),
     "rlkit generator": lambda w, s: generation_run(w, s, "rlkit"),
     "bare model.generate": lambda w, s: generation_run(w, s, "bare"),
+    "bare parts": lambda w, s: bare_parts(w, s, PROMPTS, GROUP, NEW_TOKENS),
 }
+STEPS = ("rlkit grpo", "TRL GRPOTrainer", "rlkit generator", "bare model.generate")
+"""The contenders of the step table (the bare parts have a table of their own)."""
 PEER = {
     "rlkit grpo": "TRL GRPOTrainer",
     "TRL GRPOTrainer": "TRL GRPOTrainer",
@@ -268,7 +281,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rlkit-grpo-bench-") as tmp:
         work = Path(tmp)
         info = prepare(work, 4 * PROMPTS * steps)
-        names = list(CONTENDERS)
+        names = list(CONTENDERS)  # the order rotates over the repeats
         results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
         for r in range(repeats):
             for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -298,7 +311,7 @@ def report(
         return median([x["tokens"] / x["cpu_seconds"] for x in results[name]])
 
     rows = []
-    for name in CONTENDERS:
+    for name in STEPS:
         peer = PEER[name]
         peak = median([x["peak_mib"] for x in results[name]])
         cpu = step_s(name, "cpu_seconds")
@@ -313,6 +326,7 @@ def report(
                 f"{peak:,.0f}",
             ]
         )
+    parts, bound, sentence = breakdown(results, step_s)
     lines = [
         "## GRPO: rlkit vs TRL's GRPOTrainer, and the generator vs bare `model.generate`",
         "",
@@ -343,15 +357,97 @@ def report(
         ),
         "",
         "Peers: rlkit grpo against TRL GRPOTrainer (whole steps: sampling, reference and "
-        "policy log-probs, rewards, the update); the rlkit generator (HF generate with the KV "
-        "cache, plus its per-token log-probs and the right-padded layout) against a bare "
-        "`model.generate` call on the same batch, the bound of the HF engine. Target: rlkit's "
-        "step time <= 0.5x TRL's. On a shared machine read the CPU-time columns (wall time "
-        "counts other work's time slices); repeats still vary by about 20%.",
+        "policy log-probs, rewards, the update); the rlkit generator (its decode loop over the "
+        "HF model and KV cache, plus its per-token log-probs and the right-padded layout) "
+        "against a bare `model.generate` call on the same batch. Target: rlkit's step time "
+        "<= 0.5x TRL's. On a shared machine read the CPU-time columns (wall time counts other "
+        "work's time slices); repeats still vary by about 20%.",
+        "",
+        "### Where the step's CPU time goes",
+        "",
+        "CPU ms per step, medians over the repeats, each side timed inside its own runs "
+        "above (`benchmarks/grpo_parts.py` says what each part holds); the bare column is "
+        "the same batch through plain transformers and torch in a process of its own. Each "
+        "row is its own median, so the rows need not sum to the step.",
+        "",
+        table(["part", "rlkit grpo", "TRL GRPOTrainer", "bare (plain transformers, torch)"], parts),
+        "",
+        bound,
+        "",
+        sentence,
         "",
         *reproduce("python -m benchmarks.grpo_trl"),
     ]
     return "\n".join(lines)
+
+
+def breakdown(
+    results: dict[str, list[dict[str, float]]], step_s: Any
+) -> tuple[list[list[str]], str, str]:
+    """The parts table's rows, the bound's paragraph and the verdict on the target."""
+
+    def part(name: str, key: str) -> float:
+        return median([x[f"part {key}"] for x in results[name]]) * 1000
+
+    def bare(key: str) -> float:
+        return median([x[key] for x in results["bare parts"]]) * 1000
+
+    def rest(name: str) -> float:  # per repeat, then the median (not a difference of medians)
+        return 1000 * median(
+            [
+                x["cpu_seconds"] / x["steps"] - sum(x[f"part {k}"] for k in PARTS)
+                for x in results[name]
+            ]
+        )
+
+    sides = ("rlkit grpo", "TRL GRPOTrainer")
+    step = {n: step_s(n, "cpu_seconds") * 1000 for n in sides}
+    floor, ref, update = bare("generation floor"), bare("reference forward"), bare("update")
+    bound = floor + ref + update
+    labels = {
+        "generation": "generation (sampling + log-probs)",
+        "reference": "reference log-probs (one forward)",
+        "rewards": "rewards (rule function)",
+        "update": "policy forward + backward + optimizer step",
+        "weights": "weights into the generator",
+    }
+    bare_cells = {
+        "generation": f"{bare('model.generate'):.1f} `model.generate`; {floor:.1f} the model's "
+        "forwards alone (the floor)",
+        "reference": f"{ref:.1f}",
+        "rewards": "",
+        "update": f"{update:.1f}",
+        "weights": "",
+    }
+    rows = [[labels[k], *(f"{part(n, k):.1f}" for n in sides), bare_cells[k]] for k in PARTS]
+    rows.append(["everything else", *(f"{rest(n):.1f}" for n in sides), ""])
+    rows.append(
+        ["**step**", *(f"**{step[n]:.1f}**" for n in sides), f"**{bound:.1f}** (the bound)"]
+    )
+    trl = step["TRL GRPOTrainer"]
+    ratio = step["rlkit grpo"] / trl
+    paragraph = (
+        f"The bound: the unavoidable parts done bare, the floor of generation ({floor:.1f} ms: "
+        f"the HF model's own forward calls with its KV cache, nothing else), one reference "
+        f"forward ({ref:.1f} ms) and one policy forward + backward + AdamW step ({update:.1f} "
+        f"ms), sum to {bound:.1f} ms = {bound / trl:.2f}x TRL's step; rlkit's step is "
+        f"{step['rlkit grpo'] / bound:.2f}x the bound."
+    )
+    if ratio <= 0.5:
+        verdict = f"**Target met:** rlkit's step is {ratio:.2f}x TRL's (<= 0.5x)."
+    elif bound / trl > 0.5:
+        verdict = (
+            f"**Target not met:** rlkit's step is {ratio:.2f}x TRL's, and 0.5x is out of reach "
+            f"for any trainer that runs this HF model eagerly (fp32, one thread) here: the "
+            f"unavoidable parts alone cost {bound / 1000:.3f} s = {bound / trl:.2f}x TRL's "
+            f"step ({trl / 1000:.3f} s)."
+        )
+    else:
+        verdict = (
+            f"**Target not met:** rlkit's step is {ratio:.2f}x TRL's; the bound "
+            f"({bound / trl:.2f}x) leaves room."
+        )
+    return rows, paragraph, verdict
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The Generator role: batched sampling with Hugging Face `generate` (KV cache), the
-rollout engine of the RL stages (vLLM plugs into the same role in its own issue).
+"""The Generator role: batched sampling from a Hugging Face model with its KV cache (the
+HF engine: `generate`'s sampling as the lean loop of `decode.py`), the rollout engine of
+the RL stages (vLLM plugs into the same role in its own issue).
 
 `generate(prompts)` samples ``--group-size`` responses per prompt (``temperature``,
 ``top_p``, ``top_k``, at most ``max_new_tokens``; a response ends at eos, at a
@@ -27,7 +28,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers.generation import StopStringCriteria
 
+from rlkit.algorithms.rlhf.decode import Sampling, decode
 from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
 from rlkit.algorithms.rlhf.offload import Offload
 from rlkit.algorithms.rlhf.roles import load_into
@@ -57,6 +60,11 @@ class HFGenerator(Offload, Generator):
         self.stop_ids = sorted(
             {*config.stop_token_ids, *([self.tokenizer.eos_token_id] if self.eos() else [])}
         )
+        self.stop_criterion = (
+            StopStringCriteria(self.tokenizer, list(config.stop_strings))
+            if config.stop_strings
+            else None
+        )
 
     def eos(self) -> bool:
         return self.tokenizer.eos_token_id is not None
@@ -66,63 +74,60 @@ class HFGenerator(Offload, Generator):
         load_into(self.model, weights)
         self.version = version
 
-    @torch.no_grad()
     def generate(self, prompts: Batch) -> Batch:
         """`group_size` samples of every prompt (fields in the module docstring)."""
         cfg, g = self.config, self.config.group_size
-        with self.on_device():
+        with torch.inference_mode(), self.on_device():
             ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
             with torch.random.fork_rng(devices=self.cuda()):
                 self.set_rng_state(self.rng)
-                out = self.model.generate(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device).long(),
-                    **self.sampling(greedy=False),
-                    num_return_sequences=g,
-                    return_dict_in_generate=True,
-                    output_logits=True,
+                response, logits = decode(
+                    self.model,
+                    ids.to(self.device),
+                    mask.to(self.device),
+                    self.sampling(greedy=False),
+                    copies=g,
+                    stop=self.stop_string_hit if self.stop_criterion else None,
                 )
                 self.rng = self.rng_state()
-        response = out.sequences[:, ids.shape[1] :].cpu()
-        logits = torch.stack(out.logits, 1).float().cpu()  # [N, new, V]
-        logps = torch.log_softmax(logits / cfg.temperature, -1)
-        logps = logps.gather(-1, response[..., None])[..., 0]
+            response = response.cpu()
+            logps = torch.log_softmax(logits.cpu() / cfg.temperature, -1)
+            logps = logps.gather(-1, response[..., None])[..., 0]
         return self.layout(prompts, response, logps, g)
 
-    @torch.no_grad()
     def greedy(self, prompts: Batch) -> Batch:
         """The greedy response of each prompt (evaluation), laid out as `generate`'s
         samples with one per prompt (``logps`` left 0)."""
-        with self.on_device():
+        with torch.inference_mode(), self.on_device():
             ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            out = self.model.generate(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device).long(),
-                **self.sampling(greedy=True),
+            response, _ = decode(
+                self.model,
+                ids.to(self.device),
+                mask.to(self.device),
+                self.sampling(greedy=True),
+                stop=self.stop_string_hit if self.stop_criterion else None,
             )
-        response = out[:, ids.shape[1] :].cpu()
+            response = response.cpu()
         return self.layout(prompts, response, torch.zeros(response.shape), 1)
 
-    def sampling(self, greedy: bool) -> dict[str, Any]:
+    def sampling(self, greedy: bool) -> Sampling:
+        """The config's sampling fields (`decode.Sampling`); greedy for evaluation."""
         cfg = self.config
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": cfg.max_new_tokens,
-            "min_new_tokens": cfg.min_new_tokens,
-            "pad_token_id": self.pad(),
-            "eos_token_id": self.stop_ids or None,
-            "use_cache": True,
-        }
-        if cfg.stop_strings:
-            kwargs.update(stop_strings=list(cfg.stop_strings), tokenizer=self.tokenizer)
-        if greedy:
-            return {**kwargs, "do_sample": False}
-        return {
-            **kwargs,
-            "do_sample": True,
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "top_k": cfg.top_k,  # 0: no top-k (None would take the model's default, often 50)
-        }
+        return Sampling(
+            max_new_tokens=cfg.max_new_tokens,
+            min_new_tokens=cfg.min_new_tokens,
+            do_sample=not greedy,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            stop_ids=tuple(self.stop_ids),
+            pad_id=self.pad(),
+        )
+
+    def stop_string_hit(self, ids: torch.Tensor) -> torch.Tensor:
+        """Whether each sequence so far ``[N, L]`` ends in a stop string ``[N]``."""
+        assert self.stop_criterion is not None
+        return self.stop_criterion(ids, None)
 
     def pad(self) -> int:
         return int(self.tokenizer.pad_token_id)
@@ -161,27 +166,32 @@ class HFGenerator(Offload, Generator):
         """Prompt + response rows, right padded (the module docstring's fields)."""
         lengths, stopped = self.ends(response)
         p_len = prompts["prompt_mask"].sum(1).repeat_interleave(g)
-        prompt_ids = prompts["prompt_ids"].repeat_interleave(g, 0)
-        n = response.shape[0]
+        if response.shape[1] == 0:  # nothing generated: one pad column to gather from
+            response = torch.full((len(response), 1), self.pad(), dtype=response.dtype)
+            logps = torch.zeros(response.shape)
+        n, new = response.shape
         width = int((p_len + lengths).max())
-        ids = torch.full((n, width), self.pad(), dtype=torch.int64)
-        loss_mask = torch.zeros((n, width), dtype=torch.bool)
-        token_logps = torch.zeros((n, width))
-        for i in range(n):
-            p, r = int(p_len[i]), int(lengths[i])
-            ids[i, :p] = prompt_ids[i, :p]
-            ids[i, p : p + r] = response[i, :r]
-            loss_mask[i, p : p + r] = True
-            token_logps[i, p : p + r] = logps[i, :r]
+        at = torch.arange(width)[None]
+        in_prompt = at < p_len[:, None]
+        in_response = ~in_prompt & (at < (p_len + lengths)[:, None])
+        prompt_ids = prompts["prompt_ids"][:, :width].repeat_interleave(g, 0)
+        prompt_ids = torch.nn.functional.pad(prompt_ids, (0, width - prompt_ids.shape[1]))
+        step = (at - p_len[:, None]).clamp(0, new - 1)  # each position's response index
+        ids = torch.where(in_prompt, prompt_ids, response.gather(1, step))
+        ids = ids.masked_fill(~(in_prompt | in_response), self.pad())
+        token_logps = torch.where(in_response, logps.gather(1, step), 0.0)
         batch: dict[str, Any] = {
             "input_ids": ids,
-            "mask": torch.arange(width)[None] < (p_len + lengths)[:, None],
-            "loss_mask": loss_mask,
-            "logps": token_logps,
+            "mask": in_prompt | in_response,
+            "loss_mask": in_response,
+            "logps": token_logps.float(),
             "version": torch.full((n,), self.version, dtype=torch.int64),
             "response_length": lengths,
             "truncated": ~stopped,
-            "completion": [self.text(response[i, : lengths[i]]) for i in range(n)],
+            "completion": self.tokenizer.batch_decode(
+                [r[:k] for r, k in zip(response.tolist(), lengths.tolist(), strict=True)],
+                skip_special_tokens=True,
+            ),
             "prompt": [x for x in prompts["prompt"] for _ in range(g)],
             "columns": [c for c in prompts["columns"] for _ in range(g)],
         }

@@ -102,7 +102,9 @@ def call(fn: RewardFn, spec: str, batch: Batch) -> torch.Tensor:
             columns.setdefault(k, [])
     for k in columns:
         columns[k] = [row.get(k) for row in batch["columns"]]
-    ids = [row[m].tolist() for row, m in zip(batch["input_ids"], batch["loss_mask"], strict=True)]
+    flat = batch["input_ids"][batch["loss_mask"]].tolist()  # one gather, then split per row
+    ends = batch["loss_mask"].sum(1).cumsum(0).tolist()
+    ids = [flat[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
     try:
         out = fn(
             prompts=batch["prompt"], completions=batch["completion"], completion_ids=ids, **columns

@@ -74,19 +74,21 @@ class TokenReference(Offload, Scorer):
         model = load_model(config.model, "causal", config.seed, pad_token_id)
         self.model: Any = model.to(self.home()).eval().requires_grad_(False)
 
-    @torch.no_grad()
     def score(self, batch: Batch) -> Batch:
         """``ref_logps`` ``[N, T]`` of a generated batch."""
         on_device = B.to({k: batch[k] for k in ("input_ids", "mask", "loss_mask")}, self.device)
-        out = torch.zeros(batch["input_ids"].shape)
-        with self.on_device():
-            start = 0
+        parts = []
+        with torch.inference_mode(), self.on_device():
             for mb in micro_batches(on_device, self.config.micro_batch):
                 with autocast(self.device, self.config.precision):
                     logps, _ = policy_logps(self.model, mb, self.config.temperature)
-                n, width = mb["input_ids"].shape
-                out[start : start + n, :width] = placed(logps.float(), mb).cpu()
-                start += n
+                parts.append((mb, logps.float().cpu()))
+        out = torch.zeros(batch["input_ids"].shape)  # outside inference mode: a plain tensor
+        start = 0
+        for mb, logps in parts:
+            n, width = mb["input_ids"].shape
+            out[start : start + n, :width] = placed(logps, B.to(mb, torch.device("cpu")))
+            start += n
         return {"ref_logps": out}
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf.grpo import GRPOConfig
-from rlkit.algorithms.rlhf.rewards import RewardScorer, absolute, load_function
+from rlkit.algorithms.rlhf.rewards import RewardScorer, absolute, call, load_function
 from rlkit.errors import ConfigError
 
 FUNCTIONS = """
@@ -50,6 +50,17 @@ def test_rewards_are_weighed_none_counts_nothing_and_gold_stays_apart(tmp_path):
     want = [0.5 * a + 2.0 * b - c for a, b, c in zip(lengths, [1.0, 0.0, 1.0], ids, strict=True)]
     torch.testing.assert_close(out["reward"], torch.tensor(want))
     torch.testing.assert_close(out["gold"], torch.tensor(lengths))
+
+
+def test_reward_functions_get_each_response_s_token_ids():
+    got: list[list[int]] = []
+
+    def fn(prompts, completions, completion_ids, **columns):
+        got.extend(completion_ids)
+        return [0.0] * len(completions)
+
+    call(fn, "test:fn", batch())
+    assert got == [[6], [7, 8], [9, 9, 9]]
 
 
 def test_specs_name_modules_or_files(tmp_path, monkeypatch):
