@@ -36,6 +36,7 @@ import torch
 from rlkit.algorithms.base import StepResult
 from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf.data import Format
+from rlkit.algorithms.rlhf.engines import GENERATORS
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.prompts import Prompts, collate_prompts, prompts
@@ -43,6 +44,7 @@ from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMStage, restore
+from rlkit.algorithms.rlhf.vllm_engine import TIMINGS
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
@@ -185,7 +187,8 @@ class RLStage(LLMStage):
     def graph(self) -> LogicalGraph:
         cfg = self.config
         g = LogicalGraph(self.name)
-        g.add(self.fragment("generator", HFGenerator, {"config": cfg}, 1.0, cfg.generators))
+        engine = GENERATORS.get(cfg.generator)
+        g.add(self.fragment("generator", engine, {"config": cfg}, 1.0, cfg.generators))
         ref = {"config": cfg, "pad_token_id": self.pad_id()}
         g.add(self.fragment("reference", TokenReference, ref, 0.5))
         g.add(self.fragment("reward", RewardScorer, {"config": cfg}, 0.5))
@@ -251,6 +254,7 @@ class RLStage(LLMStage):
         }
         if "gold" in r:
             out["gold_reward"] = float(r["gold"].mean())
+        out.update({k: float(made[k].mean()) for k in TIMINGS if k in made})
         if r["rewards"].shape[1] > 1:
             for i, v in enumerate(r["rewards"].nan_to_num().mean(0).tolist()):
                 out[f"reward_{i}"] = v
