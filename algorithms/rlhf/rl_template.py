@@ -36,7 +36,7 @@ import torch
 from rlkit.algorithms.base import StepResult
 from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf.data import Format
-from rlkit.algorithms.rlhf.engines import GENERATORS
+from rlkit.algorithms.rlhf.engines import GENERATORS, engine_note
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.prompts import Prompts, collate_prompts, prompts
@@ -215,6 +215,9 @@ class RLStage(LLMStage):
         cfg = self.config
         batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
         responses = self.runtime.carry(PROMPTS, batch)
+        if self.stale(responses):  # a generator restarted (Ray) with its initial weights
+            self.runtime.carry(WEIGHTS.bind(self.version))
+            responses = self.runtime.carry(PROMPTS, batch)
         scored = self.score(responses)
         metrics = self.learn(responses, scored)
         self.version += 1
@@ -222,6 +225,11 @@ class RLStage(LLMStage):
         metrics.update(self.sample_metrics(responses, scored[-1][1]))
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics)
+
+    def stale(self, responses: Delivery[Any]) -> bool:
+        """Whether any response was sampled by weights older than the last push."""
+        made = merge(unpack(responses.results)[0])
+        return bool((made["version"] != self.version).any())
 
     def learn(
         self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
@@ -295,6 +303,7 @@ class RLStage(LLMStage):
                 f"ppo_epochs {cfg.ppo_epochs} = {per_step}",
                 f"  generators {cfg.generators}: {cfg.prompts_per_step // cfg.generators} prompts "
                 f"({cfg.samples() // cfg.generators} samples) each, at most {cfg.max_new_tokens} new tokens",
+                f"  engine: {engine_note(cfg)}",
                 f"  data: {len(self.train):,} prompts, {held:,} held out",
                 f"  budget: {self.budget():,} samples"
                 + (
