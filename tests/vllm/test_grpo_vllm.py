@@ -18,7 +18,7 @@ REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
 
 
 def run(out: Path, stage: str, name: str, data: Path, *flags: str) -> Path:
-    where = "--prompts" if stage == "grpo" else "--data"
+    where = "--data" if stage == "sft" else "--prompts"
     args = ["run", stage, where, str(data), "--device", "cpu", "--out", str(out)]
     assert main([*args, "--name", name, *flags]) == 0
     return out / name
@@ -75,3 +75,20 @@ def test_grpo_with_vllm_fixes_a_biased_sft_start(tmp_path):
     assert worst <= 1e-4
     for signal in ("tis_weight", "tis_clipped_fraction", "engine_startup_s", "generate_s"):
         assert signal in logged[0]
+
+
+def test_rlhf_ppo_runs_with_vllm_and_its_critic_learns_from_the_engines_samples(tmp_path):
+    """rlhf-ppo, 2 steps of 4 prompts x 2 samples: the policy learner recomputes the
+    engine's log-probs (equal within 1e-4) for the clipped ratio and the KL penalty, the
+    critic updates (its returns take the engine's log-probs as they come), the engine's
+    timings are logged."""
+    data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(16, seed=0))
+    flags = ["--reward", REWARD, "--prompts-per-step", "4", "--group-size", "2"]
+    flags += ["--max-new-tokens", "6", "--lr", "1e-3", "--total-steps", "16"]
+    ppo = run(tmp_path, "rlhf-ppo", "ppo", data, *flags, "--generator", "vllm")
+    with open(ppo / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    assert len(logged) == 2
+    for row in logged:
+        assert float(row["logp_diff_max"]) <= 1e-4
+        assert float(row["critic_grad_norm"]) > 0 and float(row["weight_sync_s"]) > 0
