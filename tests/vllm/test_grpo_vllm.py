@@ -92,3 +92,41 @@ def test_rlhf_ppo_runs_with_vllm_and_its_critic_learns_from_the_engines_samples(
     for row in logged:
         assert float(row["logp_diff_max"]) <= 1e-4
         assert float(row["critic_grad_norm"]) > 0 and float(row["weight_sync_s"]) > 0
+
+
+SHORTER = (
+    "def shorter(prompts, completions, **c):\n    return [-len(x) / 10 for x in completions]\n"
+)
+
+
+def test_ctrl_c_and_resume_with_vllm_continue_exactly(tmp_path, ctrl_c_in_step):
+    """grpo with --generator vllm, 4 prompts x 4 samples a step, 4 steps, Ctrl-C in step 2
+    and `resume`: every metrics row (but the timings) and the final weights are the
+    uninterrupted run's. The engine's sampling stream (its call count) is the role's state,
+    and the restored policy's weights are pushed into the new engine."""
+    from safetensors.torch import load_file
+
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import Trainer, make_config
+
+    fn = tmp_path / "shorter.py"
+    fn.write_text(SHORTER)
+    data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(16, seed=0))
+    fields = {"prompts": str(data), "reward": f"{fn}:shorter", "out": str(tmp_path)}
+    fields |= {"prompts_per_step": "4", "group_size": "4", "max_new_tokens": "6", "lr": "1e-3"}
+    fields |= {"total_steps": "64", "device": "cpu", "generator": "vllm"}
+    grpo = ALGORITHMS.get("grpo")
+    assert Trainer(grpo, make_config(grpo, "", None, {**fields, "name": "whole"})).run() == 0
+    cut = make_config(grpo, "", None, {**fields, "name": "cut"})
+    assert Trainer(ctrl_c_in_step(grpo, 2), cut).run() == 130
+    assert Trainer(grpo, cut, tmp_path / "cut").run(resume=True) == 0
+    timings = {"time", "sps", "engine_startup_s", "weight_sync_s", "generate_s"}
+
+    def table(run: Path) -> list[dict[str, str]]:
+        with open(run / "metrics.csv") as f:
+            return [{k: v for k, v in r.items() if k not in timings} for r in csv.DictReader(f)]
+
+    whole, resumed = table(tmp_path / "whole"), table(tmp_path / "cut")
+    assert len(whole) == 4 and resumed == whole
+    a, b = (load_file(tmp_path / r / "model" / "model.safetensors") for r in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
