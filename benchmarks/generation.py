@@ -94,6 +94,33 @@ def child(model: str, engine: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def bound(model: str) -> None:
+    """The model's matmuls alone: every linear layer (and the output layer) applied to a
+    batch of 32 hidden states, once per new token, one thread: the floor under any engine's
+    decode time (prefill, attention, sampling and scheduling left out). ``RESULT {json}``."""
+    import torch
+
+    from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+
+    torch.set_num_threads(1)
+    net = load_model(model, "causal", 0, load_tokenizer(model).pad_token_id).eval()
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    xs = [torch.randn(PROMPTS * GROUP, m.in_features) for m in layers]
+
+    def step() -> None:
+        with torch.no_grad():
+            for m, x in zip(layers, xs, strict=True):
+                m(x)
+
+    step()
+    cpu = time.process_time()
+    for _ in range(NEW_TOKENS[model]):
+        step()
+    cpu = time.process_time() - cpu
+    tokens = float(PROMPTS * GROUP * NEW_TOKENS[model])
+    print("RESULT " + json.dumps({"tokens": tokens, "cpu": cpu, "wall": cpu}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat, the tiny model only")
@@ -102,7 +129,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "ENGINE"))
     args = parser.parse_args()
     if args.child:
-        child(*args.child)
+        if args.child[1] == "bound":
+            bound(args.child[0])
+        else:
+            child(*args.child)
         return
     models = ["tiny"] if args.quick else args.models.split(",")
     repeats = 1 if args.quick else args.repeats
@@ -116,6 +146,9 @@ def main() -> None:
                 res = run_child("benchmarks.generation", ["--child", model, engine], REPO)
                 results.setdefault((model, engine), []).append(res)
                 print(model, engine, res, flush=True)
+        res = run_child("benchmarks.generation", ["--child", model, "bound"], REPO)
+        results[(model, "bound")] = [res]
+        print(model, "bound", res, flush=True)
     report(results, models, repeats, (load0, os.getloadavg()[0]), args.quick)
 
 
@@ -135,8 +168,13 @@ def report(
     def rate(model: str, engine: str, key: str) -> float:
         return m(model, engine, "tokens") / m(model, engine, key)
 
-    rows = []
+    rows: list[list[str]] = []
     for model in models:
+        b = rate(model, "bound", "cpu")
+        rows.append(
+            [NAMES[model], "matmul bound (the model's linear layers alone)", "", f"{b:,.0f}"]
+        )
+        rows[-1] += ["", "", "1.00", "", "", ""]
         for engine in ENGINES:
             peer = "hf"
             rows.append(
@@ -147,6 +185,7 @@ def report(
                     f"{rate(model, engine, 'cpu'):,.0f}",
                     f"{rate(model, engine, 'wall') / rate(model, peer, 'wall'):.2f}x",
                     f"{rate(model, engine, 'cpu') / rate(model, peer, 'cpu'):.2f}x",
+                    f"{rate(model, engine, 'cpu') / b:.2f}",
                     f"{m(model, engine, 'sync') * 1e3:,.1f}",
                     f"{m(model, engine, 'startup'):.1f}",
                     f"{m(model, engine, 'rss'):,.0f}",
@@ -165,8 +204,11 @@ def report(
         + ", temperature 1, fp32, one torch thread, CPU; timed: one `generate` call after a "
         "warm-up. Weight sync: `set_weights` of the whole state dict (HF `load_state_dict`; "
         "vLLM the in-place layerwise reload, no file), median of 5. Startup: building the role "
-        "(vLLM: export to a directory and the in-process engine). Target: vLLM >= 2x HF "
-        "generate at batch 32.",
+        "(vLLM: export to a directory and the in-process engine). Matmul bound: every linear "
+        "layer of the model (the output layer included) on 32 hidden states once per new "
+        "token, one thread, nothing else (no prefill, attention, sampling or scheduling): "
+        "the floor under any engine's time on this CPU. Target: vLLM >= 2x HF generate at "
+        "batch 32.",
         "",
         table(
             [
@@ -176,6 +218,7 @@ def report(
                 "tokens/s (CPU)",
                 "vs HF (wall)",
                 "vs HF (CPU)",
+                "of the bound (CPU)",
                 "weight sync ms",
                 "startup s",
                 "peak RSS MiB",
