@@ -174,3 +174,16 @@ def test_what_the_engine_cannot_do_is_one_line_before_anything_starts(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_plan_says_where_the_engine_runs_and_its_memory(tmp_path, capsys):
+    data = sort.write_jsonl(tmp_path / "digits.jsonl", sort.prompts(16, seed=0))
+    args = ["plan", "grpo", "--prompts", str(data), "--reward", REWARD, "--device", "cpu"]
+    assert main([*args, "--generator", "vllm", "--engine-kv-cache-gb", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "fragment generator    VLLMGenerator x1" in out
+    assert (
+        "engine: vllm in each generator's process, KV cache 0.5 GiB of host memory, weights "
+        "loaded in place each step, sleep while the learner trains: off; pi_old recomputed by "
+        "the learner (truncated importance sampling, cap 2)"
+    ) in out

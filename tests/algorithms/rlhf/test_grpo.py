@@ -78,6 +78,7 @@ def test_plan_prints_the_batch_vocabulary(tmp_path, capsys):
     assert "minibatch_size 8 samples = micro_batch 4 x accumulation 2 x learners 1" in out
     assert "2 minibatches x ppo_epochs 2 = 4" in out
     assert "budget: 128 samples (epochs 1 x 32 prompts x 4) = 8 steps = 32 optimizer steps" in out
+    assert "engine: hf generate (transformers, KV cache) in each generator's process" in out
 
 
 SHORTER = """
