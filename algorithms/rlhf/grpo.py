@@ -7,7 +7,9 @@ token. Per token, with ratio = pi / pi_old:
 
     loss_t = max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps)) + kl_coef KL_t(pi || ref)
 
-(``--kl-estimator``, k3 by default), aggregated over the step (``--loss-aggregation``):
+(``--kl-estimator``, k3 by default; pi_old is the learner's own recomputation when the
+engine is vLLM, and then the policy term is weighed by the truncated importance weight
+min(pi_old / pi_engine, ``--tis-cap``), `PolicyLearner.recompute`), aggregated over the step (``--loss-aggregation``):
 ``token-mean`` (every response token of the step counts once), ``sequence-mean`` (the
 mean over each response's tokens, then over responses) or ``dr-grpo`` (token sums over
 samples x max_new_tokens: no length bias). The loss is near 0 by construction (the
@@ -102,6 +104,8 @@ def surrogate(
     ratio = (logp - tokens(batch, "logps")).exp()
     clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
     policy = torch.max(-adv * ratio, -adv * clipped)
+    if "tis_weight" in batch:  # truncated importance sampling: engine vs learner (rl_roles.py)
+        policy = policy * tokens(batch, "tis_weight")
     kl = KL_ESTIMATORS.get(config.kl_estimator)(logp, tokens(batch, "ref_logps"))
     loss = ((policy + kl_coef * kl) * weight).sum()
     with torch.no_grad():

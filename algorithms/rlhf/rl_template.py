@@ -36,6 +36,7 @@ import torch
 from rlkit.algorithms.base import StepResult
 from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf.data import Format
+from rlkit.algorithms.rlhf.engines import GENERATORS, engine_note
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.prompts import Prompts, collate_prompts, prompts
@@ -43,6 +44,7 @@ from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMStage, restore
+from rlkit.algorithms.rlhf.vllm_engine import TIMINGS
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
@@ -185,7 +187,8 @@ class RLStage(LLMStage):
     def graph(self) -> LogicalGraph:
         cfg = self.config
         g = LogicalGraph(self.name)
-        g.add(self.fragment("generator", HFGenerator, {"config": cfg}, 1.0, cfg.generators))
+        engine = GENERATORS.get(cfg.generator)
+        g.add(self.fragment("generator", engine, {"config": cfg}, 1.0, cfg.generators))
         ref = {"config": cfg, "pad_token_id": self.pad_id()}
         g.add(self.fragment("reference", TokenReference, ref, 0.5))
         g.add(self.fragment("reward", RewardScorer, {"config": cfg}, 0.5))
@@ -212,6 +215,9 @@ class RLStage(LLMStage):
         cfg = self.config
         batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
         responses = self.runtime.carry(PROMPTS, batch)
+        if self.stale(responses):  # a generator restarted (Ray) with its initial weights
+            self.runtime.carry(WEIGHTS.bind(self.version))
+            responses = self.runtime.carry(PROMPTS, batch)
         scored = self.score(responses)
         metrics = self.learn(responses, scored)
         self.version += 1
@@ -219,6 +225,11 @@ class RLStage(LLMStage):
         metrics.update(self.sample_metrics(responses, scored[-1][1]))
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics)
+
+    def stale(self, responses: Delivery[Any]) -> bool:
+        """Whether any response was sampled by weights older than the last push."""
+        made = merge(unpack(responses.results)[0])
+        return bool((made["version"] != self.version).any())
 
     def learn(
         self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
@@ -251,6 +262,7 @@ class RLStage(LLMStage):
         }
         if "gold" in r:
             out["gold_reward"] = float(r["gold"].mean())
+        out.update({k: float(made[k].mean()) for k in TIMINGS if k in made})
         if r["rewards"].shape[1] > 1:
             for i, v in enumerate(r["rewards"].nan_to_num().mean(0).tolist()):
                 out[f"reward_{i}"] = v
@@ -291,6 +303,7 @@ class RLStage(LLMStage):
                 f"ppo_epochs {cfg.ppo_epochs} = {per_step}",
                 f"  generators {cfg.generators}: {cfg.prompts_per_step // cfg.generators} prompts "
                 f"({cfg.samples() // cfg.generators} samples) each, at most {cfg.max_new_tokens} new tokens",
+                f"  engine: {engine_note(cfg)}",
                 f"  data: {len(self.train):,} prompts, {held:,} held out",
                 f"  budget: {self.budget():,} samples"
                 + (

@@ -78,6 +78,7 @@ def test_plan_prints_the_batch_vocabulary(tmp_path, capsys):
     assert "minibatch_size 8 samples = micro_batch 4 x accumulation 2 x learners 1" in out
     assert "2 minibatches x ppo_epochs 2 = 4" in out
     assert "budget: 128 samples (epochs 1 x 32 prompts x 4) = 8 steps = 32 optimizer steps" in out
+    assert "engine: hf generate (transformers, KV cache) in each generator's process" in out
 
 
 SHORTER = """
@@ -230,3 +231,20 @@ def test_the_advantage_and_aggregation_registries_run_with_the_grpo_loss(tmp_pat
     assert len(logged) == 2 and float(logged[-1]["grad_norm"]) > 0
     config = (run / "config.yaml").read_text()
     assert all(f"{f.removeprefix('--').replace('-', '_')}: " in config for f in flags[::2])
+
+
+def test_the_vllm_engine_without_vllm_is_one_line_that_says_how_to_install_it(
+    tmp_path, capsys, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(  # the main environment has no vllm; this holds wherever it runs
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    out = tmp_path / "o"
+    args = ["run", "grpo", "--prompts", str(digits(tmp_path)), "--reward", REWARD]
+    assert main([*args, "--generator", "vllm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'rlkit[vllm]'" in err[0], err
+    assert "scripts/vllm_venv.sh" in err[0] and not out.exists()

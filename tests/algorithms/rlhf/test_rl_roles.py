@@ -108,3 +108,39 @@ def test_the_step_does_not_depend_on_the_micro_batch(prompt_batch):
         assert learner.updates == 2
     for a, b in zip(*(first_moments(s) for s in split), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-7)
+
+
+def test_recomputed_log_probs_give_truncated_importance_weights(prompt_batch):
+    """With --recompute-logps the learner's own log-probs become pi_old and the engine's
+    are kept aside; tokens the engine found 1 nat less likely than the learner get the
+    capped weight (e^1 > --tis-cap 2), tokens it found 0.3 nat likelier get e^-0.3; the
+    policy term of the loss is weighed by them, token by token."""
+    cfg = config(recompute_logps="on", tis_cap=2.0, kl_coef=0.0)
+    batch = joined(cfg, prompt_batch)
+    mask = batch["loss_mask"]
+    up = torch.zeros_like(mask)
+    up[:, ::2] = True  # every other position
+    up &= mask
+    engine = batch["logps"] - 1.0 * up + 0.3 * (mask & ~up)
+    learner = PolicyLearner(GRPO, cfg, 0, 10)
+    out, metrics = learner.recompute({**batch, "logps": engine})
+    torch.testing.assert_close(out["logps"], batch["logps"], atol=2e-5, rtol=0)
+    assert torch.equal(out["engine_logps"], engine)
+    expected = torch.where(up, 2.0, torch.exp(torch.tensor(-0.3))) * mask
+    torch.testing.assert_close(out["tis_weight"], expected, atol=1e-4, rtol=0)
+    assert metrics["logp_diff_max"] == pytest.approx(1.0, abs=1e-4)
+    assert metrics["tis_clipped_fraction"] == pytest.approx(float(up.sum() / mask.sum()))
+    adv = GRPO.advantages(cfg, out, 0.0)
+    _, stats = GRPO.loss(cfg, learner.model, adv)  # ratio 1: the policy term is -A w
+    naive = -(adv["advantages"] * out["tis_weight"])[mask].sum()
+    assert float(stats["policy_loss"]) == pytest.approx(float(naive), abs=1e-4)
+    off = config(recompute_logps="on", tis=False)
+    out, metrics = PolicyLearner(GRPO, off, 0, 10).recompute({**batch, "logps": engine})
+    assert "tis_weight" not in out and "tis_weight" not in metrics
+    assert metrics["logp_diff_max"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_only_the_vllm_engine_recomputes_by_default():
+    assert not config().recomputes()
+    assert config(recompute_logps="on").recomputes()
+    assert not config(generator="hf", recompute_logps="off").recomputes()
