@@ -171,7 +171,7 @@ class VLLMGenerator(HFGenerator):
             self.asleep = True
 
     # -- sampling ----------------------------------------------------------------------
-    def sampling(self, greedy: bool) -> dict[str, Any]:
+    def vllm_sampling(self, greedy: bool) -> dict[str, Any]:
         cfg = self.config
         common: dict[str, Any] = {
             "max_tokens": cfg.max_new_tokens,
@@ -203,7 +203,7 @@ class VLLMGenerator(HFGenerator):
             TokensPrompt(prompt_token_ids=ids[:n].tolist())
             for ids, n in zip(prompts["prompt_ids"], lengths, strict=True)
         ]
-        kwargs = self.sampling(greedy)
+        kwargs = self.vllm_sampling(greedy)
         params = [
             SamplingParams(**kwargs, seed=self.seed(k) if not greedy else None)
             for k in range(len(requests))
