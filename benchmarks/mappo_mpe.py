@@ -17,8 +17,10 @@ timesteps / 3.
 
 Every contender runs in its own subprocess, one at a time, alternating within each repeat;
 throughput is env steps per wall second of the training loop (rlkit: the trainer's clock in
-metrics.csv; SB3: `model.learn`). One more rlkit row spreads the same 16 copies over two
-Ray actors (8 each, `--executor ray --actors 2`: env stepping in two processes). Two raw
+metrics.csv; SB3: `model.learn`). More rlkit rows spread the same 16 copies over two
+Ray actors (8 each, `--executor ray --actors 2`: env stepping in two processes), and one
+puts an actor and a learner in each of two workers (`--policy ddp --actors 2 --learners 2`:
+stepping and learning both split over two processes, still synchronous). Two raw
 bounds, the 16 copies stepped with random actions in one process, no policy: through
 rlkit's runner, which steps mpe2 envs natively (`envs/mpe_native.py`, bit-identical to the
 wrapper), and through PettingZoo's `parallel_env`, as SB3 over SuperSuit steps them; each
@@ -71,13 +73,14 @@ LEVELS = (-60.0, -50.0, -40.0, -30.0)
 
 # -- workers (each in its own subprocess) -----------------------------------------------------
 def worker_rlkit(
-    algo: str, steps: int, seed: int, actors: int = 1, overlap: bool = False
+    algo: str, steps: int, seed: int, actors: int = 1, overlap: bool = False, ddp: bool = False
 ) -> dict[str, Any]:
     """`algo` with the 16 env copies in one process, or spread over `actors` Ray actors
     (a private Ray with a logical CPU per actor and one for the learner: the synchronous
     plan never runs them at once; with `overlap`, PPO's ``--overlap``, the actors collect
     the next rollout while the learner updates on this one, so each rollout comes from the
-    weights of one update before)."""
+    weights of one update before; with `ddp`, ``--policy ddp``: as many learners as actors,
+    actor i and learner i in one process, gradients all-reduced, still synchronous)."""
     from rlkit.algorithms import ALGORITHMS
     from rlkit.trainer import Trainer, make_config
 
@@ -91,6 +94,8 @@ def worker_rlkit(
         ray_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")  # short: socket paths
         init_ray(num_cpus=actors + 1, include_dashboard=False, _temp_dir=ray_dir)
         overrides |= {"executor": "ray", "policy": "multi-actor", "actors": actors}
+        if ddp:
+            overrides |= {"policy": "ddp", "learners": actors}
         overrides["num_envs"] = COPIES // actors
     try:
         with tempfile.TemporaryDirectory(prefix="bench_mappo_") as out:
@@ -110,7 +115,9 @@ def worker_rlkit(
     return {"sps": int(last["step"]) / float(last["time"]), "curve": curve}
 
 
-def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
+def worker_sb3(steps: int, seed: int, cpus: int = 0) -> dict[str, Any]:
+    """SB3 PPO over SuperSuit; with `cpus` > 0, SuperSuit steps the copies in that many
+    subprocesses (`concat_vec_envs_v1(num_cpus=...)`), the policy and learner stay here."""
     import numpy as np
     import supersuit as ss
     import torch
@@ -123,7 +130,7 @@ def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
     np.random.seed(seed)  # SuperSuit's ConcatVecEnv has no seed(): SB3 cannot seed it
     env = ss.pettingzoo_env_to_vec_env_v1(simple_spread_v3.parallel_env())
-    env = ss.concat_vec_envs_v1(env, COPIES, num_cpus=0, base_class="stable_baselines3")
+    env = ss.concat_vec_envs_v1(env, COPIES, num_cpus=cpus, base_class="stable_baselines3")
 
     class TeamReturns(BaseCallback):
         """Team returns of finished episodes (a copy's 3 agent slots end together)."""
@@ -167,6 +174,7 @@ def worker_sb3(steps: int, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps * AGENTS, callback=log)
     seconds = time.perf_counter() - t0
+    env.close()  # SuperSuit's subprocesses (num_cpus > 0) would hold the exit forever
     return {"sps": model.num_timesteps / AGENTS / seconds, "curve": log.curve}
 
 
@@ -268,7 +276,10 @@ LABELS = {
     "ippo": "rlkit IPPO",
     "mappo-ray2": "rlkit MAPPO, 2 Ray actors x 8 env copies (`--executor ray --actors 2`)",
     "mappo-ray2-overlap": "the same with `--overlap` (each rollout one update stale)",
+    "mappo-ray2-ddp": "rlkit MAPPO, 2 Ray workers, each an actor (8 env copies) and a learner "
+    "(`--policy ddp --actors 2 --learners 2`)",
     "sb3": "SB3 PPO over SuperSuit (parameter-shared)",
+    "sb3-cpus2": "the same with the copies stepped in 2 subprocesses (SuperSuit's `num_cpus=2`)",
 }
 BOUNDS = {
     "raw-native": "raw env stepping, rlkit's native mpe2 stepper (16 copies, random actions)",
@@ -326,7 +337,7 @@ def render(
         f"{provenance('benchmarks/mappo_mpe.py', load)}. simple_spread_v3 (N=3, local_ratio "
         f"0.5, max_cycles 25, discrete); {COPIES} env copies x {STEPS} steps per update, one "
         "minibatch, 10 epochs, 64x64 tanh, lr 7e-4 on every side; env steps are parallel-env "
-        "steps (SB3's timesteps / 3). One thread per process, one process at a time. The last "
+        "steps (SB3's timesteps / 3). One torch thread per process, one contender at a time. The last "
         "column: rlkit rows as a fraction of the native stepper's raw rate, SB3's of the "
         "`parallel_env` raw rate (the env path each one uses).",
         "",
@@ -340,7 +351,7 @@ def render(
             f"{sps[k]:,.0f}",
             " / ".join(f"{r['sps']:,.0f}" for r in fast[k]),
             f"{sps[k] / sps['sb3']:.2f}x",
-            f"{sps[k] / (wrapped if k == 'sb3' else native):.0%}",
+            f"{sps[k] / (wrapped if k.startswith('sb3') else native):.0%}",
         ]
         for k in LABELS
     ]
@@ -442,8 +453,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     if args.worker:
-        if args.worker == "sb3":
-            result = worker_sb3(args.steps, args.seed)
+        if args.worker in ("sb3", "sb3-cpus2"):
+            result = worker_sb3(args.steps, args.seed, 2 if args.worker == "sb3-cpus2" else 0)
         elif args.worker == "raw":
             result = worker_raw(args.steps, args.seed)
         elif args.worker == "raw-native":
@@ -453,8 +464,8 @@ def main() -> None:
         else:
             algo, *options = args.worker.split("-")
             ray = next((int(o[3:]) for o in options if o.startswith("ray")), 1)
-            overlap = "overlap" in options
-            result = worker_rlkit(algo, args.steps, args.seed, ray, overlap)
+            overlap, ddp = "overlap" in options, "ddp" in options
+            result = worker_rlkit(algo, args.steps, args.seed, ray, overlap, ddp)
         Path(args.result).write_text(json.dumps(result))
         return
     if args.quick:

@@ -1,5 +1,5 @@
-"""Distribution policies for a cluster: `multi-actor`, `async-actor`, `colocate` and
-`dp-learner`.
+"""Distribution policies for a cluster: `multi-actor`, `async-actor`, `colocate`,
+`dp-learner` and `ddp`.
 
 Each compiles a logical graph into workers that the Ray executor runs as one Ray actor
 each. A worker also says which Ray placement group it belongs to and with what
@@ -251,6 +251,63 @@ class DataParallelLearnerPolicy(DistributionPolicy):
                 for w in replicas:
                     w.strategy = "PACK"
             workers += replicas
+        replicas_of = {name: f.replicas for name, f in graph.fragments.items()}
+        workers = _join_beside(graph, workers)
+        return Plan(graph, self.name, workers, _transports(graph, workers), replicas_of)
+
+
+@POLICIES.register("ddp")
+class DDPPolicy(DistributionPolicy):
+    """K workers, each one learner replica and one replica of every fragment with as many
+    replicas (the actors), time-sharing one process: worker i collects its share of the
+    envs and learns on it, gradients all-reduced among the learners (as torch DDP and
+    CleanRL's multi-GPU PPO). A worker asks for the largest CPU and accelerator share of
+    its members, not their sum, since a synchronous step runs them one after the other.
+    Routing is as under dp-learner (actor i's rollout is learner i's share), so the
+    numbers are dp-learner's with the same counts; it needs ``--actors`` = ``--learners``.
+    """
+
+    def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
+        reduced = {e.src for e in graph.edges if e.pattern is Pattern.ALLREDUCE}
+        hosts = [f for name, f in graph.fragments.items() if name in reduced and f.replicas > 1]
+        if len(hosts) != 1:
+            raise ConfigError(
+                f"policy ddp: graph {graph.name} needs one data-parallel learner (--learners K "
+                "with K > 1, on an algorithm whose learners all-reduce)"
+            )
+        host = hosts[0]
+        joined = [
+            f
+            for f in graph.fragments.values()
+            if f is not host and f.beside is None and f.replicas == host.replicas
+        ]
+        if not joined:
+            counts = ", ".join(
+                f"{f.name} {f.replicas}" for f in graph.fragments.values() if f is not host
+            )
+            raise ConfigError(
+                f"policy ddp: no fragment has as many replicas as the {host.replicas} learners "
+                f"({counts}); use --actors {host.replicas}, or --policy dp-learner"
+            )
+        workers: list[Worker] = []
+        for i in range(host.replicas):
+            members = [*joined, host]
+            accel = [f.resources.gpus for f in members if f.resources.device != "cpu"]
+            workers.append(
+                ClusterWorker(
+                    f"{host.name}-{i}",
+                    [(f.name, i) for f in members],
+                    device=host.resources.device,
+                    cpus=max(f.resources.cpus for f in members),
+                    gpus=max(accel, default=0.0) if host.resources.device != "cpu" else 0.0,
+                    memory_gb=sum(f.resources.memory_gb for f in members),
+                    group=host.name,
+                    strategy="PACK",
+                )
+            )
+        for f in graph.fragments.values():
+            if f is not host and f not in joined:  # those beside another join it below
+                workers += _replica_workers(f)
         replicas_of = {name: f.replicas for name, f in graph.fragments.items()}
         workers = _join_beside(graph, workers)
         return Plan(graph, self.name, workers, _transports(graph, workers), replicas_of)

@@ -2,7 +2,7 @@
 
 A policy decides replica counts, which fragments share a worker, and how each edge is
 carried. `local` is built in here; the distributed policies (multi-actor, async-actor,
-dp-learner, colocate) register themselves beside it with the Ray executor.
+dp-learner, colocate, ddp) register themselves beside it with the Ray executor.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class BaseConfig(FieldOptions):
     policy: str = "auto"
     """Distribution policy: auto (local with --executor local; multi-actor, or dp-learner
     with --learners > 1, on ray), local, multi-actor, async-actor (off-policy actors stream
-    into the replay buffer), dp-learner, colocate."""
+    into the replay buffer), dp-learner, colocate, ddp (each worker one actor and one
+    learner replica: --actors = --learners)."""
     address: str = ""
     """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""
     learners: int = 1

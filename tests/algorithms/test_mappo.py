@@ -2,7 +2,7 @@
 normalization and PopArt, parameter sharing and agent groups, masks for agents that end
 early (exactly no gradient from their dead steps), action masks, continuous actions,
 heterogeneous agents, a learning test, exact resume after Ctrl-C, and the same metrics
-under local and Ray (multi-actor; dp-learner to float tolerance)."""
+under local and Ray (multi-actor; dp-learner to float tolerance; ddp as dp-learner)."""
 
 from __future__ import annotations
 
@@ -324,3 +324,15 @@ def test_the_same_metrics_under_local_and_ray(ray_local, tmp_path):
         # (explained_variance is each learner's over its half, averaged: not comparable)
         for key in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl"):
             assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-3, abs=1e-5), key
+
+    # ddp: actor i and learner i in one worker; the same routing, so dp-learner's rows
+    ddp = tiny(
+        "simple_spread", tmp_path, "ddp", executor="ray", policy="ddp", learners=2, **RAY_RUN
+    )
+    ddp_trainer = Trainer(MAPPO, ddp)
+    assert [w.members for w in ddp_trainer.built.placement.plan.workers] == [
+        [("actor", 0), ("learner", 0)],
+        [("actor", 1), ("learner", 1)],
+    ]
+    assert ddp_trainer.run() == 0
+    assert rows(tmp_path / "ddp") == rows(tmp_path / "dp")

@@ -1,4 +1,4 @@
-"""The multi-actor, async-actor and colocate policies compile graphs into workers and placement
+"""The multi-actor, async-actor, colocate, dp-learner and ddp policies compile graphs into workers and placement
 groups, and refuse what they cannot carry. No Ray needed."""
 
 from __future__ import annotations
@@ -168,8 +168,44 @@ def test_dp_learner_needs_an_all_reduced_learner_and_joins_shards_beside_it():
         compile_("dp-learner", g, learners=2)
 
 
+def dp_ppo_graph(actors: int, learners: int) -> LogicalGraph:
+    g = LogicalGraph("ppo")
+    g.add(Fragment("actor", Role, resources=Resources("cpu", cpus=1, memory_gb=1), replicas=actors))
+    g.add(Fragment("learner", Role, resources=Resources("cpu", cpus=2), replicas=learners))
+    g.connect("rollout", "actor", "learner", "gather", "collect", "update")
+    g.connect("weights", "learner", "actor", "broadcast", "get_weights", "set_weights")
+    g.connect("gradients", "learner", "learner", "allreduce")
+    return g
+
+
+def test_ddp_puts_actor_i_and_learner_i_in_worker_i_sharing_its_cpus():
+    plan = compile_("ddp", dp_ppo_graph(2, 2), actors=2, learners=2)
+    assert [(w.name, w.members, w.cpus, w.memory_gb) for w in plan.workers] == [
+        ("learner-0", [("actor", 0), ("learner", 0)], 2.0, 1.0),  # the largest share, not the sum
+        ("learner-1", [("actor", 1), ("learner", 1)], 2.0, 1.0),
+    ]
+    assert {t.edge.name: t.how for t in plan.transports} == {
+        "rollout": "object-store",
+        "weights": "object-store",  # learner 0 shares a process with actor 0: no collective
+        "gradients": "collective",
+    }
+    # a replay buffer beside its learner joins that worker too
+    g = dp_ppo_graph(2, 2)
+    g.add(Fragment("replay", Role, replicas=2, beside="learner"))
+    g.connect("batch", "replay", "learner", "gather", "sample", "update")
+    members = [w.members for w in compile_("ddp", g, actors=2, learners=2).workers]
+    assert members[1] == [("actor", 1), ("replay", 1), ("learner", 1)]
+
+
+def test_ddp_refuses_unequal_counts_and_a_single_learner():
+    with pytest.raises(ConfigError, match="no fragment has as many replicas as the 2 learners"):
+        compile_("ddp", dp_ppo_graph(3, 2), actors=3, learners=2)
+    with pytest.raises(ConfigError, match="policy ddp: graph ppo needs one data-parallel learner"):
+        compile_("ddp", dp_ppo_graph(2, 1), actors=2)
+
+
 def test_policies_are_registered_beside_local():
-    assert {"local", "multi-actor", "async-actor", "colocate", "dp-learner"} <= set(POLICIES)
+    assert {"local", "multi-actor", "async-actor", "colocate", "dp-learner", "ddp"} <= set(POLICIES)
 
 
 def test_an_actor_cpu_share_below_one_packs_actors_onto_cores():

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf import tasks as sort
-from rlkit.algorithms.rlhf.data import Format, prompt_ids
 from rlkit.cli import main
 
 REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
@@ -22,25 +21,6 @@ def run(out: Path, stage: str, name: str, data: Path, *flags: str) -> Path:
     args = ["run", stage, where, str(data), "--device", "cpu", "--out", str(out)]
     assert main([*args, "--name", name, *flags]) == 0
     return out / name
-
-
-@torch.no_grad()
-def greedy_accuracy(model_dir: Path, prompts: list[str], answers: list[str]) -> float:
-    """Exact match of plain transformers' greedy `generate` on the exported model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    batch = torch.tensor([prompt_ids(Format(tok), p) for p in prompts])  # equal lengths
-    out = model.generate(
-        batch,
-        max_new_tokens=8,
-        do_sample=False,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    texts = tok.batch_decode(out[:, batch.shape[1] :], skip_special_tokens=True)
-    return sum(t == a for t, a in zip(texts, answers, strict=True)) / len(prompts)
 
 
 @pytest.mark.slow
@@ -54,14 +34,14 @@ def test_grpo_with_vllm_fixes_a_biased_sft_start(tmp_path):
     sft_flags = ["--total-steps", "4800", "--lr", "3e-3", "--micro-batch", "32"]
     sft = run(tmp_path, "sft", "sft", demos, *sft_flags, "--samples-per-step", "32")
     prompts, answers = [r["prompt"] for r in held], [r["answer"] for r in held]
-    start = greedy_accuracy(sft / "model", prompts, answers)
+    start = sort.greedy_exact_match(sft / "model", prompts, answers)
     assert start <= 0.45
 
     flags = ["--model", str(sft), "--reward", REWARD, "--gold-reward", REWARD]
     flags += ["--kl-coef", "0.02", "--lr", "3e-4", "--lr-schedule", "constant"]
     flags += ["--max-new-tokens", "8", "--micro-batch", "64", "--total-steps", "12800"]
     grpo = run(tmp_path / "runs", "grpo", "grpo", train, *flags, "--generator", "vllm")
-    end = greedy_accuracy(grpo / "model", prompts, answers)
+    end = sort.greedy_exact_match(grpo / "model", prompts, answers)
     print(f"greedy exact match {start:.3f} -> {end:.3f}")
     assert end >= 0.8, (start, end)
     with open(grpo / "metrics.csv") as f:

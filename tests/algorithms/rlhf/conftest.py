@@ -10,7 +10,6 @@ with plain transformers (independent of the stages' own evaluation code).
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import pytest
 import torch
+
+from rlkit.algorithms.rlhf.tasks import greedy_exact_match, write_jsonl
 
 WORDS = ["".join(p) for p in itertools.product("abcdef", repeat=4)]
 
@@ -27,14 +28,6 @@ def words(seed: int = 0) -> list[str]:
     out = list(WORDS)
     random.Random(seed).shuffle(out)
     return out
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    return path
 
 
 def reversal_rows(ws: list[str], copy_every: int = 0) -> list[dict[str, str]]:
@@ -70,26 +63,6 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     from rlkit.algorithms.rlhf.data import prompt_ids as ids
 
     return ids(Format(tokenizer), prompt)
-
-
-@torch.no_grad()
-def greedy_accuracy(model_dir: Path, prompts: list[str], answers: list[str]) -> float:
-    """The fraction of greedy generations (plain transformers `generate` on the exported
-    model) whose response is exactly the answer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    batch = torch.tensor([prompt_ids(tok, p) for p in prompts])  # equal lengths
-    out = model.generate(
-        batch,
-        max_new_tokens=8,
-        do_sample=False,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    texts = tok.batch_decode(out[:, batch.shape[1] :], skip_special_tokens=True)
-    return sum(t == a for t, a in zip(texts, answers, strict=True)) / len(prompts)
 
 
 @torch.no_grad()
@@ -141,6 +114,6 @@ def tasks() -> Any:
         reversal_rows=reversal_rows,
         count_pairs=count_pairs,
         prompt_ids=prompt_ids,
-        greedy_accuracy=greedy_accuracy,
+        greedy_accuracy=greedy_exact_match,
         response_logps=response_logps,
     )
