@@ -18,11 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from rlkit import checkpoint
 from rlkit.config import BaseConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
-from rlkit.envs.families import EnvFamily, Episodes, parse_env_kwargs
+from rlkit.envs.families import EnvFamily, EpisodeDone, Episodes, parse_env_kwargs
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.registry import Registry
@@ -67,6 +66,9 @@ class Algorithm(ABC):
     progress_metric: ClassVar[str] = "return"
     """What the progress line shows: "return" (the mean of the last 100 episodes), or a
     metric of `StepResult.metrics` ("loss" for the data stages, "reward" for RL on prompts)."""
+    extras: ClassVar[tuple[str, ...]] = ()
+    """The package extras (`rlkit.extras.EXTRAS`) a run needs beyond the base install:
+    ``("rlhf",)`` for the LLM stages, ``("marl",)`` for PettingZoo's envs."""
     unit: ClassVar[str] = "steps"
     """What `StepResult.steps`, the budget and the ``*_every`` intervals count: env steps,
     or samples (or tokens) for an algorithm that trains on data."""
@@ -123,8 +125,10 @@ class Algorithm(ABC):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
-        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy."""
+        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy
+        (`on_episode` told of each as it ends)."""
         from rlkit.envs.families import select
 
         family = select(cls.name, cls.families, config.env)
@@ -132,7 +136,9 @@ class Algorithm(ABC):
         kwargs = parse_env_kwargs(config.env_kwargs)
         spec = family.probe(env_id, kwargs)
         policy = cls.eval_policy(state, config, spec)
-        return family.evaluate(env_id, kwargs, policy, episodes, seed, video_dir, video_length)
+        return family.evaluate(
+            env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
+        )
 
     def export(self, run_dir: Path) -> None:
         """Called by the trainer after the final checkpoint (also after Ctrl-C): write what
@@ -182,33 +188,15 @@ class Algorithm(ABC):
         and the driver's own. Given `files_dir` (the trainer's checkpoint), a role that
         writes its own state (`save_checkpoint(directory)`) does so there, each replica
         in its own process, and only the small part it returns comes here."""
-        fragments: dict[str, list[Any]] = {}
-        for name, group in self.runtime.groups.items():
-            role = self.runtime.plan.fragment(name).role
-            if files_dir is None or not hasattr(role, "save_checkpoint"):
-                fragments[name] = group.call("state_dict")
-                continue
-            dirs = [files_dir / f"{name}-{r}" for r in range(group.size)]
-            for d in dirs:
-                d.mkdir()
-            smalls = group.call_each("save_checkpoint", [(d,) for d in dirs])
-            fragments[name] = [
-                checkpoint.files_entry(files_dir, d, s) for d, s in zip(dirs, smalls, strict=True)
-            ]
         return {
-            "fragments": fragments,
+            "fragments": self.runtime.fragment_state(files_dir),
             "edges": self.runtime.edge_state(),
             "driver": self.driver_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (files entries by the roles' `load_checkpoint`)."""
-        for name, entries in state["fragments"].items():
-            calls = [checkpoint.restore_call(e) for e in entries]
-            if len({method for method, _ in calls}) > 1:
-                raise ValueError(f"fragment {name}: its replicas were saved in different ways")
-            if calls:
-                self.runtime[name].call_each(calls[0][0], [args for _, args in calls])
+        self.runtime.load_fragment_state(state["fragments"])
         self.runtime.load_edge_state(state.get("edges", {}))
         self.load_driver_state(state["driver"])
 
@@ -232,13 +220,19 @@ class Algorithm(ABC):
         """The deterministic policy as it is now (for periodic evaluation): `eval_policy` of
         a state laid out as a checkpoint's, with replica 0 of every fragment (`eval_state`:
         a replay buffer's contents left out) and the driver's state."""
-        plan = self.runtime.plan
-        fragments = {}
-        for name, group in self.runtime.groups.items():
-            has_eval_state = hasattr(plan.fragment(name).role, "eval_state")
-            fragments[name] = [group.one("eval_state" if has_eval_state else "state_dict")]
-        state = {"fragments": fragments, "driver": self.driver_state()}
+        state = {"fragments": self.runtime.policy_state(), "driver": self.driver_state()}
         return self.eval_policy(state, self.config, self.spec)
+
+    @classmethod
+    def default_preset(cls, env: str, overrides: dict[str, Any]) -> str:
+        """The preset a run starts from when ``--preset`` is not given: the env's short name
+        (an algorithm on data names its own, e.g. its model's family)."""
+        from rlkit.envs.families import select
+
+        if not cls.families:
+            return "default"
+        family = select(cls.name, cls.families, env)
+        return family.short_name(family.resolve(env))
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:

@@ -110,6 +110,7 @@ def value_loss(config: MAPPOConfig, values: torch.Tensor, batch: Batch) -> torch
 class MAPPO(OnPolicy):
     config_cls: ClassVar[type[BaseConfig]] = MAPPOConfig
     families: ClassVar[tuple[str, ...]] = ("pettingzoo",)
+    extras: ClassVar[tuple[str, ...]] = ("marl",)
     actor_cls = MultiAgentActor
     learner_cls = MultiAgentLearner
     config: MAPPOConfig

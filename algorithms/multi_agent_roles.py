@@ -27,12 +27,11 @@ from rlkit.algorithms.on_policy import OnPolicy
 from rlkit.algorithms.on_policy_roles import OnPolicyLearner
 from rlkit.algorithms.value_norm import ValueNorm
 from rlkit.batch import Batch
-from rlkit.dataflow.carry import Output
 from rlkit.device import autocast
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.multi_agent_spec import MultiAgentSpec
 from rlkit.envs.parallel_runner import ParallelEnvRunner
-from rlkit.roles import Actor, Weights
+from rlkit.roles import Actor, Output, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.mappo import MAPPOConfig

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.off_policy_roles import OffPolicyActor, Replay, learn
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError, EnvError

@@ -13,15 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.batch import Batch
-from rlkit.dataflow.carry import Output
+from rlkit.dataflow.collectives import DataParallel, DataParallelRole
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
-from rlkit.roles import Actor, Buffer, Learner, Weights
+from rlkit.roles import Actor, Buffer, Learner, Output, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig

@@ -24,11 +24,11 @@ import torch
 
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
 from rlkit.envs.vector import SpaceSpec

@@ -14,18 +14,17 @@ import torch
 
 from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
-from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
-from rlkit.dataflow.carry import Output
+from rlkit.dataflow.collectives import DataParallel, DataParallelRole
 from rlkit.device import autocast
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.normalize import RewardScaler
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import TrainingError
-from rlkit.roles import Actor, Learner, Metrics, Weights
+from rlkit.roles import Actor, Learner, Metrics, Output, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig

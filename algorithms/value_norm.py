@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlkit.algorithms.data_parallel import DataParallel
+from rlkit.dataflow.collectives import DataParallel
 
 VAR_FLOOR = 1e-2
 """The smallest variance used to standardize (ValueNorm's clamp): returns that barely vary

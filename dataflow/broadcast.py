@@ -88,7 +88,7 @@ def unpack(header: Header, flats: list[torch.Tensor]) -> dict[str, torch.Tensor]
 # -- run in the hosts -------------------------------------------------------------------
 def rendezvous(roles: dict[str, Any]) -> str:
     """A free TCP address on this node (the group's store is served from here)."""
-    from rlkit.algorithms.data_parallel import node_address
+    from rlkit.dataflow.collectives import node_address
 
     host = node_address()
     with socket.socket() as s:

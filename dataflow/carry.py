@@ -22,23 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
 from rlkit import batch as B
 from rlkit.dataflow.graph import Edge
+from rlkit.roles import Output
 
 R = TypeVar("R")
-
-
-class Output(NamedTuple):
-    """What a producer returns when it has more to say than the data it sends."""
-
-    data: Any
-    """What travels along the edge (a batch, usually)."""
-    info: dict[str, Any]
-    """What comes back to the driver (e.g. "return" and "length" of finished episodes)."""
 
 
 @dataclass

@@ -628,7 +628,7 @@ def _send_plugins_by_value() -> None:
     process has: their classes go to the workers by value, not by reference."""
     from ray import cloudpickle
 
-    from rlkit.plugins import FILE_MODULE_PREFIX
+    from rlkit.registry import FILE_MODULE_PREFIX
 
     for name, module in list(sys.modules.items()):
         if name.startswith(FILE_MODULE_PREFIX):

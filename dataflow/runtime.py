@@ -9,6 +9,7 @@ the consumer on the destination replicas, over the fragments' worker groups (`gr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
 from rlkit.dataflow.carry import Delivery, merge, split, unpack
@@ -212,6 +213,48 @@ class Runtime:
         self._ahead = {name: Pending.done(v) for name, v in state.get("ahead", {}).items()}
         for name, s in state.get("streams", {}).items():
             self.stream_of(name).load_state_dict(self.groups[name], s)
+
+    # -- the checkpoint service: the roles' state, replica by replica ------------------------
+    def fragment_state(self, files_dir: Path | None = None) -> dict[str, list[Any]]:
+        """Every replica's state, by fragment. Given `files_dir` (a checkpoint's), a role
+        that writes its own state (`save_checkpoint(directory)`) does so there, each
+        replica in its own process, and only the small part it returns comes back."""
+        from rlkit import checkpoint
+
+        fragments: dict[str, list[Any]] = {}
+        for name, group in self.groups.items():
+            role = self.plan.fragment(name).role
+            if files_dir is None or not hasattr(role, "save_checkpoint"):
+                fragments[name] = group.call("state_dict")
+                continue
+            dirs = [files_dir / f"{name}-{r}" for r in range(group.size)]
+            for d in dirs:
+                d.mkdir()
+            smalls = group.call_each("save_checkpoint", [(d,) for d in dirs])
+            fragments[name] = [
+                checkpoint.files_entry(files_dir, d, s) for d, s in zip(dirs, smalls, strict=True)
+            ]
+        return fragments
+
+    def load_fragment_state(self, fragments: dict[str, list[Any]]) -> None:
+        """Restore what `fragment_state` returned (files entries by `load_checkpoint`)."""
+        from rlkit import checkpoint
+
+        for name, entries in fragments.items():
+            calls = [checkpoint.restore_call(e) for e in entries]
+            if len({method for method, _ in calls}) > 1:
+                raise ValueError(f"fragment {name}: its replicas were saved in different ways")
+            if calls:
+                self[name].call_each(calls[0][0], [args for _, args in calls])
+
+    def policy_state(self) -> dict[str, list[Any]]:
+        """Replica 0's state of every fragment, laid out as `fragment_state`'s, for acting
+        (a role's `eval_state` where it has one: a replay buffer leaves its contents out)."""
+        fragments = {}
+        for name, group in self.groups.items():
+            has_eval_state = hasattr(self.plan.fragment(name).role, "eval_state")
+            fragments[name] = [group.one("eval_state" if has_eval_state else "state_dict")]
+        return fragments
 
     # -- roles together ------------------------------------------------------------------
     def run_together(self, fragments: Sequence[str], fn: Callable[..., T], *args: Any) -> list[T]:

@@ -12,9 +12,14 @@ import numpy as np
 
 
 def run_episodes(
-    env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
+    env: gym.Env,
+    act: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    on_episode: Callable[[int, float, int], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Play `episodes` episodes (reset seeds seed, seed+1, ...); their returns and lengths."""
+    """Play `episodes` episodes (reset seeds seed, seed+1, ...); their returns and lengths.
+    `on_episode(index, return, length)` is called as each one ends."""
     returns, lengths = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -26,4 +31,6 @@ def run_episodes(
             done = bool(term or trunc)
         returns.append(total)
         lengths.append(length)
+        if on_episode is not None:
+            on_episode(i, total, length)
     return returns, lengths

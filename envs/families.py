@@ -32,6 +32,10 @@ from rlkit.registry import Registry
 Policy = Callable[[Any], Any]
 """A deterministic batched policy, as `Algorithm.eval_policy` returns it."""
 
+EpisodeDone = Callable[[int, float, int], None]
+"""Told of each evaluation episode once it ended: its index, return and length (progress
+for `rlkit eval`, whose episodes, rendered for a video, may take minutes)."""
+
 
 @dataclass
 class Episodes:
@@ -85,9 +89,11 @@ class EnvFamily(ABC):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
         """Play `episodes` whole episodes with `policy` (reset seeds seed, seed+1, ...),
-        on an env of the evaluation's own; the first recorded to `video_dir` if given."""
+        on an env of the evaluation's own; the first recorded to `video_dir` if given;
+        `on_episode` is told of each one as it ends."""
 
 
 FAMILIES: Registry[EnvFamily] = Registry("env family")
@@ -207,6 +213,7 @@ class Gymnasium(EnvFamily):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
         import gymnasium as gym
 
@@ -226,7 +233,7 @@ class Gymnasium(EnvFamily):
                 disable_logger=True,
             )
         try:
-            returns, lengths = run_episodes(env, policy, episodes, seed)
+            returns, lengths = run_episodes(env, policy, episodes, seed, on_episode)
         except gym.error.DependencyNotInstalled as e:
             raise EnvError(f"rendering {env_id} needs an extra package: {e}") from None
         finally:

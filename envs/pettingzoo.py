@@ -22,7 +22,7 @@ import numpy as np
 import pettingzoo  # noqa: F401  (the family is registered only where PettingZoo is installed)
 
 from rlkit.envs import parallel_envs
-from rlkit.envs.families import FAMILIES, EnvFamily, Episodes, Policy
+from rlkit.envs.families import FAMILIES, EnvFamily, EpisodeDone, Episodes, Policy
 from rlkit.envs.multi_agent_spec import MultiAgentSpec, Observation, spec_of
 from rlkit.envs.parallel_runner import AgentEnv
 from rlkit.errors import EnvError
@@ -69,6 +69,7 @@ class PettingZoo(EnvFamily):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
         """Deterministic episodes (reset seeds seed, seed+1, ...) with the team return as
         "return" and, as the extra means, each agent's return (and the on-policy
@@ -79,7 +80,8 @@ class PettingZoo(EnvFamily):
         try:
             _, infos = env.reset(seed=seed)
             spec = spec_of(env, env_id, infos)
-            played = play(env, spec, policy, episodes, seed, video_length if video_dir else 0)
+            record = video_length if video_dir else 0
+            played = play(env, spec, policy, episodes, seed, record, on_episode)
         finally:
             env.close()
         returns, lengths, per_agent, frames = played
@@ -102,9 +104,11 @@ def play(
     episodes: int,
     seed: int,
     record: int = 0,
+    on_episode: EpisodeDone | None = None,
 ) -> tuple[list[float], list[int], np.ndarray, list[np.ndarray]]:
     """`episodes` episodes of `policy` on one env: team returns, lengths, per-agent
-    returns ``[episodes, A]`` and up to `record` frames of the first episode."""
+    returns ``[episodes, A]`` and up to `record` frames of the first episode;
+    `on_episode(index, team return, length)` is called as each one ends."""
     agents = len(spec.agents)
     obs = np.zeros((1, agents, spec.obs_dim), np.float32)
     state = np.zeros((1, *spec.state_shape), np.float32)
@@ -130,6 +134,8 @@ def play(
             length += 1
         returns.append(float(per_agent[k].sum()))
         lengths.append(length)
+        if on_episode is not None:
+            on_episode(k, returns[-1], length)
     return returns, lengths, per_agent, frames
 
 

@@ -1,22 +1,21 @@
 """The RLHF pipeline end to end on CPU: SFT, then a reward model, then PPO, on a synthetic
 task with a checkable answer (sort 4 digits), with the embedded tiny model.
 
-    python examples/rlhf_pipeline.py [--out DIR] [--smoke]
+    python examples/rlhf_pipeline.py [--out DIR] [--smoke]    (DIR: runs/rlhf-pipeline)
 
 The SFT teacher is deliberately biased (right 30% of the time, otherwise it swaps the
 last two digits), so the SFT model has something left to fix. The reward model learns
 from preference pairs (the sorted answer over a wrong one) and PPO optimizes it, with the
 exact-match rule logged as the gold reward beside the learned one. The three stages are
 the Python API's three lines (`rlkit.rlhf`): each returns its run directory, and the
-next stage takes it. A few minutes on 2 cores; ``--smoke`` runs each stage for a few
-steps only (seconds: a check that the pipeline runs, not that it learns).
+next stage takes it. About a minute on 2 CPU cores; ``--smoke`` runs each stage for a
+few steps only (about 20 seconds: a check that the pipeline runs, not that it learns).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
 from pathlib import Path
 
 from rlkit import rlhf
@@ -42,8 +41,12 @@ def gold(run: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rlkit-examples"))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--out",
+        default=str(Path("runs") / "rlhf-pipeline"),
+        help="directory of the data and the three run directories (default: %(default)s)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few steps per stage")
     args = parser.parse_args()
     out = Path(args.out)
@@ -77,6 +80,7 @@ def main() -> None:
         **{**common, "micro_batch": 64},
     )
     start, best = gold(ppo)
+    print(f"wrote the data to {demos.parent} and the runs to {out}:")
     print(f"sft: {sft}\nrm:  {rm}\nppo: {ppo}")
     print(
         f"gold reward (exact sorts) of PPO's samples: {start:.3f} at the start, {best:.3f} at its best"

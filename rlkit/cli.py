@@ -19,7 +19,7 @@ import difflib
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
 from rlkit.errors import ConfigError, RLKitError
@@ -32,25 +32,45 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any, metadata: Mapping[str, Any] | None = None) -> str:
+    """A flag's metavar: the field's own (``metadata={"metavar": ...}``), else its type's
+    (``tuple[float, ...]`` -> ``FLOAT,FLOAT,...``)."""
+    if metadata and "metavar" in metadata:
+        return str(metadata["metavar"])
     if typing.get_origin(annotation) is typing.Literal:
         return "{" + ",".join(map(str, typing.get_args(annotation))) + "}"
     if typing.get_origin(annotation) is tuple:
-        return "INT,INT,..."
+        items = typing.get_args(annotation)
+        if len(items) == 2 and items[1] is Ellipsis:
+            item = _type_name(items[0])
+            return f"{item},{item},..."
+        return ",".join(map(_type_name, items))
     return getattr(annotation, "__name__", str(annotation)).upper()
 
 
-def config_parser(prog: str, config_cls: type) -> _Parser:
-    """One flag per config field, documented by the field's docstring line."""
+def config_parser(
+    prog: str, config_cls: type, preset_fields: Collection[str] = (), preset_kind: str = "env"
+) -> _Parser:
+    """One flag per config field, documented by the field's docstring line; the help of a
+    field in `preset_fields` says that a `preset_kind` preset may set it."""
     from rlkit.config import field_docs, field_types, flag, offered_fields
 
     parser = _Parser(prog=prog, description=(config_cls.__doc__ or "").strip(), add_help=True)
     parser.add_argument(
-        "--preset", default=None, help="Preset to start from (default: the env's; 'none' for none)."
+        "--preset",
+        default=None,
+        help="Preset to start from (default: the "
+        + ("env's" if preset_kind == "env" else "--model's family: tiny or pretrained")
+        + "; 'none' for none).",
     )
     docs, types = field_docs(config_cls), field_types(config_cls)
     defaults = config_cls()
     offered = offered_fields(config_cls)
+    article = "an" if preset_kind[:1] in "aeiou" else "a"
+
+    def note(name: str) -> str:
+        return f"; {article} {preset_kind} preset may set it" if name in preset_fields else ""
+
     for f in dataclasses.fields(config_cls):
         if f.name not in offered:
             continue
@@ -61,11 +81,9 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
             f"--{flag(f.name)}",
             dest=f.name,
             default=argparse.SUPPRESS,
-            metavar=_type_name(annotation),
+            metavar=_type_name(annotation, f.metadata),
             # argparse %-formats help texts: a literal % in a docstring must be doubled
-            help=f"{docs.get(f.name, '')} (default: {default}; an env preset may set it)".replace(
-                "%", "%%"
-            ),
+            help=f"{docs.get(f.name, '')} (default: {default}{note(f.name)})".replace("%", "%%"),
             **extra,
         )
     return parser
@@ -74,7 +92,10 @@ def config_parser(prog: str, config_cls: type) -> _Parser:
 def _parse_config_args(
     prog: str, algo_cls: Any, argv: Sequence[str]
 ) -> tuple[str | None, dict[str, Any]]:
-    parser = config_parser(prog, algo_cls.config_cls)
+    preset_fields = {k.replace("-", "_") for fields in algo_cls.presets().values() for k in fields}
+    # an algorithm on an env has env presets; one without (the LLM stages) model presets
+    kind = "env" if algo_cls.families else "model"
+    parser = config_parser(prog, algo_cls.config_cls, preset_fields, kind)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
@@ -94,10 +115,11 @@ def _parse_config_args(
     return values.pop("preset"), values
 
 
-def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tuple[Any, Any]:
+def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tuple[Any, Any, str]:
+    """The algorithm, its config, and the name of the preset in force."""
     import rlkit.algorithms  # noqa: F401  (registers the built-in algorithms)
     from rlkit.plugins import resolve
-    from rlkit.trainer import make_config
+    from rlkit.trainer import make_config, preset_in_force
 
     algo_cls = resolve(algo_name)
     preset, values = _parse_config_args(f"rlkit {command} {algo_cls.name}", algo_cls, argv)
@@ -106,21 +128,25 @@ def _config_from_args(command: str, algo_name: str, argv: Sequence[str]) -> tupl
         raise ConfigError(
             f"rlkit {command} {algo_cls.name}: --env is required (rlkit list shows env names)"
         )
-    return algo_cls, make_config(algo_cls, env or "", preset, values)
+    config = make_config(algo_cls, env or "", preset, values)
+    return algo_cls, config, preset_in_force(algo_cls, env or "", preset, values)
 
 
 def cmd_run(algo: str, argv: Sequence[str]) -> int:
     from rlkit.trainer import Trainer
 
-    algo_cls, config = _config_from_args("run", algo, argv)
+    algo_cls, config, _ = _config_from_args("run", algo, argv)
     return Trainer(algo_cls, config).run()
 
 
 def cmd_plan(algo: str, argv: Sequence[str]) -> int:
     from rlkit.trainer import build
 
-    algo_cls, config = _config_from_args("plan", algo, argv)
+    algo_cls, config, preset = _config_from_args("plan", algo, argv)
     built = build(algo_cls, config)
+    fields = {k.lower(): v for k, v in algo_cls.presets().items()}.get(preset.lower())
+    settings = ", ".join(f"{k}={v}" for k, v in (fields or {}).items()) or "the defaults"
+    print(f"preset: {preset} ({settings})")
     print(built.algorithm.graph().describe())
     print()
     print(built.placement.plan.describe())
@@ -157,7 +183,21 @@ def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int
 
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
-    result = evaluate(Path(run_dir), episodes, video, video_length)
+
+    def done(index: int, episode_return: float, length: int) -> None:
+        # rendered for a video, an episode may take many seconds: show each as it ends
+        print(
+            f"episode {index + 1}/{episodes}: return {episode_return:.2f} (length {length})",
+            flush=True,
+        )
+
+    if video:
+        print(
+            f"recording video of the first episode (up to {video_length} frames) into "
+            f"{Path(run_dir) / 'videos'} ...",
+            flush=True,
+        )
+    result = evaluate(Path(run_dir), episodes, video, video_length, on_episode=done)
     if result.returns:
         print(
             f"{episodes} episodes: return {result.mean:.2f} +- {result.std:.2f} "
@@ -174,17 +214,24 @@ def cmd_list() -> int:
     from rlkit.algorithms import ALGORITHMS
     from rlkit.dataflow import EXECUTORS, POLICIES
     from rlkit.envs.families import families
+    from rlkit.extras import EXTRAS, missing
     from rlkit.plugins import load_entry_points, source_of
 
     load_entry_points()
     print("algorithms:")
+    needs: dict[str, list[str]] = {extra: [] for extra in EXTRAS}
     for name in ALGORITHMS:
         algo = ALGORITHMS.get(name)
         source = source_of(algo)
         origin = f"  (plugin: {source})" if source else ""
         trains = ", ".join(algo.families) or "data"
         presets = ", ".join(algo.presets()) or "-"
-        print(f"  {name:<8} on {trains}; presets: {presets}{origin}")
+        if not algo.families and algo.presets():
+            presets += " (by --model's family)"
+        extra = "".join(f"; extra: {e}" for e in algo.extras)
+        print(f"  {name:<8} on {trains}; presets: {presets}{extra}{origin}")
+        for e in algo.extras:
+            needs.setdefault(e, []).append(name)
     print(
         "  (your own: rlkit run path/to/file.py:Class, or an entry point in group rlkit.algorithms)"
     )
@@ -195,6 +242,35 @@ def cmd_list() -> int:
             print(f"  {short:<24} {full}")
     print(f"distribution policies: {', '.join(POLICIES)}")
     print(f"executors: {', '.join(EXECUTORS)}")
+    flags = {
+        "ray": "--executor ray",
+        "wandb": "--wandb",
+        "lora": "--lora-rank",
+        "vllm": "--generator vllm",
+    }
+    print("extras (pip install 'rlkit[NAME]'; in a clone of rlkit: pip install '.[NAME]'):")
+    for extra in EXTRAS:
+        state = "not installed" if missing(extra) else "installed"
+        users = ", ".join(needs.get(extra, [])) or flags.get(extra, "")
+        print(f"  {extra:<6} {state:<14} {users}")
+    return 0
+
+
+def cmd_data_example(kind: str, directory: str) -> int:
+    """Write the example datasets of the sort task (`rlhf.tasks`) to `directory`."""
+    from pathlib import Path
+
+    from rlkit.algorithms.rlhf.tasks import EXAMPLES, example_rows, write_jsonl
+
+    kinds = list(EXAMPLES) if kind == "all" else [kind]
+    for k in kinds:
+        name, what = EXAMPLES[k]
+        rows = example_rows(k)
+        path = write_jsonl(Path(directory) / name, rows)
+        print(f"{path}: {len(rows):,} rows, {what}")
+    print(
+        "task: sort 4 digits (the gold reward: --reward rlkit.algorithms.rlhf.tasks:sorted_exact)"
+    )
     return 0
 
 
@@ -225,7 +301,14 @@ def build_parser() -> _Parser:
         "--video", action="store_true", help="record the first episode as MP4 (RUN_DIR/videos)"
     )
     ev.add_argument("--video-length", type=int, default=500, help="frames to record at most")
-    sub.add_parser("list", help="algorithms, presets, env short names, policies, executors")
+    sub.add_parser("list", help="algorithms, presets, env short names, policies, executors, extras")
+    data = sub.add_parser("data", help="datasets: rlkit data example KIND DIR")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    example = data_sub.add_parser(
+        "example", help="write a small example dataset (the sort-4-digits task) to DIR"
+    )
+    example.add_argument("kind", choices=["sft", "prefs", "prompts", "all"])
+    example.add_argument("directory", metavar="DIR")
     return parser
 
 
@@ -260,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"rlkit {args.command}: unexpected argument {rest[0]!r}")
         if args.command == "resume":
             return cmd_resume(args.run_dir, args.total_steps)
+        if args.command == "data":
+            return cmd_data_example(args.kind, args.directory)
         if args.command == "eval":
             return cmd_eval(args.run_dir, args.episodes, args.video, args.video_length)
         return cmd_list()

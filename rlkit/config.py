@@ -121,6 +121,11 @@ class BaseConfig(FieldOptions):
 
         check_device_name(self.device)
 
+    def extras(self) -> dict[str, str]:
+        """The package extras (`rlkit.extras`) these settings need, each with the flag
+        that needs it: checked, with the install command, before a run creates anything."""
+        return {"wandb": "--wandb"} if self.wandb else {}
+
     def to_dict(self) -> dict[str, Any]:
         """The offered fields (dropped ones left out) as plain values."""
         offered = offered_fields(type(self))

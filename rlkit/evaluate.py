@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rlkit import checkpoint
+from rlkit.envs.families import EpisodeDone
 from rlkit.errors import CheckpointError
 from rlkit.trainer import load_run
 
@@ -36,13 +37,15 @@ def evaluate(
     video: bool = False,
     video_length: int = 500,
     seed: int | None = None,
+    on_episode: EpisodeDone | None = None,
 ) -> EvalResult:
     """Run `episodes` deterministic episodes with the checkpointed policy.
 
     The env family's evaluation loop plays them (`Algorithm.evaluate_checkpoint`; an
     algorithm on data evaluates its held-out split instead). With `video`, the first
     episode is recorded (up to `video_length` frames) into ``RUN_DIR/videos/``; MuJoCo
-    renders headless through EGL.
+    renders headless through EGL. `on_episode(index, return, length)` is called as each
+    episode ends (an algorithm on data plays none).
     """
     run_dir = Path(run_dir)
     algo_cls, config = load_run(run_dir)
@@ -51,7 +54,7 @@ def evaluate(
     video_dir = run_dir / "videos" if video else None
     try:
         played = algo_cls.evaluate_checkpoint(
-            state["state"], config, episodes, base, video_dir, video_length
+            state["state"], config, episodes, base, video_dir, video_length, on_episode
         )
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(

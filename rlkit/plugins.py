@@ -26,14 +26,13 @@ from pathlib import Path
 
 from rlkit.algorithms.base import ALGORITHMS, Algorithm
 from rlkit.errors import RegistryError
+from rlkit.registry import FILE_MODULE_PREFIX
 
 GROUP = "rlkit.algorithms"
 HOW = (
     "register one with an entry point in group 'rlkit.algorithms', or name a class: "
     "rlkit run path/to/file.py:Class (or module:Class); see docs/custom_algorithm.md"
 )
-FILE_MODULE_PREFIX = "rlkit_plugin_"
-"""Modules imported from files are named so (the Ray executor sends them by value)."""
 SOURCES: dict[str, str] = {}
 """Registry name -> where a plugin algorithm was loaded from (a spec `load` takes)."""
 _loaded_entry_points = False

@@ -47,6 +47,10 @@ class ProgressReporter:
     def update(self, step: int, episode_return: float) -> float:
         """Show progress at `step`; returns steps/s since start (or resume)."""
         now = time.perf_counter()
+        # A driver step collects whole rollouts, so the last one may pass the budget (MAPPO:
+        # 7 steps of 3,200 for 20,000). Those steps were trained and logged: the total
+        # grows to them (22,400/22,400) rather than the count being clamped to the budget.
+        self.total = max(self.total, step)
         sps = (step - self.start) / max(now - self.t0, 1e-9)
         ret = (
             "-"
@@ -54,7 +58,7 @@ class ProgressReporter:
             else f"{episode_return:.{1 if self.unit == 'steps' else 3}f}"
         )
         if self.bar is not None:
-            self.bar.update(self.task, completed=step, sps=sps, ret=ret)
+            self.bar.update(self.task, total=self.total, completed=step, sps=sps, ret=ret)
         elif now - self.last_print >= self.every or step >= self.total:
             self.last_print = now
             eta = max(0.0, (self.total - step) / sps) if sps > 0 else float("inf")

@@ -13,6 +13,10 @@ from rlkit.errors import RegistryError
 
 T = TypeVar("T")
 
+FILE_MODULE_PREFIX = "rlkit_plugin_"
+"""Modules of algorithms imported from files (`rlkit run file.py:Class`) are named so:
+the Ray executor sends such modules to its workers by value."""
+
 
 class Registry(Generic[T]):
     """A named collection; `kind` names what it holds in error messages ("algorithm")."""

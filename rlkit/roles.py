@@ -11,18 +11,26 @@ methods (checked when the graph is built); deriving documents the contract.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from rlkit.batch import Batch
-from rlkit.dataflow.carry import Output
 
 Weights = dict[str, torch.Tensor]
 Metrics = dict[str, Any]
 """Scalar metrics (floats, or 0-d tensors that the driver averages and converts once per
 iteration to avoid a device sync per gradient step), plus optional per-sample outputs
 such as ``priorities`` for prioritized replay."""
+
+
+class Output(NamedTuple):
+    """What a producer returns when it has more to say than the data it sends."""
+
+    data: Any
+    """What travels along the edge (a batch, usually)."""
+    info: dict[str, Any]
+    """What comes back to the driver (e.g. "return" and "length" of finished episodes)."""
 
 
 class Role(ABC):

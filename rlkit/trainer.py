@@ -34,6 +34,7 @@ from rlkit.divergence import check_finite
 from rlkit.envs.families import EnvFamily, parse_env_kwargs, select
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
+from rlkit.extras import require
 from rlkit.limits import check_memory
 from rlkit.metrics import MetricsLogger
 from rlkit.plugins import resolve
@@ -58,6 +59,9 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
             f"{algo_cls.__name__} leaves {', '.join(missing)} unimplemented: "
             "a template's abstract methods are what an algorithm must supply"
         )
+    check_extras(algo_cls)
+    for extra, flag in config.extras().items():
+        require(extra, flag)
     config.validate()
     executor = EXECUTORS.get(config.executor)(config)
     if config.learners > 1 and config.executor == "local":
@@ -79,6 +83,12 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     return Built(algorithm, place(plan, executor.cluster()), executor)
 
 
+def check_extras(algo_cls: type[Algorithm]) -> None:
+    """One line with the install command when an extra the algorithm needs is missing."""
+    for extra in algo_cls.extras:
+        require(extra, algo_cls.name)
+
+
 def probe(algo_cls: type[Algorithm], config: BaseConfig) -> tuple[str, Any, EnvFamily | None]:
     """The env's id, spec and family (its spaces read from one env made and closed), or
     ("", None, None) for an algorithm that trains on no env."""
@@ -93,6 +103,14 @@ def probe(algo_cls: type[Algorithm], config: BaseConfig) -> tuple[str, Any, EnvF
     return env_id, spec, family
 
 
+def preset_in_force(
+    algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]
+) -> str:
+    """The preset a run starts from: the one named, else the algorithm's default for
+    `env` (or, on data, for its model's family)."""
+    return preset or algo_cls.default_preset(env, overrides)
+
+
 def make_config(
     algo_cls: type[Algorithm], env: str, preset: str | None, overrides: dict[str, Any]
 ) -> BaseConfig:
@@ -100,15 +118,10 @@ def make_config(
     for an algorithm on no env), then overrides."""
     from rlkit.config import apply_overrides
 
+    check_extras(algo_cls)
     cfg = algo_cls.config_cls()
     presets = {k.lower(): v for k, v in algo_cls.presets().items()}
-    if preset is not None:
-        key = preset.lower()
-    elif algo_cls.families:
-        family = select(algo_cls.name, algo_cls.families, env)
-        key = family.short_name(family.resolve(env)).lower()
-    else:
-        key = "default"
+    key = preset_in_force(algo_cls, env, preset, overrides).lower()
     if preset is not None and key != "none" and key not in presets:
         raise ConfigError(
             f"--preset: {algo_cls.name} has no preset {preset!r}; known: {', '.join(presets) or 'none'}"
@@ -270,6 +283,8 @@ class Trainer:
         if resume:
             assert self.run_dir is not None
             saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
+            if self._finished(saved):  # nothing to train: leave the run directory as it is
+                return 0
             checkpoint.prune_files(self.run_dir, saved.get("files"))  # a killed write's
         else:
             self.run_dir = self.run_dir or new_run_dir(self.algo_cls, cfg)
@@ -335,12 +350,22 @@ class Trainer:
                 f"{path} does not fit this run's layout ({type(e).__name__}: {e}); "
                 "it was written by another rlkit version or config"
             ) from None
-        if self.step >= algo.budget():
-            print(
-                f"run already complete at step {self.step:,}; "
-                f"extend it with: rlkit resume {self.run_dir} --total-steps N",
-                flush=True,
-            )
+
+    def _finished(self, saved: dict[str, Any]) -> bool:
+        """Whether the checkpoint `saved` already spent the budget; if so, says so in one
+        line with the command that raises it."""
+        algo = self.built.algorithm
+        trainer = saved.get("trainer")
+        step = trainer.get("step", 0) if isinstance(trainer, dict) else 0  # _restore checks it
+        budget = algo.budget()
+        if step < budget:
+            return False
+        print(
+            f"rlkit: {self.run_dir} already finished its budget of {budget:,} {algo.unit}; "
+            f"raise it with rlkit resume {self.run_dir} --total-steps {2 * max(budget, step)}",
+            flush=True,
+        )
+        return True
 
     def _loop(self, logger: MetricsLogger, t0: float) -> None:
         """Driver steps until the budget is spent, Ctrl-C, or --target-return: each one

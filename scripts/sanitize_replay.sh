@@ -66,7 +66,7 @@ for kind in $KINDS; do
   (cd "$stage" && LD_PRELOAD="$preload" PYTHONPATH="$stage" SKBUILD_EDITABLE_SKIP="$SKIP" \
     "$PY" -c "import rlkit.replay._core as c, sys; assert c.__file__.startswith('$stage'), c.__file__" &&
    LD_PRELOAD="$preload" PYTHONPATH="$stage" SKBUILD_EDITABLE_SKIP="$SKIP" \
-    "$PY" -m pytest -q -s -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" \
+    "$PY" -m pytest -q -s -n 0 -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" \
       "${tests[@]}") 2>&1 | tee "$TMP/$kind.out"
   rc=${PIPESTATUS[0]}
   set -e

@@ -361,3 +361,12 @@ def ray_local(ray_state: RayState) -> RayState:
 def ray_nodes(ray_state: RayState) -> Any:
     """A three-node Ray (head; GPU node; NPU node) is up; returns the Cluster."""
     return ray_state.nodes()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`, the default in pyproject.toml), every test
+    that needs Ray runs in one worker, so that Ray starts once per session, not once per
+    worker; the rest are spread over the workers."""
+    for item in items:
+        if "ray_state" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))

@@ -360,3 +360,106 @@ def test_run_help_lists_every_field(rlkit_cmd, cli_env, algo):
     fields = ALGORITHMS.get(algo).config_cls.__dataclass_fields__
     for name in fields:
         assert f"--{name.replace('_', '-')}" in result.stdout
+
+
+# -- help texts and messages, in-process -------------------------------------------------
+def help_text(capsys, *args: str) -> str:
+    """`rlkit ARGS --help` in-process, its lines joined (argparse wraps long helps)."""
+    from rlkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("algo", "metavars"),
+    [
+        (
+            "grpo",
+            [
+                "--reward MODULE:FUNCTION,...",
+                "--reward-weights FLOAT,FLOAT,...",
+                "--stop-strings STR,STR,...",
+                "--stop-token-ids INT,INT,...",
+            ],
+        ),
+        ("rlhf-ppo", ["--reward MODULE:FUNCTION,...", "--reward-weights FLOAT,FLOAT,..."]),
+        ("ppo", ["--hidden INT,INT,..."]),
+        ("sac", ["--hidden INT,INT,..."]),
+    ],
+)
+def test_help_metavars_name_what_a_list_flag_takes(capsys, algo, metavars):
+    text = help_text(capsys, "run", algo)
+    for metavar in metavars:
+        assert f" {metavar} " in text, metavar
+
+
+def test_every_tuple_field_gets_the_metavar_of_its_items():
+    import dataclasses
+    import typing
+
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.cli import _type_name
+
+    for name in ALGORITHMS:
+        config_cls = ALGORITHMS.get(name).config_cls
+        for f in dataclasses.fields(config_cls):
+            annotation = typing.get_type_hints(config_cls)[f.name]
+            if typing.get_origin(annotation) is not tuple:
+                continue
+            item = typing.get_args(annotation)[0].__name__.upper()
+            metavar = _type_name(annotation, f.metadata)
+            assert metavar == f.metadata.get("metavar", f"{item},{item},..."), (name, f.name)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "mappo", "sft", "rm", "dpo", "grpo", "rlhf-ppo"])
+def test_help_says_a_preset_may_set_a_field_only_where_one_does(capsys, algo):
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.config import offered_fields
+
+    algo_cls = ALGORITHMS.get(algo)
+    text = help_text(capsys, "run", algo)
+    preset = {k.replace("-", "_") for fields in algo_cls.presets().values() for k in fields}
+    set_by_presets = preset & set(offered_fields(algo_cls.config_cls))
+    kind, other = ("an env", "a model") if algo_cls.families else ("a model", "an env")
+    assert text.count(f"; {kind} preset may set it)") == len(set_by_presets)
+    assert f"{other} preset may set it" not in text
+    if algo == "ppo":  # Humanoid's preset sets the budget; no preset sets the estimator
+        assert "(default: 100000; an env preset may set it)" in text
+        assert "(default: gae)" in text
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rlhf-ppo"])
+def test_rl_stages_name_their_own_flags_in_help_and_errors(capsys, algo):
+    import re
+
+    from rlkit.cli import main
+
+    text = help_text(capsys, "run", algo)
+    eval_fraction = text.split("--eval-fraction FLOAT ", 1)[1].split(" --", 1)[0]
+    assert not re.search(r"--(eval-)?data\b(?!-)", eval_fraction), eval_fraction
+    for command in ("plan", "run"):
+        assert main([command, algo]) == 2
+        err = capsys.readouterr().err
+        assert err == f"rlkit: error: {algo}: --prompts is required (a .jsonl file, ...)\n"
+
+
+def test_eval_shows_each_episode_and_the_video_as_it_goes(tiny_run, capsys):
+    from rlkit.cli import main
+
+    run_dir = tiny_run("ppo")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "3", "--video", "--video-length", "20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        f"recording video of the first episode (up to 20 frames) into {run_dir / 'videos'} ..."
+    )
+    assert [line.split(":")[0] for line in lines[1:4]] == [
+        "episode 1/3",
+        "episode 2/3",
+        "episode 3/3",
+    ]
+    assert lines[1].split(": ", 1)[1].startswith("return ")
+    assert lines[4].startswith("3 episodes: return ")

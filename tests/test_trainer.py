@@ -141,7 +141,24 @@ def test_resume_total_steps_applies_to_that_invocation_only(tiny_run, capsys):
     assert checkpoint.load(run_dir / "checkpoint.pt", "ppo")["trainer"]["step"] == 512
     capsys.readouterr()
     assert main(["resume", str(run_dir)]) == 0  # the original budget: already complete
-    assert "run already complete at step 512" in capsys.readouterr().out
+    assert "already finished its budget of 256 steps" in capsys.readouterr().out
+
+
+def test_resume_of_a_finished_run_is_one_line_and_changes_nothing(tiny_run, capsys, dir_snapshot):
+    from rlkit.cli import main
+
+    run_dir = tiny_run("ppo", total_steps=256)
+    step = checkpoint.load(run_dir / "checkpoint.pt", "ppo")["trainer"]["step"]  # 256 or past
+    before = dir_snapshot(run_dir)
+    capsys.readouterr()
+    assert main(["resume", str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"rlkit: {run_dir} already finished its budget of 256 steps; "
+        f"raise it with rlkit resume {run_dir} --total-steps {2 * step}"
+    ]
+    assert err == ""
+    assert dir_snapshot(run_dir) == before
 
 
 def test_temp_files_of_killed_writers_are_gone_after_resume(tiny_run):

@@ -87,14 +87,15 @@ READERS: dict[str, Callable[[Path], Rows]] = {
 """File suffix -> reader (rows as dicts)."""
 
 
-def read_rows(spec: str, split: str = "train") -> Rows:
-    """The rows of a file, a saved dataset directory or a `datasets` name."""
+def read_rows(spec: str, split: str = "train", flag: str = "--data") -> Rows:
+    """The rows of a file, a saved dataset directory or a `datasets` name (`flag`: the
+    option that gave it, for the messages)."""
     path = Path(spec).expanduser()
     if path.is_file():
         reader = READERS.get(path.suffix.lower())
         if reader is None:
             raise ConfigError(
-                f"--data {spec}: unknown file type {path.suffix!r}; use one of "
+                f"{flag} {spec}: unknown file type {path.suffix!r}; use one of "
                 f"{', '.join(READERS)}, or a datasets directory or name"
             )
         try:
@@ -102,40 +103,40 @@ def read_rows(spec: str, split: str = "train") -> Rows:
         except UnicodeDecodeError:
             raise ConfigError(f"{spec}: not UTF-8 text") from None
     elif path.is_dir():
-        rows = _from_disk(path, split)
+        rows = _from_disk(path, split, flag)
     elif spec.startswith((".", "/", "~")) or path.suffix.lower() in READERS:
-        raise ConfigError(f"--data {spec}: no such file or directory")
+        raise ConfigError(f"{flag} {spec}: no such file or directory")
     else:
-        rows = _load_dataset(spec, split)
+        rows = _load_dataset(spec, split, flag)
     if not rows:
         raise ConfigError(f"{spec}: no rows (an empty dataset); give a file with examples")
     return rows
 
 
-def _from_disk(path: Path, split: str) -> Rows:
+def _from_disk(path: Path, split: str, flag: str) -> Rows:
     import datasets
 
     try:
         ds = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(
-            f"--data {path}: not a saved dataset directory ({' '.join(str(e).split())[:200]})"
+            f"{flag} {path}: not a saved dataset directory ({' '.join(str(e).split())[:200]})"
         ) from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise ConfigError(f"--data {path}: no split {split!r} (splits: {', '.join(ds)})")
+            raise ConfigError(f"{flag} {path}: no split {split!r} (splits: {', '.join(ds)})")
         ds = ds[split]
     return list(ds.to_list())
 
 
-def _load_dataset(name: str, split: str) -> Rows:
+def _load_dataset(name: str, split: str, flag: str) -> Rows:
     import datasets
 
     try:
         return list(datasets.load_dataset(name, split=split).to_list())
     except Exception as e:  # offline, unknown name, missing split: datasets has many kinds
         raise ConfigError(
-            f"--data {name}: datasets cannot load it ({type(e).__name__}: "
+            f"{flag} {name}: datasets cannot load it ({type(e).__name__}: "
             f"{' '.join(str(e).split())[:200]})"
         ) from None
 

@@ -23,17 +23,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import DynamicCache
-from transformers.generation import (
-    LogitsProcessorList,
-    MinNewTokensLengthLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+
+if TYPE_CHECKING:
+    from transformers.generation import LogitsProcessorList
 
 Stop = Callable[[torch.Tensor], torch.Tensor]
 """An extra stop criterion: the sequences so far ``[N, L + t]`` -> whether each ends ``[N]``."""
@@ -54,6 +49,14 @@ class Sampling:
 
     def processors(self, prompt_length: int, device: torch.device) -> LogitsProcessorList:
         """`generate`'s logits processors for these fields, in its order."""
+        from transformers.generation import (  # the rlhf extra: imported where it is used
+            LogitsProcessorList,
+            MinNewTokensLengthLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
         out = LogitsProcessorList()
         if self.min_new_tokens > 0 and self.stop_ids:
             stops = torch.tensor(self.stop_ids, device=device)
@@ -76,6 +79,8 @@ def forward_arguments(model: Any) -> dict[str, Any]:
     """The fixed arguments of each call: the KV cache under the name the model's forward
     takes it by (transformers renamed it), and the last position's logits only where the
     forward can be told so (as `generate` asks)."""
+    from transformers import DynamicCache
+
     params = inspect.signature(model.forward).parameters
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     out: dict[str, Any] = {"cache" if "cache" in params else "past_key_values": cache}

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from rlkit.algorithms.base import ALGORITHMS, StepResult
-from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf.data import Pairs
 from rlkit.algorithms.rlhf.logprobs import sequence_logps
 from rlkit.algorithms.rlhf.reward_model import PairStage, PreferenceConfig
@@ -31,6 +30,7 @@ from rlkit.algorithms.rlhf.roles import LLMLearner, ReferenceScorer
 from rlkit.algorithms.rlhf.template import BATCHES, HELD_OUT
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 
 

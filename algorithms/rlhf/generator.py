@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers.generation import StopStringCriteria
 
 from rlkit.algorithms.rlhf.decode import Sampling, decode
 from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
@@ -60,6 +59,8 @@ class HFGenerator(Offload, Generator):
         self.stop_ids = sorted(
             {*config.stop_token_ids, *([self.tokenizer.eos_token_id] if self.eos() else [])}
         )
+        from transformers.generation import StopStringCriteria  # the rlhf extra, used here
+
         self.stop_criterion = (
             StopStringCriteria(self.tokenizer, list(config.stop_strings))
             if config.stop_strings

@@ -20,6 +20,7 @@ causal LM this adds a freshly initialized value head, seeded). Weights load in f
 from __future__ import annotations
 
 import importlib.util
+import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ class ModelSource(ABC):
     def load(self, spec: str, head: str, seed: int) -> Any:
         """The model with the `head` asked for, fp32, on CPU."""
 
+    def preset(self, spec: str) -> str:
+        """The model-family preset a stage on `spec` starts from (`presets/STAGE.yaml`):
+        fine-tuning defaults ("pretrained") unless the family needs its own."""
+        return "pretrained"
+
 
 def _auto(head: str) -> Any:
     import transformers
@@ -78,6 +84,9 @@ class Tiny(ModelSource):
 
     def tokenizer(self, spec: str) -> Any:
         return tiny_tokenizer()
+
+    def preset(self, spec: str) -> str:
+        return "tiny"
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         from transformers import LlamaConfig
@@ -114,12 +123,11 @@ class HubOrDirectory(ModelSource):
     def load(self, spec: str, head: str, seed: int) -> Any:
         with torch.random.fork_rng():  # a new value head is initialized from the seed
             torch.manual_seed(seed)
-            return _loading(
-                spec,
-                lambda: _auto(head).from_pretrained(
-                    spec, dtype=torch.float32, **_head_kwargs(head)
-                ),
-            )
+            return _loading(spec, lambda: _from_pretrained(spec, head))
+
+    def preset(self, spec: str) -> str:
+        run = Path(spec).parent  # RUN_DIR/model: the run's preset
+        return RunDirectory().preset(str(run)) if RunDirectory().claims(str(run)) else "pretrained"
 
 
 class RunDirectory(ModelSource):
@@ -141,6 +149,18 @@ class RunDirectory(ModelSource):
 
     def tokenizer(self, spec: str) -> Any:
         return self.inner.tokenizer(self.model_dir(spec))
+
+    def preset(self, spec: str) -> str:
+        """The preset of the model the run started from (a tiny model stays tiny)."""
+        import yaml
+
+        try:
+            recorded = yaml.safe_load((Path(spec) / "config.yaml").read_text())["config"]["model"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return "pretrained"
+        if Path(str(recorded)).resolve() == Path(spec).resolve():
+            return "pretrained"
+        return model_preset(str(recorded))
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         return self.inner.load(self.model_dir(spec), head, seed)
@@ -224,6 +244,16 @@ def source(spec: str) -> ModelSource:
     )
 
 
+def model_preset(spec: str) -> str:
+    """The model-family preset of `spec`: "tiny" for the embedded model and the runs that
+    descend from it, "pretrained" for any other (an unknown spec too: loading it later
+    says what is wrong)."""
+    try:
+        return source(spec).preset(spec)
+    except ConfigError:
+        return "pretrained"
+
+
 def quiet() -> None:
     """No transformers progress bars (loading and writing shards) in a run's output."""
     from transformers.utils import logging
@@ -252,6 +282,40 @@ def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any
 def fresh_model(config: Any, head: str) -> Any:
     """A model of `config` with `head`, its weights to be loaded."""
     return _auto(head).from_config(config)
+
+
+def _from_pretrained(spec: str, head: str) -> Any:
+    """`from_pretrained` with `head`, fp32. A reward head on a causal LM's weights (an SFT
+    run as reward model or critic) is new by design, yet transformers logs a load report
+    (the head MISSING) on every such load: that report is held back when the head's are
+    the only keys it names, and logged as usual when backbone weights are missing or left
+    over, or the load fails (errors raise as before)."""
+    if head != "reward":
+        return _auto(head).from_pretrained(spec, dtype=torch.float32)
+    report = logging.getLogger("transformers.modeling_utils")  # where transformers logs it
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            held.append(record)
+            return False
+        return True
+
+    expected = False
+    report.addFilter(hold)
+    try:
+        model, info = _auto(head).from_pretrained(
+            spec, dtype=torch.float32, output_loading_info=True, **_head_kwargs(head)
+        )
+        backbone = model.base_model_prefix + "."
+        named = {*info["missing_keys"], *info["unexpected_keys"]}  # mismatched shapes raise
+        expected = not any(k.startswith(backbone) for k in named)
+        return model
+    finally:
+        report.removeFilter(hold)
+        if not expected:
+            for record in held:
+                report.handle(record)
 
 
 def _loading(spec: str, load: Any) -> Any:

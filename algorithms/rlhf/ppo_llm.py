@@ -41,11 +41,11 @@ from rlkit.algorithms.rlhf.rl_roles import (
     targets_of,
     tokens,
 )
-from rlkit.algorithms.rlhf.rl_template import RLStage
+from rlkit.algorithms.rlhf.rl_template import RLStage, Score
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.carry import Delivery
-from rlkit.dataflow.graph import Edge, LogicalGraph, Pattern, edge
+from rlkit.dataflow.graph import LogicalGraph, Pattern, edge
 from rlkit.limits import NON_NEGATIVE, POSITIVE, UNIT, Range
 
 
@@ -256,23 +256,19 @@ class PPOLLM(RLStage):
         g.add_edge(CRITIC_VALUES)
         return g
 
-    def score(self, responses: Delivery[Any]) -> list[tuple[Any, Delivery[Any]]]:
-        values = (FROM_CRITIC, self.runtime.pass_on(TO_CRITIC, responses))
-        reference, rewards = super().score(responses)
-        return [reference, values, rewards]
+    def score(self, responses: Delivery[Any]) -> dict[str, Score]:
+        values = Score(FROM_CRITIC, self.runtime.pass_on(TO_CRITIC, responses))
+        return {**super().score(responses), "values": values}
 
-    def learn(
-        self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
-    ) -> dict[str, float]:
+    def learn(self, responses: Delivery[Any], scored: dict[str, Score]) -> dict[str, float]:
         metrics = super().learn(responses, scored)
-        (_, reference), (_, values), (_, rewards) = scored
-        into: list[Edge[Any, Any]] = [
-            CRITIC_RESPONSES.bind(self.kl_coef),
-            CRITIC_REFERENCE,
-            CRITIC_VALUES,
-            CRITIC_REWARD,
+        joined: list[Score] = [
+            Score(CRITIC_RESPONSES.bind(self.kl_coef), responses),
+            Score(CRITIC_REFERENCE, scored["reference"].delivery),
+            Score(CRITIC_VALUES, scored["values"].delivery),
+            Score(CRITIC_REWARD, scored["reward"].delivery),
         ]
-        critic = self.runtime.join(into, [responses, reference, values, rewards]).mean()
+        critic = self.runtime.join([s.into for s in joined], [s.delivery for s in joined]).mean()
         named = {f"critic_{k}": v for k, v in ValueObjective.learner_metrics(critic).items()}
         return {**metrics, **named, "kl_coef": self.kl_coef}
 

@@ -37,7 +37,7 @@ class RLConfig(LLMConfig):
     other columns reach the reward functions."""
     eval_prompts: str = ""
     """Held-out prompts for --eval-every (same format); empty: --eval-fraction of --prompts."""
-    reward: tuple[str, ...] = ()
+    reward: tuple[str, ...] = field(default=(), metadata={"metavar": "MODULE:FUNCTION,..."})
     """Rule rewards, comma separated: module:function or path.py[:function], called with
     prompts, completions, completion_ids and the data's other columns; one float or None each."""
     reward_model: str = ""

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from rlkit.algorithms.base import StepResult
-from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf.data import Format
 from rlkit.algorithms.rlhf.engines import GENERATORS, engine_note
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
@@ -48,8 +47,9 @@ from rlkit.algorithms.rlhf.vllm_engine import TIMINGS
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
-from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
-from rlkit.envs.families import Episodes
+from rlkit.dataflow.collectives import GRADIENTS
+from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
+from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.errors import ConfigError
 
 PROMPTS = from_driver("prompts", "generator", Pattern.SCATTER, HFGenerator.generate)
@@ -94,6 +94,16 @@ EVAL_TO_REWARD = edge(
     "eval_to_reward", "generator", "reward", Pattern.GATHER, HFGenerator.greedy, RewardScorer.score
 )
 """Held-out prompts answered greedily, and their rewards."""
+
+
+class Score(NamedTuple):
+    """A scorer's delivery of a step's responses, and the edge that joins it into the
+    learner's update (`RLStage.score` returns them by the scorer's name)."""
+
+    into: Edge[Any, Any]
+    delivery: Delivery[Any]
+
+
 HYBRID = "hybrid"
 """The colocation group of the RL stage's fragments (--policy colocate)."""
 
@@ -104,14 +114,15 @@ class RLStage(LLMStage):
     config_cls: ClassVar[type[BaseConfig]] = RLConfig
     config: RLConfig
     progress_metric = "reward"  # GRPO's loss is near zero by construction: no progress signal
+    data_flags = ("--prompts", "--eval-prompts")
 
     def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
         assert isinstance(config, RLConfig)
         if not config.prompts:
-            raise ConfigError(f"rlkit run {self.name}: --prompts is required (a .jsonl file, ...)")
+            raise ConfigError(f"{self.name}: --prompts is required (a .jsonl file, ...)")
         if not config.reward and not config.reward_model:
             raise ConfigError(
-                f"rlkit run {self.name}: give a reward: --reward module:function (or file.py:function) "
+                f"{self.name}: give a reward: --reward module:function (or file.py:function) "
                 "and/or --reward-model RM_RUN"
             )
         for spec_ in config.reward:  # refused here, before anything is created
@@ -222,7 +233,7 @@ class RLStage(LLMStage):
         metrics = self.learn(responses, scored)
         self.version += 1
         self.runtime.carry(WEIGHTS.bind(self.version))
-        metrics.update(self.sample_metrics(responses, scored[-1][1]))
+        metrics.update(self.sample_metrics(responses, scored["reward"].delivery))
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics)
 
@@ -231,21 +242,18 @@ class RLStage(LLMStage):
         made = merge(unpack(responses.results)[0])
         return bool((made["version"] != self.version).any())
 
-    def learn(
-        self, responses: Delivery[Any], scored: list[tuple[Any, Delivery[Any]]]
-    ) -> dict[str, float]:
+    def learn(self, responses: Delivery[Any], scored: dict[str, Score]) -> dict[str, float]:
         """The learners' update on the responses and their scores, joined: its metrics."""
-        into = [RESPONSES.bind(self.kl_coefficient()), *(e for e, _ in scored)]
-        update = self.runtime.join(into, [responses, *(d for _, d in scored)])
+        into = [RESPONSES.bind(self.kl_coefficient()), *(s.into for s in scored.values())]
+        update = self.runtime.join(into, [responses, *(s.delivery for s in scored.values())])
         return self.learner_metrics(update.mean())
 
-    def score(self, responses: Delivery[Any]) -> list[tuple[Any, Delivery[Any]]]:
-        """The scorers' deliveries of a step's responses, with the edge each joins the
-        learner by (the rewards last)."""
-        return [
-            (FROM_REFERENCE, self.runtime.pass_on(TO_REFERENCE, responses)),
-            (FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
-        ]
+    def score(self, responses: Delivery[Any]) -> dict[str, Score]:
+        """Each scorer's score of a step's responses, by the scorer's name."""
+        return {
+            "reference": Score(FROM_REFERENCE, self.runtime.pass_on(TO_REFERENCE, responses)),
+            "reward": Score(FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
+        }
 
     def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
         """Reward, gold reward, response length, truncation, zero-variance groups."""
@@ -325,6 +333,7 @@ class RLStage(LLMStage):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
         """Greedy answers of the checkpoint's policy to the held-out prompts (the training
         prompts, named ``train_*``, when the run holds none out): their rewards."""

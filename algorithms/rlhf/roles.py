@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit import batch as B
-from rlkit.algorithms.data_parallel import DataParallel, DataParallelRole
 from rlkit.algorithms.rlhf import fsdp
 from rlkit.algorithms.rlhf.models import fresh_model, load_model
 from rlkit.batch import Batch
+from rlkit.dataflow.collectives import DataParallel, DataParallelRole
 from rlkit.device import autocast
 from rlkit.errors import ConfigError
 from rlkit.roles import Learner, Metrics, Scorer, Weights

@@ -88,6 +88,23 @@ def sorted_exact(prompts: list[Any], completions: list[str], **columns: Any) -> 
     return [float(c == answer(str(p))) for p, c in zip(prompts, completions, strict=True)]
 
 
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "sft": ("sft.jsonl", "demonstrations of the biased teacher (prompt, response; 30% sorted)"),
+    "prefs": ("prefs.jsonl", "preference pairs (prompt, chosen: sorted, rejected: a wrong order)"),
+    "prompts": ("prompts.jsonl", "prompts with their answer column, for grpo and rlhf-ppo"),
+}
+"""`rlkit data example KIND DIR`: what each kind writes."""
+
+
+def example_rows(kind: str) -> list[dict[str, str]]:
+    """The rows of example dataset `kind` (the sizes the pipeline example trains on)."""
+    if kind == "sft":
+        return biased_demos(4000, seed=1)
+    if kind == "prefs":
+        return preferences(2000, seed=4)
+    return prompts(2000, seed=2)
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

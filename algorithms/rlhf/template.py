@@ -31,16 +31,16 @@ import numpy as np
 import torch
 
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.data_parallel import GRADIENTS
 from rlkit.algorithms.rlhf import fsdp
 from rlkit.algorithms.rlhf.batches import EpochSampler
 from rlkit.algorithms.rlhf.data import Format, read_rows
-from rlkit.algorithms.rlhf.models import load_tokenizer
+from rlkit.algorithms.rlhf.models import load_tokenizer, model_preset
 from rlkit.algorithms.rlhf.roles import LLMLearner, export_dir
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
-from rlkit.envs.families import Episodes
+from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.errors import ConfigError
 from rlkit.limits import STEPS_MAX, Range
 
@@ -74,7 +74,8 @@ class LLMConfig(BaseConfig):
     eval_data: str = ""
     """Held-out data (same format as --data); empty: --eval-fraction of --data."""
     eval_fraction: float = 0.0
-    """Fraction of --data held out for evaluation when --eval-data is empty (0: none)."""
+    """Fraction of the training rows held out for evaluation when no held-out file is given
+    (0: none)."""
     prompt_column: str = "prompt"
     """Column of the prompt (text, or chat messages)."""
     chat_template: Literal["auto", "on", "off"] = "auto"
@@ -147,6 +148,9 @@ class LLMConfig(BaseConfig):
         check(not self.fsdp or self.learners > 1, "fsdp", "shards over --learners 2 or more")
         check(not (self.fsdp and self.lora_rank), "fsdp", "does not combine with --lora-rank")
 
+    def extras(self) -> dict[str, str]:
+        return {**super().extras(), **({"lora": "--lora-rank"} if self.lora_rank else {})}
+
     def accumulation(self) -> int:
         """Micro-batches per learner per optimizer step."""
         return self.samples_per_step // (self.micro_batch * self.learners)
@@ -162,26 +166,39 @@ class LLMStage(Algorithm):
     """Template of a stage: see the module docstring for what a stage supplies."""
 
     families: ClassVar[tuple[str, ...]] = ()
+    extras: ClassVar[tuple[str, ...]] = ("rlhf",)
     unit: ClassVar[str] = "samples"
     progress_metric = "loss"
     config_cls: ClassVar[type[BaseConfig]] = LLMConfig
     head: ClassVar[str] = "causal"
     """The model head trained: causal (a language model) or reward (one scalar per text)."""
+    data_flags: ClassVar[tuple[str, str]] = ("--data", "--eval-data")
+    """The flags of the training rows and of the held-out ones (the RL stages: prompts)."""
     config: LLMConfig
 
     def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
         super().__init__(config, env_id, spec)
         cfg = self.config
         if not cfg.data:
-            raise ConfigError(f"rlkit run {self.name}: --data is required (a .jsonl file, ...)")
+            # no command in the message: `rlkit run`, `rlkit plan` and `rlkit.rlhf` get here
+            raise ConfigError(f"{self.name}: {self.data_flags[0]} is required (a .jsonl file, ...)")
         self.tokenizer = load_tokenizer(cfg.model)
         self.train, self.held_out = self.load_splits()
         if self.held_out is not None and len(self.held_out) < cfg.learners:
             raise ConfigError(
                 f"the held-out split has {len(self.held_out)} examples, fewer than "
-                f"--learners {cfg.learners}; hold out more (--eval-fraction, --eval-data)"
+                f"--learners {cfg.learners}; hold out more (--eval-fraction, "
+                f"{self.data_flags[1]})"
             )
         self.sampler = EpochSampler(len(self.train), cfg.seed, cfg.shuffle)
+
+    @classmethod
+    def default_preset(cls, env: str, overrides: dict[str, Any]) -> str:
+        """The model family's preset (`models.model_preset`): the embedded tiny model,
+        randomly initialized, needs learning rates far above a pretrained model's."""
+        default = cls.config_cls()
+        assert isinstance(default, LLMConfig)
+        return model_preset(str(overrides.get("model", default.model)))
 
     # -- what a stage supplies -----------------------------------------------------------
     @abstractmethod
@@ -221,9 +238,9 @@ class LLMStage(Algorithm):
     def load_splits(self) -> tuple[Any, Any]:
         """The training split and the held-out one (None without one)."""
         cfg = self.config
-        rows = read_rows(cfg.data, cfg.data_split)
+        rows = read_rows(cfg.data, cfg.data_split, self.data_flags[0])
         if cfg.eval_data:
-            held = read_rows(cfg.eval_data, cfg.data_split)
+            held = read_rows(cfg.eval_data, cfg.data_split, self.data_flags[1])
             return self.examples(rows, self.format(cfg.data)), self.examples(
                 held, self.format(cfg.eval_data)
             )
@@ -334,6 +351,7 @@ class LLMStage(Algorithm):
         seed: int,
         video_dir: Path | None = None,
         video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
     ) -> Episodes:
         """The held-out metrics of the checkpoint's model (the training split's, named
         ``train_*``, when the run holds nothing out), in `Episodes.extra`."""

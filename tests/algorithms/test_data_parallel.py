@@ -11,9 +11,9 @@ import torch
 
 from rlkit import batch as B
 from rlkit.algorithms import PPO, PPOConfig
-from rlkit.algorithms.data_parallel import DataParallel
 from rlkit.algorithms.dqn import DQNConfig, DQNLearner
 from rlkit.algorithms.on_policy_roles import OnPolicyLearner
+from rlkit.dataflow.collectives import DataParallel
 from rlkit.envs import SpaceSpec
 
 SPEC = SpaceSpec((5,), False, 2, (-1.0, -1.0), (1.0, 1.0))

@@ -18,11 +18,11 @@ import torch
 
 from rlkit import checkpoint
 from rlkit.algorithms import MAPPO, MAPPOConfig
-from rlkit.algorithms.data_parallel import DataParallel
 from rlkit.algorithms.mappo import value_loss
 from rlkit.algorithms.multi_agent_networks import MultiAgentPolicy
 from rlkit.algorithms.multi_agent_roles import MultiAgentActor, MultiAgentLearner
 from rlkit.algorithms.value_norm import ValueNorm
+from rlkit.dataflow.collectives import DataParallel
 from rlkit.envs.families import families
 from rlkit.trainer import Trainer, make_config
 

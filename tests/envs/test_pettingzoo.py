@@ -214,9 +214,13 @@ def test_evaluation_is_deterministic_with_per_agent_returns_and_video(tmp_path):
         vertical = np.where(rel[:, 1] > 0, 4, 3)
         return np.where(np.abs(rel[:, 0]) > np.abs(rel[:, 1]), horizontal, vertical)[None]
 
+    told: list[tuple[int, float, int]] = []
     first = FAMILY.evaluate(env_id, {}, toward_first_landmark, 3, seed=5)
-    again = FAMILY.evaluate(env_id, {}, toward_first_landmark, 3, seed=5)
+    again = FAMILY.evaluate(
+        env_id, {}, toward_first_landmark, 3, seed=5, on_episode=lambda *e: told.append(e)
+    )
     assert first.returns == again.returns and first.lengths == [25, 25, 25]
+    assert told == list(zip(range(3), first.returns, first.lengths, strict=True))  # as they end
     per_agent = [first.extra[f"return_{a}"] for a in spec.agents]
     assert np.mean(first.returns) == pytest.approx(sum(per_agent))
     assert first.extra["return_onpolicy"] == pytest.approx(2 * np.mean(first.returns) - 3 * 25)

@@ -15,14 +15,20 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "rlhf_pipeline.py"
 
 @pytest.mark.slow
 def test_the_pipeline_script_runs_sft_then_rm_then_ppo(tmp_path, cli_env):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--smoke"],
+    done = subprocess.run(  # no --out: under runs/rlhf-pipeline of the working directory
+        [sys.executable, str(SCRIPT), "--smoke"],
+        cwd=tmp_path,
         env=cli_env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "runs" / "rlhf-pipeline"
+    assert f"wrote the data to {Path('runs/rlhf-pipeline/rlhf-data')}" in done.stdout
+    assert (out / "rlhf-data" / "prompts.jsonl").is_file()
+    # the reward model's and the critic's new value heads are expected: no load report
+    assert "LOAD REPORT" not in done.stdout + done.stderr
     lines = dict(
         line.split(":", 1)
         for line in done.stdout.splitlines()
@@ -30,9 +36,11 @@ def test_the_pipeline_script_runs_sft_then_rm_then_ppo(tmp_path, cli_env):
     )
     runs = {k.strip(): Path(v.strip()) for k, v in lines.items()}
     assert set(runs) == {"sft", "rm", "ppo"}
-    for run in runs.values():
+    assert all(run.parent == Path("runs/rlhf-pipeline") for run in runs.values())
+    for run in runs.values():  # relative to the working directory, as configs record them
+        run = tmp_path / run
         assert (run / "model" / "config.json").is_file() and (run / "checkpoint.pt").is_file()
-    assert f"model: {runs['sft']}" in (runs["rm"] / "config.yaml").read_text()
-    ppo_config = (runs["ppo"] / "config.yaml").read_text()
+    assert f"model: {runs['sft']}" in (tmp_path / runs["rm"] / "config.yaml").read_text()
+    ppo_config = (tmp_path / runs["ppo"] / "config.yaml").read_text()
     assert f"reward_model: {runs['rm']}" in ppo_config and f"model: {runs['sft']}" in ppo_config
     assert "gold reward (exact sorts) of PPO's samples" in done.stdout

@@ -248,3 +248,14 @@ def test_the_vllm_engine_without_vllm_is_one_line_that_says_how_to_install_it(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'rlkit[vllm]'" in err[0], err
     assert "scripts/vllm_venv.sh" in err[0] and not out.exists()
+
+
+def test_a_missing_prompts_file_is_named_by_its_flag(tmp_path, capsys):
+    """The RL stages read --prompts (and --eval-prompts), not --data: the message says so."""
+    missing = str(tmp_path / "nope.jsonl")
+    assert main(["plan", "grpo", "--prompts", missing, *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rlkit: error: --prompts {missing}: no such file or directory", err
+    args = ["plan", "grpo", "--prompts", str(digits(tmp_path)), "--eval-prompts", missing]
+    assert main([*args, *SMALL]) == 2
+    assert f"--eval-prompts {missing}: no such file" in capsys.readouterr().err

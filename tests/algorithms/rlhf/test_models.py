@@ -38,3 +38,27 @@ def test_sources_claim_their_specs(tmp_path):
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "m.gguf").write_bytes(b"")
     assert isinstance(source(str(tmp_path / "g")), GGUF) and isinstance(source("smollm2"), GGUF)
+
+
+def test_a_reward_head_on_a_causal_lm_loads_quietly_but_a_real_mismatch_is_reported(tmp_path):
+    """The new head of a reward model or critic made from an SFT model is no news: no
+    transformers load report; backbone weights missing from the checkpoint still are."""
+    import logging
+
+    reports: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: reports.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addHandler(handler)
+    try:
+        causal = load_model("tiny", "causal", 0, 0)
+        causal.save_pretrained(tmp_path / "lm")
+        reward = load_model(str(tmp_path / "lm"), "reward", 0, 0)
+        assert reward.config.num_labels == 1
+        assert not [r for r in reports if "LOAD REPORT" in r]
+        state = {k: v for k, v in causal.state_dict().items() if k != "model.norm.weight"}
+        causal.save_pretrained(tmp_path / "partial", state_dict=state)
+        load_model(str(tmp_path / "partial"), "reward", 0, 0)
+        assert [r for r in reports if "LOAD REPORT" in r and "model.norm.weight" in r]
+    finally:
+        logger.removeHandler(handler)

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from rlkit import batch as B
-from rlkit.algorithms.data_parallel import DataParallel
 from rlkit.algorithms.rlhf import SFT, RewardModel, SFTConfig
 from rlkit.algorithms.rlhf.batches import collate_pairs, collate_sequences
 from rlkit.algorithms.rlhf.data import Format, pairs, sequences
 from rlkit.algorithms.rlhf.models import load_tokenizer
 from rlkit.algorithms.rlhf.reward_model import RewardModelConfig
 from rlkit.algorithms.rlhf.roles import LLMLearner
+from rlkit.dataflow.collectives import DataParallel
 
 STAGES: dict[str, tuple[Any, Any]] = {
     "sft": (SFT, SFTConfig),

@@ -1,0 +1,80 @@
+"""The layers of ARCHITECTURE.md, bottom up: the floor (`rlkit/` but its top) <
+`dataflow/` < `envs/` < `algorithms/` < the top (`rlkit/cli.py`, `trainer.py`,
+`plugins.py`, `rlhf.py`, `evaluate.py`). No module imports from a layer above its own,
+not even inside a function (docs/concepts.md#layers)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = ("floor", "dataflow", "envs", "algorithms", "top")
+TOP = ("rlkit.cli", "rlkit.trainer", "rlkit.plugins", "rlkit.rlhf", "rlkit.evaluate")
+
+
+def layer(module: str) -> str:
+    if any(module == t or module.startswith(t + ".") for t in TOP):
+        return "top"
+    for name in ("dataflow", "envs", "algorithms"):
+        if module == f"rlkit.{name}" or module.startswith(f"rlkit.{name}."):
+            return name
+    return "floor"
+
+
+def modules() -> dict[str, Path]:
+    """Module name -> file, for every module of the package (the linked folders once)."""
+    found: dict[str, Path] = {}
+    for top in ("rlkit", "dataflow", "envs", "algorithms"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if (
+                parts[0] == "rlkit"
+                and len(parts) > 1
+                and parts[1] in ("dataflow", "envs", "algorithms")
+            ):
+                continue  # the links: the same files as the top-level folders
+            if parts[0] != "rlkit":
+                parts.insert(0, "rlkit")
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+    return [(line, name) for line, name in out if name == "rlkit" or name.startswith("rlkit.")]
+
+
+def upward_imports() -> list[str]:
+    bad = []
+    for module, path in modules().items():
+        own = ORDER.index(layer(module))
+        for line, target in imports(path):
+            if ORDER.index(layer(target)) > own:
+                where = path.relative_to(ROOT)
+                bad.append(f"{where}:{line}: {layer(module)} imports {target} ({layer(target)})")
+    return bad
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    assert upward_imports() == []
+
+
+def test_the_check_sees_the_layers():
+    found = modules()
+    assert (
+        layer("rlkit.dataflow.collectives") == "dataflow" and "rlkit.dataflow.collectives" in found
+    )
+    assert (
+        layer("rlkit.algorithms.rlhf.grpo") == "algorithms"
+        and "rlkit.algorithms.rlhf.grpo" in found
+    )
+    assert layer("rlkit.batch") == "floor" and layer("rlkit.cli") == "top"
+    assert "rlkit.errors" in [target for _, target in imports(found["rlkit.envs.families"])]
