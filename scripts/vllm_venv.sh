@@ -27,5 +27,5 @@ pip uninstall -y -q torchvision torchaudio torchcodec
 PINS=$(mktemp)
 trap 'rm -f "$PINS"' EXIT
 pip freeze | grep -E '^(torch|transformers|tokenizers)==' > "$PINS"
-pip install -q -c "$PINS" -e ".[rlhf]" "pytest>=8" "pytest-xdist>=3.5" "ray>=2.9"
+pip install -q -c "$PINS" -e ".[rlhf]" "pytest>=8,<9" "pytest-xdist>=3.5" "ray>=2.9"
 python -c "import vllm, transformers, torch; print('vllm', vllm.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"

@@ -363,6 +363,7 @@ def ray_nodes(ray_state: RayState) -> Any:
     return ray_state.nodes()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`, the default in pyproject.toml), every test
     that needs Ray runs in one worker, so that Ray starts once per session, not once per
