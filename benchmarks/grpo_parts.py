@@ -75,9 +75,9 @@ class Parts:
 
 
 def instrument_rlkit(parts: Parts) -> None:
-    from rlkit.algorithms.rlhf.generator import HFGenerator
     from rlkit.algorithms.rlhf.rewards import RewardScorer
     from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
+    from rlkit.llm.generator import HFGenerator
 
     parts.time(HFGenerator, "generate", "generation")
     parts.time(TokenReference, "score", "reference")

@@ -61,7 +61,7 @@ def reward(prompts: list[Any], completions: list[str], **columns: Any) -> list[f
 
 def prepare(work: Path, n: int) -> dict[str, Any]:
     """The model directory and the prompts, written once for every contender."""
-    from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+    from rlkit.llm.models import load_model, load_tokenizer
 
     tok = load_tokenizer("tiny")
     model = load_model("tiny", "causal", 0, tok.pad_token_id)
@@ -203,10 +203,10 @@ def generation_run(work: Path, steps: int, engine: str) -> dict[str, float]:
     """One step's sampling, `steps` times: rlkit's generator or a bare `model.generate`."""
     import torch
 
-    from rlkit.algorithms.rlhf.data import Format
-    from rlkit.algorithms.rlhf.generator import HFGenerator, left_padded
     from rlkit.algorithms.rlhf.grpo import GRPOConfig
-    from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
+    from rlkit.envs.text.data import Format
+    from rlkit.envs.text.prompts import collate_prompts, prompts
+    from rlkit.llm.generator import HFGenerator, left_padded
 
     torch.set_num_threads(1)
     cfg = GRPOConfig(

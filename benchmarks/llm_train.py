@@ -99,8 +99,8 @@ def prepare(work: Path, sft_n: int, dpo_n: int) -> dict[str, Any]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rlkit.algorithms.rlhf.data import Format, pairs, sequences
-    from rlkit.algorithms.rlhf.models import load_tokenizer
+    from rlkit.envs.text.data import Format, pairs, sequences
+    from rlkit.llm.models import load_tokenizer
 
     try:
         tok, tokenizer = load_tokenizer("smollm2"), "SmolLM2 (49,152 tokens)"

@@ -19,9 +19,9 @@ import csv
 from pathlib import Path
 
 from rlkit import rlhf
-from rlkit.algorithms.rlhf import tasks
+from rlkit.envs.text import tasks
 
-GOLD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+GOLD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def write_data(directory: Path) -> tuple[Path, Path, Path]:

@@ -257,10 +257,10 @@ def cmd_list() -> int:
 
 
 def cmd_data_example(kind: str, directory: str) -> int:
-    """Write the example datasets of the sort task (`rlhf.tasks`) to `directory`."""
+    """Write the example datasets of the sort task (`rlkit.envs.text.tasks`) to `directory`."""
     from pathlib import Path
 
-    from rlkit.algorithms.rlhf.tasks import EXAMPLES, example_rows, write_jsonl
+    from rlkit.envs.text.tasks import EXAMPLES, example_rows, write_jsonl
 
     kinds = list(EXAMPLES) if kind == "all" else [kind]
     for k in kinds:
@@ -268,9 +268,7 @@ def cmd_data_example(kind: str, directory: str) -> int:
         rows = example_rows(k)
         path = write_jsonl(Path(directory) / name, rows)
         print(f"{path}: {len(rows):,} rows, {what}")
-    print(
-        "task: sort 4 digits (the gold reward: --reward rlkit.algorithms.rlhf.tasks:sorted_exact)"
-    )
+    print("task: sort 4 digits (the gold reward: --reward rlkit.envs.text.tasks:sorted_exact)")
     return 0
 
 

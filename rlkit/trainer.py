@@ -312,13 +312,7 @@ class Trainer:
             self._loop(logger, t0)
             self.save_checkpoint()
             algo.export(self.run_dir)
-            elapsed = time.perf_counter() - t0
-            done = self.step - start_step
-            print(
-                f"{done:,} {algo.unit} in {elapsed:,.1f}s "
-                f"({done / max(elapsed, 1e-9):,.0f} {algo.unit}/s)",
-                flush=True,
-            )
+            self._print_throughput(self.step - start_step, time.perf_counter() - t0)
             if self._stop:
                 print(
                     f"interrupted at step {self.step:,}; checkpoint saved.\n"
@@ -338,6 +332,13 @@ class Trainer:
             if logger is not None:
                 logger.close()
             runtime.shutdown()
+
+    def _print_throughput(self, done: int, elapsed: float) -> None:
+        unit = self.built.algorithm.unit
+        print(
+            f"{done:,} {unit} in {elapsed:,.1f}s ({done / max(elapsed, 1e-9):,.0f} {unit}/s)",
+            flush=True,
+        )
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """The algorithm's and the trainer's state from a checkpoint, once the plan runs."""

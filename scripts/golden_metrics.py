@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SORT = "rlkit.algorithms.rlhf.tasks"
+SORT = "rlkit.envs.text.tasks"
 RUNS: dict[str, list[str]] = {
     "ppo": ["run", "ppo", "--env", "CartPole", "--total-steps", "2048"],
     "dqn": ["run", "dqn", "--env", "CartPole", "--total-steps", "1500", "--log-every", "250"],
@@ -50,8 +50,8 @@ def rows(run: Path) -> list[dict[str, str]]:
 
 
 def record(out: Path) -> None:
-    from rlkit.algorithms.rlhf import tasks
     from rlkit.cli import main
+    from rlkit.envs.text import tasks
 
     results: dict[str, list[dict[str, str]]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
 """The layers of ARCHITECTURE.md, bottom up: the floor (`rlkit/` but its top) <
-`dataflow/` < `envs/` < `algorithms/` < the top (`rlkit/cli.py`, `trainer.py`,
+`dataflow/` < `rlkit/llm/` (the LLM runtime) < `envs/` < `algorithms/` < the top (`rlkit/cli.py`, `trainer.py`,
 `plugins.py`, `rlhf.py`, `evaluate.py`). No module imports from a layer above its own,
 not even inside a function (docs/concepts.md#layers)."""
 
@@ -9,14 +9,14 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("floor", "dataflow", "envs", "algorithms", "top")
+ORDER = ("floor", "dataflow", "llm", "envs", "algorithms", "top")
 TOP = ("rlkit.cli", "rlkit.trainer", "rlkit.plugins", "rlkit.rlhf", "rlkit.evaluate")
 
 
 def layer(module: str) -> str:
     if any(module == t or module.startswith(t + ".") for t in TOP):
         return "top"
-    for name in ("dataflow", "envs", "algorithms"):
+    for name in ("dataflow", "llm", "envs", "algorithms"):
         if module == f"rlkit.{name}" or module.startswith(f"rlkit.{name}."):
             return name
     return "floor"
@@ -76,5 +76,6 @@ def test_the_check_sees_the_layers():
         layer("rlkit.algorithms.rlhf.grpo") == "algorithms"
         and "rlkit.algorithms.rlhf.grpo" in found
     )
+    assert layer("rlkit.llm.decode") == "llm" and "rlkit.llm.decode" in found
     assert layer("rlkit.batch") == "floor" and layer("rlkit.cli") == "top"
     assert "rlkit.errors" in [target for _, target in imports(found["rlkit.envs.families"])]

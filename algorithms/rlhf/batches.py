@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from rlkit.algorithms.rlhf.data import Pairs, Sequences
 from rlkit.batch import Batch
+from rlkit.envs.text.data import Pairs, Sequences
 
 
 class EpochSampler:

@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from rlkit.algorithms.base import ALGORITHMS, StepResult
-from rlkit.algorithms.rlhf.data import Pairs
-from rlkit.algorithms.rlhf.logprobs import sequence_logps
 from rlkit.algorithms.rlhf.reward_model import PairStage, PreferenceConfig
 from rlkit.algorithms.rlhf.roles import LLMLearner, ReferenceScorer
 from rlkit.algorithms.rlhf.template import BATCHES, HELD_OUT
@@ -32,6 +30,8 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
+from rlkit.envs.text.data import Pairs
+from rlkit.llm.logprobs import sequence_logps
 
 
 @dataclass

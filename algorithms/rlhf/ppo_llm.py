@@ -30,7 +30,6 @@ import torch
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, token_gae
-from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.grpo import surrogate, token_means
 from rlkit.algorithms.rlhf.rewards import RewardScorer
 from rlkit.algorithms.rlhf.rl_config import RLConfig
@@ -47,6 +46,7 @@ from rlkit.config import BaseConfig, check
 from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.graph import LogicalGraph, Pattern, edge
 from rlkit.limits import NON_NEGATIVE, POSITIVE, UNIT, Range
+from rlkit.llm.generator import HFGenerator
 
 
 @dataclass

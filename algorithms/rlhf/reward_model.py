@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.batches import collate_pairs
-from rlkit.algorithms.rlhf.data import Format, Pairs, pairs
 from rlkit.algorithms.rlhf.template import LLMConfig, LLMStage
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
+from rlkit.envs.text.data import Format, Pairs, pairs
 
 
 @dataclass

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlkit.algorithms.rlhf.data import Format, _split_ids
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
-from rlkit.algorithms.rlhf.offload import Offload
 from rlkit.batch import Batch
+from rlkit.envs.text.data import Format, _split_ids
 from rlkit.errors import ConfigError, TrainingError
+from rlkit.llm.models import load_model, load_tokenizer
+from rlkit.llm.offload import Offload
 from rlkit.roles import Scorer
 
 if TYPE_CHECKING:

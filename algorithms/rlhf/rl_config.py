@@ -134,8 +134,8 @@ class RLConfig(LLMConfig):
             "kl_estimator",
             f"must be one of {KL_ESTIMATORS.names()}",
         )
-        from rlkit.algorithms.rlhf.engines import GENERATORS
-        from rlkit.algorithms.rlhf.vllm_engine import check_engine
+        from rlkit.llm.engines import GENERATORS
+        from rlkit.llm.vllm_engine import check_engine
 
         check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS.names()}")
         if self.generator == "vllm":

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit import batch as B
-from rlkit.algorithms.rlhf.logprobs import target_logits, token_logps
-from rlkit.algorithms.rlhf.models import load_model
-from rlkit.algorithms.rlhf.offload import Offload, peak_memory_gb
 from rlkit.algorithms.rlhf.roles import LLMLearner, micro_batches
 from rlkit.batch import Batch
 from rlkit.device import autocast
+from rlkit.llm.logprobs import target_logits, token_logps
+from rlkit.llm.models import load_model
+from rlkit.llm.offload import Offload, peak_memory_gb
 from rlkit.roles import Metrics, Scorer
 
 if TYPE_CHECKING:

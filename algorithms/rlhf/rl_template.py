@@ -34,23 +34,23 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 
 from rlkit.algorithms.base import StepResult
-from rlkit.algorithms.rlhf.data import Format
-from rlkit.algorithms.rlhf.engines import GENERATORS, engine_note
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
-from rlkit.algorithms.rlhf.generator import HFGenerator
-from rlkit.algorithms.rlhf.prompts import Prompts, collate_prompts, prompts
 from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMStage, restore
-from rlkit.algorithms.rlhf.vllm_engine import TIMINGS
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 from rlkit.envs.families import EpisodeDone, Episodes
+from rlkit.envs.text.data import Format
+from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
 from rlkit.errors import ConfigError
+from rlkit.llm.engines import GENERATORS, engine_note
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.vllm_engine import TIMINGS
 
 PROMPTS = from_driver("prompts", "generator", Pattern.SCATTER, HFGenerator.generate)
 """A step's prompts, split across the generators; each samples group_size per prompt."""

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit import batch as B
-from rlkit.algorithms.rlhf import fsdp
-from rlkit.algorithms.rlhf.models import fresh_model, load_model
 from rlkit.batch import Batch
 from rlkit.dataflow.collectives import DataParallel, DataParallelRole
 from rlkit.device import autocast
 from rlkit.errors import ConfigError
+from rlkit.llm import fsdp
+from rlkit.llm.models import fresh_model, load_into, load_model
 from rlkit.roles import Learner, Metrics, Scorer, Weights
 
 if TYPE_CHECKING:
@@ -278,18 +278,6 @@ def _local(x: torch.Tensor) -> torch.Tensor:
     """A DTensor's value (the norm of FSDP-sharded gradients is one), or `x`."""
     full = getattr(x, "full_tensor", None)
     return full() if full is not None else x
-
-
-def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:
-    """`weights` into `model`; tied weights may be absent (their twin is there)."""
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    named = dict(model.named_parameters())
-    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(named)
-    if unexpected or set(missing) - aliases:
-        raise ValueError(
-            f"checkpoint does not fit the model: missing {sorted(set(missing) - aliases)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]}"
-        )
 
 
 class ReferenceScorer(Scorer):

@@ -17,11 +17,11 @@ import torch
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.batches import collate_sequences, pack
-from rlkit.algorithms.rlhf.data import Format, Sequences, sequences
-from rlkit.algorithms.rlhf.logprobs import target_logits
 from rlkit.algorithms.rlhf.template import LLMConfig, LLMStage
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
+from rlkit.envs.text.data import Format, Sequences, sequences
+from rlkit.llm.logprobs import target_logits
 
 
 @dataclass

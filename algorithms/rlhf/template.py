@@ -31,18 +31,18 @@ import numpy as np
 import torch
 
 from rlkit.algorithms.base import Algorithm, StepResult
-from rlkit.algorithms.rlhf import fsdp
 from rlkit.algorithms.rlhf.batches import EpochSampler
-from rlkit.algorithms.rlhf.data import Format, read_rows
-from rlkit.algorithms.rlhf.models import load_tokenizer, model_preset
 from rlkit.algorithms.rlhf.roles import LLMLearner, export_dir
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
 from rlkit.envs.families import EpisodeDone, Episodes
+from rlkit.envs.text.data import Format, read_rows
 from rlkit.errors import ConfigError
 from rlkit.limits import STEPS_MAX, Range
+from rlkit.llm import fsdp
+from rlkit.llm.models import load_tokenizer, model_preset
 
 ENV_FIELDS = (
     "env",

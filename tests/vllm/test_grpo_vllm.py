@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlkit.algorithms.rlhf import tasks as sort
 from rlkit.cli import main
+from rlkit.envs.text import tasks as sort
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def run(out: Path, stage: str, name: str, data: Path, *flags: str) -> Path:

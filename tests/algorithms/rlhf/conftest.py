@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from rlkit.algorithms.rlhf.tasks import greedy_exact_match, write_jsonl
+from rlkit.envs.text.tasks import greedy_exact_match, write_jsonl
 
 WORDS = ["".join(p) for p in itertools.product("abcdef", repeat=4)]
 
@@ -59,8 +59,8 @@ def count_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt as the stages format it (the tiny tokenizer's chat template)."""
-    from rlkit.algorithms.rlhf.data import Format
-    from rlkit.algorithms.rlhf.data import prompt_ids as ids
+    from rlkit.envs.text.data import Format
+    from rlkit.envs.text.data import prompt_ids as ids
 
     return ids(Format(tokenizer), prompt)
 
@@ -71,7 +71,7 @@ def response_logps(model_dir: Path, rows: list[dict[str, str]]) -> torch.Tensor:
     transformers), each response formatted as the stages format it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.algorithms.rlhf.data import Format, pairs
+    from rlkit.envs.text.data import Format, pairs
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()

@@ -1,4 +1,4 @@
-"""Data for the LLM stages (algorithms/rlhf/data.py): every file format gives the same
+"""Data for the LLM stages (envs/text/data.py): every file format gives the same
 examples, chat turns are masked by role, truncation cuts the stated side, columns map by
 flag, and bad data or model paths are one line naming the file and column, exit 2, with
 nothing created."""
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.algorithms.rlhf.data import Format, pairs, read_rows, sequences
-from rlkit.algorithms.rlhf.models import load_tokenizer
 from rlkit.cli import main
+from rlkit.envs.text.data import Format, pairs, read_rows, sequences
+from rlkit.llm.models import load_tokenizer
 
 ROWS = [{"prompt": w, "response": w[::-1]} for w in ("abcd", "bcde", "cdef")]
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlkit.algorithms.rlhf import tasks as sort
 from rlkit.cli import main
+from rlkit.envs.text import tasks as sort
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def rl_run(out: Path, stage: str, name: str, prompts: Path, *flags: str) -> Path:
@@ -135,7 +135,7 @@ def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(tmp_path, ctr
 
 BAD_REWARDS = {
     "import": ("no_such_module_xyz:fn", "cannot import 'no_such_module_xyz'"),
-    "name": ("rlkit.algorithms.rlhf.tasks:nope", "has no function 'nope'"),
+    "name": ("rlkit.envs.text.tasks:nope", "has no function 'nope'"),
     "file": ("missing_rewards.py:fn", "no such file"),
 }
 

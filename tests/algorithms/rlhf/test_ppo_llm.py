@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from rlkit import checkpoint
-from rlkit.algorithms.rlhf import tasks as sort
 from rlkit.algorithms.rlhf.ppo_llm import PPOLLM, PPOLLMConfig, ppo_advantages
 from rlkit.cli import main
+from rlkit.envs.text import tasks as sort
 
-GOLD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+GOLD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def rl_run(out: Path, name: str, prompts: Path, *flags: str) -> Path:

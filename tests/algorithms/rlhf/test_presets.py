@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from rlkit.algorithms.rlhf import DPO, SFT, RewardModel
-from rlkit.algorithms.rlhf.models import model_preset
 from rlkit.cli import main
+from rlkit.llm.models import model_preset
 from rlkit.trainer import make_config
 
 

@@ -14,8 +14,8 @@ pytest.importorskip("ray")
 
 import rlkit.dataflow.ray_executor  # noqa: E402,F401  (registers executor "ray")
 from rlkit.algorithms import ALGORITHMS  # noqa: E402
-from rlkit.algorithms.rlhf import tasks  # noqa: E402
 from rlkit.cli import main  # noqa: E402
+from rlkit.envs.text import tasks  # noqa: E402
 from rlkit.trainer import Trainer, make_config  # noqa: E402
 
 SHORTER = (
@@ -120,7 +120,7 @@ def test_plan_prints_the_ray_placement_and_refuses_an_infeasible_one(ray_local, 
         "--prompts",
         str(data),
         "--reward",
-        "rlkit.algorithms.rlhf.tasks:sorted_exact",
+        "rlkit.envs.text.tasks:sorted_exact",
     ]
     base += ["--executor", "ray", "--device", "cpu", "--prompts-per-step", "8"]
     assert main([*base, "--policy", "colocate"]) == 0

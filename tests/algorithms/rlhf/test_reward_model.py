@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf.batches import collate_pairs
-from rlkit.algorithms.rlhf.data import Format, pairs
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
 from rlkit.algorithms.rlhf.reward_model import rewards
+from rlkit.envs.text.data import Format, pairs
+from rlkit.llm.models import load_model, load_tokenizer
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_reward_functions_get_each_response_s_token_ids():
 
 
 def test_specs_name_modules_or_files(tmp_path, monkeypatch):
-    assert load_function("rlkit.algorithms.rlhf.tasks:sorted_exact")(["31"], ["13"]) == [1.0]
+    assert load_function("rlkit.envs.text.tasks:sorted_exact")(["31"], ["13"]) == [1.0]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.py").write_text(FUNCTIONS)
     assert absolute("mine.py:length") == f"{tmp_path / 'mine.py'}:length"

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
-from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig
-from rlkit.algorithms.rlhf.models import load_model
 from rlkit.algorithms.rlhf.rewards import RewardScorer
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference, placed, policy_logps
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.models import load_model
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def config(**fields) -> GRPOConfig:
@@ -35,10 +35,10 @@ def joined(cfg: GRPOConfig, prompt_batch) -> dict:
 
 @pytest.fixture
 def prompt_batch():
-    from rlkit.algorithms.rlhf import tasks as sort
-    from rlkit.algorithms.rlhf.data import Format
-    from rlkit.algorithms.rlhf.models import load_tokenizer
-    from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
+    from rlkit.envs.text import tasks as sort
+    from rlkit.envs.text.data import Format
+    from rlkit.envs.text.prompts import collate_prompts, prompts
+    from rlkit.llm.models import load_tokenizer
 
     tok = load_tokenizer("tiny")
     data = prompts(sort.prompts(4, seed=0), Format(tok), "prompt")

@@ -14,11 +14,11 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.rlhf import SFT, RewardModel, SFTConfig
 from rlkit.algorithms.rlhf.batches import collate_pairs, collate_sequences
-from rlkit.algorithms.rlhf.data import Format, pairs, sequences
-from rlkit.algorithms.rlhf.models import load_tokenizer
 from rlkit.algorithms.rlhf.reward_model import RewardModelConfig
 from rlkit.algorithms.rlhf.roles import LLMLearner
 from rlkit.dataflow.collectives import DataParallel
+from rlkit.envs.text.data import Format, pairs, sequences
+from rlkit.llm.models import load_tokenizer
 
 STAGES: dict[str, tuple[Any, Any]] = {
     "sft": (SFT, SFTConfig),

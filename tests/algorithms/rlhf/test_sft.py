@@ -8,8 +8,8 @@ import torch
 
 from rlkit.algorithms.rlhf import SFT, SFTConfig
 from rlkit.algorithms.rlhf.batches import collate_sequences, pack
-from rlkit.algorithms.rlhf.data import Format, sequences
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+from rlkit.envs.text.data import Format, sequences
+from rlkit.llm.models import load_model, load_tokenizer
 
 
 @pytest.mark.slow

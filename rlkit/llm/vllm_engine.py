@@ -42,15 +42,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rlkit.algorithms.rlhf.generator import HFGenerator
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
 from rlkit.batch import Batch
 from rlkit.device import check_device_name, resolve_device
 from rlkit.errors import ConfigError
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.models import load_model, load_tokenizer
 from rlkit.roles import Weights
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_config import RLConfig
+    from rlkit.llm.rollout import RolloutConfig
 
 TIMINGS = ("engine_startup_s", "weight_sync_s", "generate_s")
 """Per-sample fields of a vLLM rollout that the driver logs as means."""
@@ -60,7 +60,7 @@ INSTALL = (
 )
 
 
-def check_engine(config: RLConfig) -> None:
+def check_engine(config: RolloutConfig) -> None:
     """Refuse, before anything starts, what the vLLM engine cannot do here."""
     import importlib.util
 
@@ -103,7 +103,7 @@ class VLLMGenerator(HFGenerator):
     """A vLLM engine holding a copy of the policy; takes the learner's weights."""
 
     def __init__(
-        self, config: RLConfig, device: torch.device | None = None, replica: int = 0
+        self, config: RolloutConfig, device: torch.device | None = None, replica: int = 0
     ) -> None:
         torch.set_num_threads(config.torch_threads)  # before vLLM pins torch's thread count
         self.config = config

@@ -1,4 +1,4 @@
-"""The offload decision of the RL roles (algorithms/rlhf/offload.py), which CI can check
+"""The offload decision of the RL roles (rlkit/llm/offload.py), which CI can check
 on CPU: which roles keep their weights in host memory between calls, for each device,
 --policy and --offload. The device moves themselves need an accelerator (docs/rlhf.md:
 GPU-only, not run here)."""
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf.grpo import GRPOConfig
-from rlkit.algorithms.rlhf.offload import HOST, Offload
+from rlkit.llm.offload import HOST, Offload
 
 
 class Role(Offload):

@@ -29,22 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlkit.algorithms.rlhf.decode import Sampling, decode
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
-from rlkit.algorithms.rlhf.offload import Offload
-from rlkit.algorithms.rlhf.roles import load_into
 from rlkit.batch import Batch
+from rlkit.llm.decode import Sampling, decode
+from rlkit.llm.models import load_into, load_model, load_tokenizer
+from rlkit.llm.offload import Offload
 from rlkit.roles import Generator, Weights
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_config import RLConfig
+    from rlkit.llm.rollout import RolloutConfig
 
 
 class HFGenerator(Offload, Generator):
     """A copy of the policy that samples responses; takes the learner's weights."""
 
     def __init__(
-        self, config: RLConfig, device: torch.device | None = None, replica: int = 0
+        self, config: RolloutConfig, device: torch.device | None = None, replica: int = 0
     ) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config = config

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from rlkit.algorithms.rlhf.tokenizer import prepare, tiny_tokenizer
 from rlkit.errors import ConfigError
+from rlkit.llm.tokenizer import prepare, tiny_tokenizer
 
 HEADS = ("causal", "reward")
 
@@ -277,6 +277,18 @@ def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:
+    """`weights` into `model`; tied weights may be absent (their twin is there)."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    named = dict(model.named_parameters())
+    aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(named)
+    if unexpected or set(missing) - aliases:
+        raise ValueError(
+            f"checkpoint does not fit the model: missing {sorted(set(missing) - aliases)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
 
 
 def fresh_model(config: Any, head: str) -> Any:

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rlkit.algorithms.rlhf.generator import HFGenerator
-from rlkit.algorithms.rlhf.vllm_engine import VLLMGenerator
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.vllm_engine import VLLMGenerator
 from rlkit.registry import Registry
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_config import RLConfig
+    from rlkit.llm.rollout import RolloutConfig
 
 GENERATORS: Registry[type[HFGenerator]] = Registry("generator")
 GENERATORS.add("hf", HFGenerator)
 GENERATORS.add("vllm", VLLMGenerator)
 
 
-def engine_note(config: RLConfig) -> str:
+def engine_note(config: RolloutConfig) -> str:
     """What `rlkit plan` says of the rollout engine: where it runs, its memory, its sync."""
     cfg = config
     if cfg.generator == "hf":

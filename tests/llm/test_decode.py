@@ -1,4 +1,4 @@
-"""The HF engine's decode loop (algorithms/rlhf/decode.py) against Hugging Face `generate`
+"""The HF engine's decode loop (rlkit/llm/decode.py) against Hugging Face `generate`
 itself, on the tiny model: the same tokens and the same logits, bit for bit, for greedy
 and for sampling from the same seed (and the same draws: the random stream ends in the
 same state), with padded and unpadded prompts, every sampling field, stop ids, stop
@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers.generation import StopStringCriteria
 
-from rlkit.algorithms.rlhf.decode import Sampling, decode
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
+from rlkit.llm.decode import Sampling, decode
+from rlkit.llm.models import load_model, load_tokenizer
 
 TOK = load_tokenizer("tiny")
 MODEL = load_model("tiny", "causal", 0, TOK.pad_token_id).eval()

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from rlkit.algorithms.rlhf.data import Format, Rows, _text, prompt_ids
 from rlkit.batch import Batch
+from rlkit.envs.text.data import Format, Rows, _text, prompt_ids
 from rlkit.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""The Generator role (algorithms/rlhf/generator.py) on the tiny model: its per-token
+"""The Generator role (rlkit/llm/generator.py) on the tiny model: its per-token
 log-probs are the learner's, stops end responses where they should, every sample carries
 its weights' version, and sampling is reproducible from the role's state."""
 
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from rlkit.algorithms.rlhf import tasks as sort
-from rlkit.algorithms.rlhf.data import Format
-from rlkit.algorithms.rlhf.generator import HFGenerator
 from rlkit.algorithms.rlhf.grpo import GRPOConfig
-from rlkit.algorithms.rlhf.models import load_model, load_tokenizer
-from rlkit.algorithms.rlhf.prompts import collate_prompts, prompts
 from rlkit.algorithms.rlhf.rl_roles import placed, policy_logps
+from rlkit.envs.text import tasks as sort
+from rlkit.envs.text.data import Format
+from rlkit.envs.text.prompts import collate_prompts, prompts
+from rlkit.llm.generator import HFGenerator
+from rlkit.llm.models import load_model, load_tokenizer
 
-REWARD = "rlkit.algorithms.rlhf.tasks:sorted_exact"
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def config(**fields) -> GRPOConfig:

@@ -1,10 +1,10 @@
-"""Model sources (algorithms/rlhf/models.py) and the embedded tiny model and tokenizer."""
+"""Model sources (rlkit/llm/models.py) and the embedded tiny model and tokenizer."""
 
 from __future__ import annotations
 
 import torch
 
-from rlkit.algorithms.rlhf.models import GGUF, RunDirectory, load_model, load_tokenizer, source
+from rlkit.llm.models import GGUF, RunDirectory, load_model, load_tokenizer, source
 
 
 def test_tiny_is_deterministic_from_the_seed_and_small():

@@ -7,7 +7,7 @@ A deliberately biased teacher (`biased_demos`) answers right only some of the ti
 otherwise swaps the last two digits, so SFT on it starts RL from a policy with something
 to fix; `preferences` pairs the right answer (chosen) with that swap or another wrong
 order (rejected), for a reward model. `sorted_exact` is the gold (rule) reward:
-``--reward rlkit.algorithms.rlhf.tasks:sorted_exact``. `greedy_exact_match` judges an
+``--reward rlkit.envs.text.tasks:sorted_exact``. `greedy_exact_match` judges an
 exported model on any such task with plain transformers, apart from rlkit's own
 evaluation.
 """
@@ -123,7 +123,7 @@ def greedy_exact_match(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.algorithms.rlhf.data import Format, prompt_ids
+    from rlkit.envs.text.data import Format, prompt_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
