@@ -4,6 +4,9 @@ and executors.
     logical graph --compile(policy)--> plan --place(cluster)--> placement --start--> runtime
 """
 
+# ray_executor registers the "ray" executor and the multi-actor / colocate policies (Ray
+# is imported only when used, so this costs nothing without it)
+from rlkit.dataflow import ray_executor as _ray_executor  # noqa: F401
 from rlkit.dataflow.executor import EXECUTORS, LocalExecutor, Runtime, WorkerGroup
 from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources
 from rlkit.dataflow.plan import Plan, Worker
@@ -31,7 +34,3 @@ __all__ = [
     "local_cluster",
     "place",
 ]
-
-# registers the "ray" executor and the multi-actor / colocate policies (Ray is imported
-# only when used, so this costs nothing without it)
-from rlkit.dataflow import ray_executor  # noqa: E402,F401

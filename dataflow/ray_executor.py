@@ -42,8 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import rlkit.dataflow.broadcast as broadcast
 from rlkit.checkpoint import restore_call
-from rlkit.dataflow import broadcast
 from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.distributed import ClusterWorker  # also registers the policies
 from rlkit.dataflow.executor import (

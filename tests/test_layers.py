@@ -79,3 +79,56 @@ def test_the_check_sees_the_layers():
     assert layer("rlkit.llm.decode") == "llm" and "rlkit.llm.decode" in found
     assert layer("rlkit.batch") == "floor" and layer("rlkit.cli") == "top"
     assert "rlkit.errors" in [target for _, target in imports(found["rlkit.envs.families"])]
+
+
+def module_level_imports(path: Path, found: dict[str, Path]) -> set[str]:
+    """The modules `path` imports when it is imported (its top-level statements, not a
+    function's, not ``if TYPE_CHECKING``): each named module; ``from pkg import name``
+    names ``pkg`` (its ``__init__`` is where the name is looked up) and, where there is
+    one, the submodule ``pkg.name``."""
+    out: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+    return {m for m in out if m in found}
+
+
+def cycles() -> list[list[str]]:
+    """Groups of modules that import each other at import time (Tarjan's algorithm)."""
+    found = modules()
+    graph = {m: module_level_imports(p, found) - {m} for m, p in found.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_not_even_through_a_package_init():
+    assert cycles() == []
