@@ -36,7 +36,7 @@ from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.extras import require
 from rlkit.limits import check_memory
-from rlkit.metrics import MetricsLogger
+from rlkit.metrics import CSV_NAME, MetricsLogger, read_rows
 from rlkit.plugins import resolve
 from rlkit.run_dir import create as create_run_dir
 
@@ -361,6 +361,8 @@ class Trainer:
         budget = algo.budget()
         if step < budget:
             return False
+        if self.run_dir is not None and (self.run_dir / CSV_NAME).exists():
+            read_rows(self.run_dir / CSV_NAME)  # a corrupt metrics.csv is refused all the same
         print(
             f"rlkit: {self.run_dir} already finished its budget of {budget:,} {algo.unit}; "
             f"raise it with rlkit resume {self.run_dir} --total-steps {2 * max(budget, step)}",
