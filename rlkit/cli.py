@@ -214,7 +214,7 @@ def cmd_list() -> int:
     from rlkit.algorithms import ALGORITHMS
     from rlkit.dataflow import EXECUTORS, POLICIES
     from rlkit.envs.families import families
-    from rlkit.extras import EXTRAS, missing
+    from rlkit.extras import EXTRAS, FLAGS, missing
     from rlkit.plugins import load_entry_points, source_of
 
     load_entry_points()
@@ -242,16 +242,10 @@ def cmd_list() -> int:
             print(f"  {short:<24} {full}")
     print(f"distribution policies: {', '.join(POLICIES)}")
     print(f"executors: {', '.join(EXECUTORS)}")
-    flags = {
-        "ray": "--executor ray",
-        "wandb": "--wandb",
-        "lora": "--lora-rank",
-        "vllm": "--generator vllm",
-    }
     print("extras (pip install 'rlkit[NAME]'; in a clone of rlkit: pip install '.[NAME]'):")
     for extra in EXTRAS:
         state = "not installed" if missing(extra) else "installed"
-        users = ", ".join(needs.get(extra, [])) or flags.get(extra, "")
+        users = ", ".join(needs.get(extra, [])) or FLAGS.get(extra, "")
         print(f"  {extra:<6} {state:<14} {users}")
     return 0
 

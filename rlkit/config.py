@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, ClassVar, Literal, TypeVar
 
 from rlkit.errors import ConfigError
+from rlkit.extras import FLAGS
 from rlkit.limits import check_memory, check_ranges, check_relations
 from rlkit.run_dir import check_name
 
@@ -124,7 +125,7 @@ class BaseConfig(FieldOptions):
     def extras(self) -> dict[str, str]:
         """The package extras (`rlkit.extras`) these settings need, each with the flag
         that needs it: checked, with the install command, before a run creates anything."""
-        return {"wandb": "--wandb"} if self.wandb else {}
+        return {"wandb": FLAGS["wandb"]} if self.wandb else {}
 
     def to_dict(self) -> dict[str, Any]:
         """The offered fields (dropped ones left out) as plain values."""

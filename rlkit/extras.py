@@ -24,6 +24,14 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 """Extra -> the top-level modules it installs that rlkit imports."""
 
+FLAGS: dict[str, str] = {
+    "ray": "--executor ray",
+    "wandb": "--wandb",
+    "lora": "--lora-rank",
+    "vllm": "--generator vllm",
+}
+"""Extra -> the flag that needs it, for the extras no algorithm needs as a whole."""
+
 
 def missing(extra: str) -> list[str]:
     """The modules of `extra` that are not importable here (empty: installed)."""

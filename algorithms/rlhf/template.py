@@ -40,6 +40,7 @@ from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, fro
 from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.envs.text.data import Format, read_rows
 from rlkit.errors import ConfigError
+from rlkit.extras import FLAGS
 from rlkit.limits import STEPS_MAX, Range
 from rlkit.llm import fsdp
 from rlkit.llm.models import load_tokenizer, model_preset
@@ -149,7 +150,7 @@ class LLMConfig(BaseConfig):
         check(not (self.fsdp and self.lora_rank), "fsdp", "does not combine with --lora-rank")
 
     def extras(self) -> dict[str, str]:
-        return {**super().extras(), **({"lora": "--lora-rank"} if self.lora_rank else {})}
+        return {**super().extras(), **({"lora": FLAGS["lora"]} if self.lora_rank else {})}
 
     def accumulation(self) -> int:
         """Micro-batches per learner per optimizer step."""
