@@ -3,7 +3,7 @@
 Importing this package registers every built-in algorithm in `ALGORITHMS`.
 """
 
-from rlkit.algorithms.base import ALGORITHMS, Algorithm, StepResult
+from rlkit.algorithms.base import ALGORITHMS, Algorithm, EnvAlgorithm, StepResult
 from rlkit.algorithms.dqn import DQN, DQNConfig
 from rlkit.algorithms.ippo import IPPO, IPPOConfig
 from rlkit.algorithms.mappo import MAPPO, MAPPOConfig
@@ -25,6 +25,7 @@ __all__ = [
     "Algorithm",
     "DPOConfig",
     "DQNConfig",
+    "EnvAlgorithm",
     "IPPOConfig",
     "MAPPOConfig",
     "OffPolicy",

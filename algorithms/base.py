@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from rlkit.config import BaseConfig, offered_fields
+from rlkit.config import BaseConfig, EnvConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
-from rlkit.envs.families import EnvFamily, EpisodeDone, Episodes, parse_env_kwargs
+from rlkit.envs.families import Env, EnvFamily, EpisodeDone, Episodes, parse_env_kwargs
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError
+from rlkit.limits import check_memory
 from rlkit.registry import Registry
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -60,9 +61,9 @@ class Algorithm(ABC):
     """The typed config dataclass; its fields are the command-line flags."""
     _auto_name: ClassVar[bool] = True
     """Whether `name` came from the class name (no name given)."""
-    families: ClassVar[tuple[str, ...]] = ("gymnasium",)
-    """The env families (`rlkit.envs.families`) it trains in, preferred first; none for
-    an algorithm that trains on data, not in an env (it then has no `--env`)."""
+    families: ClassVar[tuple[str, ...]] = ()
+    """The env families (`rlkit.envs.families`) it trains in, preferred first
+    (`EnvAlgorithm`); none for an algorithm that trains on data (it has no `--env`)."""
     progress_metric: ClassVar[str] = "return"
     """What the progress line shows: "return" (the mean of the last 100 episodes), or a
     metric of `StepResult.metrics` ("loss" for the data stages, "reward" for RL on prompts)."""
@@ -79,44 +80,39 @@ class Algorithm(ABC):
         if cls._auto_name:  # never inherit a registered name
             cls.name = cls.__name__.lower()
 
-    def __init__(self, config: BaseConfig, env_id: str, spec: SpaceSpec) -> None:
+    def __init__(self, config: BaseConfig) -> None:
         self.config = config
-        self.env_id = env_id
-        self.spec = spec
-        self.family: EnvFamily | None = None
-        """The env family of `env_id` (set by the trainer; None without an env)."""
         self._runtime: Runtime | None = None
+
+    @classmethod
+    def create(cls, config: BaseConfig) -> Algorithm:
+        """What the trainer builds a run's algorithm with: an algorithm in an env family
+        receives the family's `Env` (`EnvAlgorithm.create`), one on data its config."""
+        return cls(config)
 
     def budget(self) -> int:
         """How many `unit`s to train for: ``config.total_steps`` (an algorithm on data may
         derive it from its epochs and dataset size)."""
         return int(self.config.total_steps)
 
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """Periodic evaluation (`--eval-every`): ``eval_*`` metrics of the current policy
+        (`EnvAlgorithm`: episodes in its env; an algorithm on data: its held-out split)."""
+        return {}
+
     @classmethod
     def run_label(cls, config: BaseConfig) -> str:
-        """What a run directory is named after besides the algorithm: the env's short name."""
-        from rlkit.envs.families import select
-
-        if not cls.families:
-            return ""
-        family = select(cls.name, cls.families, config.env)
-        return family.short_name(family.resolve(config.env))
-
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """Periodic evaluation (`--eval-every`): whole episodes of the current deterministic
-        policy in the family's evaluation loop, as ``eval_return``, ``eval_return_min`` and
-        the family's own ``eval_*`` means. An algorithm on data evaluates its held-out split."""
-        if self.family is None:
-            return {}
-        kwargs = parse_env_kwargs(self.config.env_kwargs)
-        played = self.family.evaluate(self.env_id, kwargs, self.current_policy(), episodes, seed)
-        return {
-            "eval_return": float(np.mean(played.returns)),
-            "eval_return_min": float(np.min(played.returns)),
-            **{f"eval_{k}": v for k, v in played.extra.items()},
-        }
+        """What a run directory is named after besides the algorithm (an env's short name)."""
+        return ""
 
     @classmethod
+    def default_preset(cls, env: str, overrides: dict[str, Any]) -> str:
+        """The preset a run starts from when ``--preset`` is not given (`EnvAlgorithm`:
+        the env's short name; an algorithm on data names its own, e.g. its model's family)."""
+        return "default"
+
+    @classmethod
+    @abstractmethod
     def evaluate_checkpoint(
         cls,
         state: dict[str, Any],
@@ -127,18 +123,8 @@ class Algorithm(ABC):
         video_length: int = 500,
         on_episode: EpisodeDone | None = None,
     ) -> Episodes:
-        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy
-        (`on_episode` told of each as it ends)."""
-        from rlkit.envs.families import select
-
-        family = select(cls.name, cls.families, config.env)
-        env_id = family.resolve(config.env)
-        kwargs = parse_env_kwargs(config.env_kwargs)
-        spec = family.probe(env_id, kwargs)
-        policy = cls.eval_policy(state, config, spec)
-        return family.evaluate(
-            env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
-        )
+        """`rlkit eval`: the metrics of a checkpoint (`EnvAlgorithm`: `episodes`
+        deterministic episodes of its policy, `on_episode` told of each as it ends)."""
 
     def export(self, run_dir: Path) -> None:
         """Called by the trainer after the final checkpoint (also after Ctrl-C): write what
@@ -147,10 +133,6 @@ class Algorithm(ABC):
     def plan_notes(self) -> str:
         """Lines `rlkit plan` prints after the placement (e.g. the batch-size arithmetic)."""
         return ""
-
-    @classmethod
-    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
-        """Raise EnvError when the algorithm cannot act in this env (e.g. DQN, continuous)."""
 
     @abstractmethod
     def graph(self) -> LogicalGraph:
@@ -207,34 +189,6 @@ class Algorithm(ABC):
         """Restore what `driver_state` returned."""
 
     @classmethod
-    @abstractmethod
-    def eval_policy(
-        cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]`` from a
-        checkpoint's state: ``state["fragments"][NAME]`` lists each fragment's replica
-        states, ``state["driver"]`` is `driver_state()` (periodic evaluation passes
-        replica 0 of every fragment, a buffer's `eval_state` being empty)."""
-
-    def current_policy(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The deterministic policy as it is now (for periodic evaluation): `eval_policy` of
-        a state laid out as a checkpoint's, with replica 0 of every fragment (`eval_state`:
-        a replay buffer's contents left out) and the driver's state."""
-        state = {"fragments": self.runtime.policy_state(), "driver": self.driver_state()}
-        return self.eval_policy(state, self.config, self.spec)
-
-    @classmethod
-    def default_preset(cls, env: str, overrides: dict[str, Any]) -> str:
-        """The preset a run starts from when ``--preset`` is not given: the env's short name
-        (an algorithm on data names its own, e.g. its model's family)."""
-        from rlkit.envs.families import select
-
-        if not cls.families:
-            return "default"
-        family = select(cls.name, cls.families, env)
-        return family.short_name(family.resolve(env))
-
-    @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
         """Env short name -> field overrides: ``presets/NAME.yaml`` of the class and of each
         algorithm it derives from (rlkit's own, or beside the module that defines it), the
@@ -251,6 +205,115 @@ class Algorithm(ABC):
             env: {k: v for k, v in fields.items() if k.replace("-", "_") in offered}
             for env, fields in merged.items()
         }
+
+
+class EnvAlgorithm(Algorithm):
+    """An algorithm that trains in an environment family: the trainer gives it the
+    family's `Env` (the resolved id, its spaces, the family), typed."""
+
+    families: ClassVar[tuple[str, ...]] = ("gymnasium",)
+    config: EnvConfig
+
+    def __init__(self, config: BaseConfig, env: Env) -> None:
+        super().__init__(config)
+        self.env = env
+
+    @property
+    def env_id(self) -> str:
+        return self.env.id
+
+    @property
+    def spec(self) -> Any:
+        """The env's spaces (`SpaceSpec`, or a `MultiAgentSpec`)."""
+        return self.env.spec
+
+    @property
+    def family(self) -> EnvFamily:
+        return self.env.family
+
+    @classmethod
+    def create(cls, config: BaseConfig) -> Algorithm:
+        assert isinstance(config, EnvConfig)
+        env = Env.of(cls.name, cls.families, config.env, config.env_kwargs)
+        if isinstance(env.spec, SpaceSpec):
+            check_memory(config, env.spec)  # with the env's real observation and action sizes
+        cls.check_env(env.id, env.spec)
+        return cls(config, env)
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """Periodic evaluation (`--eval-every`): whole episodes of the current deterministic
+        policy in the family's evaluation loop, as ``eval_return``, ``eval_return_min`` and
+        the family's own ``eval_*`` means. An algorithm on data evaluates its held-out split."""
+        kwargs = parse_env_kwargs(self.config.env_kwargs)
+        played = self.family.evaluate(self.env_id, kwargs, self.current_policy(), episodes, seed)
+        return {
+            "eval_return": float(np.mean(played.returns)),
+            "eval_return_min": float(np.min(played.returns)),
+            **{f"eval_{k}": v for k, v in played.extra.items()},
+        }
+
+    def current_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic policy as it is now (for periodic evaluation): `eval_policy` of
+        a state laid out as a checkpoint's, with replica 0 of every fragment (`eval_state`:
+        a replay buffer's contents left out) and the driver's state."""
+        state = {"fragments": self.runtime.policy_state(), "driver": self.driver_state()}
+        return self.eval_policy(state, self.config, self.spec)
+
+    @classmethod
+    def run_label(cls, config: BaseConfig) -> str:
+        """The env's short name."""
+        assert isinstance(config, EnvConfig)
+        from rlkit.envs.families import select
+
+        family = select(cls.name, cls.families, config.env)
+        return family.short_name(family.resolve(config.env))
+
+    @classmethod
+    def default_preset(cls, env: str, overrides: dict[str, Any]) -> str:
+        """The env's short name."""
+        from rlkit.envs.families import select
+
+        family = select(cls.name, cls.families, env)
+        return family.short_name(family.resolve(env))
+
+    @classmethod
+    def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
+        """Raise EnvError when the algorithm cannot act in this env (e.g. DQN, continuous)."""
+
+    @classmethod
+    def evaluate_checkpoint(
+        cls,
+        state: dict[str, Any],
+        config: BaseConfig,
+        episodes: int,
+        seed: int,
+        video_dir: Path | None = None,
+        video_length: int = 500,
+        on_episode: EpisodeDone | None = None,
+    ) -> Episodes:
+        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy
+        (`on_episode` told of each as it ends)."""
+        assert isinstance(config, EnvConfig)
+        from rlkit.envs.families import select
+
+        family = select(cls.name, cls.families, config.env)
+        env_id = family.resolve(config.env)
+        kwargs = parse_env_kwargs(config.env_kwargs)
+        spec = family.probe(env_id, kwargs)
+        policy = cls.eval_policy(state, config, spec)
+        return family.evaluate(
+            env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
+        )
+
+    @classmethod
+    @abstractmethod
+    def eval_policy(
+        cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]`` from a
+        checkpoint's state: ``state["fragments"][NAME]`` lists each fragment's replica
+        states, ``state["driver"]`` is `driver_state()` (periodic evaluation passes
+        replica 0 of every fragment, a buffer's `eval_state` being empty)."""
 
 
 def _preset_files(klass: type[Algorithm]) -> list[Path]:

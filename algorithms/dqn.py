@@ -16,7 +16,7 @@ from torch import nn
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.networks import full_precision, mlp
-from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
+from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, PrioritizedFields
 from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
@@ -26,7 +26,7 @@ from rlkit.roles import Learner, Weights
 
 
 @dataclass
-class DQNConfig(OffPolicyConfig):
+class DQNConfig(PrioritizedFields, OffPolicyConfig):
     """DQN: the off-policy fields plus exploration, target sync and the Q head."""
 
     lr: float = 1e-4

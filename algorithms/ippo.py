@@ -6,21 +6,21 @@ presets included, is MAPPO's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rlkit.algorithms.base import ALGORITHMS
-from rlkit.algorithms.mappo import MAPPO, MAPPOConfig
+from rlkit.algorithms.mappo import MAPPO, MultiAgentPPOConfig
 from rlkit.config import BaseConfig
 
 
 @dataclass
-class IPPOConfig(MAPPOConfig):
-    """IPPO: MAPPO's fields; the critics see each agent's own observation."""
+class IPPOConfig(MultiAgentPPOConfig):
+    """IPPO: the multi-agent PPO fields; the critics see each agent's own observation."""
 
-    dropped = (*MAPPOConfig.dropped, "critic")
-
-    critic: Literal["central", "local"] = "local"
-    """Value function input: each agent's own observation and id (fixed for IPPO)."""
+    @property
+    def critic(self) -> str:
+        """The value function's input: each agent's own observation and id (IPPO's)."""
+        return "local"
 
 
 @ALGORITHMS.register("ippo")

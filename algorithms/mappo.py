@@ -27,19 +27,23 @@ from rlkit.algorithms.multi_agent_roles import (
     make_agents_policy,
     uses_masks,
 )
-from rlkit.algorithms.on_policy import OnPolicy
-from rlkit.algorithms.ppo import PPOConfig
+from rlkit.algorithms.on_policy import EpochFields, OnPolicy, OnPolicyBase, OverlapFields
+from rlkit.algorithms.ppo import PPOFields
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
+from rlkit.envs.families import Env
 from rlkit.envs.multi_agent_spec import MultiAgentSpec, Observation
 from rlkit.errors import EnvError
 
 
 @dataclass
-class MAPPOConfig(PPOConfig):
-    """MAPPO: PPO's fields and the multi-agent ones; defaults as the on-policy repository's."""
+class MultiAgentPPOConfig(PPOFields, OverlapFields, EpochFields, OnPolicyBase):
+    """PPO's fields and the multi-agent ones (no vector env: a PettingZoo parallel env
+    steps all its agents); defaults as the on-policy repository's. IPPO's config."""
 
-    dropped: ClassVar[tuple[str, ...]] = ("vector", "env_workers", "norm_obs", "norm_reward")
+    def central_critic(self) -> bool:
+        """Whether the critics see the global state (`MAPPOConfig.critic`); IPPO's: never."""
+        return False
 
     num_envs: int = 8
     """Parallel environments per actor, each with all its agents (the MPE presets: 128)."""
@@ -63,9 +67,6 @@ class MAPPOConfig(PPOConfig):
     """Hidden activation: tanh, relu or elu."""
     clip_vloss: bool = True
     """Clip the value update around the rollout's values (by clip_coef)."""
-    critic: Literal["central", "local"] = "central"
-    """Value function input: central (the global state, env.state() or the concatenated
-    observations, and the agent's id) or local (the agent's own observation and id)."""
     value_norm: Literal["running", "popart", "off"] = "running"
     """Standardize value targets: running mean/std, popart (also rescales the critic's
     output layer so its unnormalized outputs stay), or off."""
@@ -87,7 +88,19 @@ class MAPPOConfig(PPOConfig):
     on (required: refused for an env without them or with continuous actions), off."""
 
 
-def value_loss(config: MAPPOConfig, values: torch.Tensor, batch: Batch) -> torch.Tensor:
+@dataclass
+class MAPPOConfig(MultiAgentPPOConfig):
+    """MAPPO: the multi-agent PPO fields and a choice of the critic's input."""
+
+    critic: Literal["central", "local"] = "central"
+    """Value function input: central (the global state, env.state() or the concatenated
+    observations, and the agent's id) or local (the agent's own observation and id)."""
+
+    def central_critic(self) -> bool:
+        return self.critic == "central"
+
+
+def value_loss(config: MultiAgentPPOConfig, values: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Per-entry value loss ``[B, A]``: Huber (or half squared) error to the standardized
     returns, the larger of the unclipped and the clipped update's when `clip_vloss`."""
 
@@ -113,12 +126,12 @@ class MAPPO(OnPolicy):
     extras: ClassVar[tuple[str, ...]] = ("marl",)
     actor_cls = MultiAgentActor
     learner_cls = MultiAgentLearner
-    config: MAPPOConfig
+    config: MultiAgentPPOConfig
 
-    def __init__(self, config: BaseConfig, env_id: str, spec: Any) -> None:
-        super().__init__(config, env_id, spec)
-        assert isinstance(config, MAPPOConfig)
-        check_action_masks(config, spec, env_id)
+    def __init__(self, config: BaseConfig, env: Env) -> None:
+        super().__init__(config, env)
+        assert isinstance(config, MultiAgentPPOConfig)
+        check_action_masks(config, env.spec, env.id)
 
     @classmethod
     def check_env(cls, env_id: str, spec: Any) -> None:
@@ -195,7 +208,7 @@ class MAPPO(OnPolicy):
             )
             lines.append(f"  {g.name:<12} {names}: obs {g.obs_dim}, actions {kind}")
         source = "env.state()" if spec.state_from_env else "the concatenated observations"
-        critic = f"state {spec.state_shape} from {source}" if cfg.critic == "central" else "own obs"
+        critic = f"state {spec.state_shape} from {source}" if cfg.central_critic() else "own obs"
         envs = cfg.num_envs * cfg.actors
         lines.append(f"critic input: {critic}, plus the agent id")
         lines.append(
@@ -206,7 +219,7 @@ class MAPPO(OnPolicy):
         return "\n".join(lines)
 
 
-def check_action_masks(config: MAPPOConfig, spec: MultiAgentSpec, env_id: str) -> None:
+def check_action_masks(config: MultiAgentPPOConfig, spec: MultiAgentSpec, env_id: str) -> None:
     """``--action-masks on`` needs an env whose actions are discrete and masked."""
     if config.action_masks != "on":
         return

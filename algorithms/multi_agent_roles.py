@@ -34,7 +34,7 @@ from rlkit.envs.parallel_runner import ParallelEnvRunner
 from rlkit.roles import Actor, Output, Weights
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.mappo import MAPPOConfig
+    from rlkit.algorithms.mappo import MultiAgentPPOConfig
 
 
 ENV_FILE = "envs.pkl"
@@ -49,7 +49,7 @@ def make_agents_policy(config: Any, spec: MultiAgentSpec) -> MultiAgentPolicy:
         config.activation,
         config.log_std_init,
         config.layer_norm,
-        config.critic == "central",
+        config.central_critic(),
         config.share_params,
     )
 
@@ -188,7 +188,7 @@ class MultiAgentActor(Actor):
 class MultiAgentLearner(OnPolicyLearner):
     """The template's learner over agent-major samples, with value normalization."""
 
-    config: MAPPOConfig
+    config: MultiAgentPPOConfig
 
     def __init__(
         self,

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.base import EnvAlgorithm, StepResult
 from rlkit.algorithms.off_policy_roles import OffPolicyActor, Replay, learn
-from rlkit.config import BaseConfig, check
+from rlkit.config import BaseConfig, EnvConfig, Group, VectorFields, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.vector import SpaceSpec
@@ -36,7 +36,7 @@ from rlkit.roles import Learner
 
 
 @dataclass
-class OffPolicyConfig(BaseConfig):
+class OffPolicyConfig(VectorFields, EnvConfig):
     """Fields of every off-policy algorithm."""
 
     buffer_size: int = 1_000_000
@@ -55,12 +55,6 @@ class OffPolicyConfig(BaseConfig):
     """Target network update rate (1 = hard copy)."""
     n_step: int = 1
     """n-step returns, computed by the replay buffer at sample time."""
-    prioritized: bool = False
-    """Prioritized replay (proportional) instead of uniform."""
-    per_alpha: float = 0.6
-    """Prioritized replay: how strongly priorities skew sampling."""
-    per_beta: float = 0.4
-    """Prioritized replay: initial importance-weight exponent, annealed to 1 over the run."""
     lr: float = 3e-4
     """Adam learning rate."""
     hidden: tuple[int, ...] = (256, 256)
@@ -80,13 +74,36 @@ class OffPolicyConfig(BaseConfig):
         check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
         check(0.0 < self.tau <= 1.0, "tau", "must be in (0, 1]")
         check(self.n_step >= 1, "n_step", "must be at least 1")
-        check(self.per_alpha >= 0, "per_alpha", "must be >= 0")
-        check(0.0 <= self.per_beta <= 1.0, "per_beta", "must be in [0, 1]")
         check(self.lr > 0, "lr", "must be positive")
         check(
             len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes"
         )
         check(self.weight_sync >= 1, "weight_sync", "must be at least 1")
+
+    def priorities(self) -> tuple[float, float] | None:
+        """Prioritized replay's (alpha, initial beta), or None for uniform replay
+        (`PrioritizedFields`)."""
+        return None
+
+
+@dataclass
+class PrioritizedFields(Group):
+    """Prioritized replay (DQN's and SAC's option)."""
+
+    prioritized: bool = False
+    """Prioritized replay (proportional) instead of uniform."""
+    per_alpha: float = 0.6
+    """Prioritized replay: how strongly priorities skew sampling."""
+    per_beta: float = 0.4
+    """Prioritized replay: initial importance-weight exponent, annealed to 1 over the run."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.per_alpha >= 0, "per_alpha", "must be >= 0")
+        check(0.0 <= self.per_beta <= 1.0, "per_beta", "must be in [0, 1]")
+
+    def priorities(self) -> tuple[float, float] | None:
+        return (self.per_alpha, self.per_beta) if self.prioritized else None
 
 
 TRANSITIONS = edge(
@@ -111,7 +128,7 @@ WEIGHTS = edge(
 """The learner's acting parameters to every actor, with their version (the round)."""
 
 
-class OffPolicy(Algorithm):
+class OffPolicy(EnvAlgorithm):
     """Template: subclasses set `config_cls`, `learner_cls` and the three policy hooks."""
 
     config_cls: ClassVar[type[BaseConfig]] = OffPolicyConfig
@@ -214,7 +231,7 @@ class OffPolicy(Algorithm):
         g.add_edge(TRANSITIONS.with_options(bound=2 * cfg.actors))  # streamed: 2 chunks ahead
         g.add_edge(BATCH)
         g.add_edge(WEIGHTS)
-        if cfg.prioritized:
+        if cfg.priorities():
             g.add_edge(PRIORITIES)
         g.add_edge(GRADIENTS)
         return g
@@ -225,8 +242,10 @@ class OffPolicy(Algorithm):
         self.runtime.carry(WEIGHTS.bind(0))
 
     def beta(self) -> float:
-        cfg = self.config
-        return cfg.per_beta + (1.0 - cfg.per_beta) * min(1.0, self.env_steps / cfg.total_steps)
+        priorities = self.config.priorities()
+        assert priorities is not None
+        start = priorities[1]
+        return start + (1.0 - start) * min(1.0, self.env_steps / self.config.total_steps)
 
     def learning(self) -> bool:
         cfg = self.config
@@ -239,7 +258,7 @@ class OffPolicy(Algorithm):
         chunk when the actors stream)."""
         cfg = self.config
         shards = cfg.learners
-        beta = self.beta() if cfg.prioritized else None
+        beta = self.beta() if cfg.priorities() else None
         outs = self.runtime.run_together(
             ["replay", "learner"], learn, cfg.gradient_steps, cfg.batch_size // shards, beta
         )

@@ -71,9 +71,11 @@ class Replay(Buffer):
         }
         fields = replay_fields(spec)
         self.buffer: ReplayBuffer
-        if config.prioritized:
+        priorities = config.priorities()
+        if priorities is not None:
+            alpha, beta = priorities
             self.buffer = PrioritizedReplayBuffer(
-                capacity, fields, alpha=config.per_alpha, beta=config.per_beta, **common
+                capacity, fields, alpha=alpha, beta=beta, **common
             )
         else:
             self.buffer = ReplayBuffer(capacity, fields, **common)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from rlkit.algorithms.advantages import ADVANTAGES
-from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.base import EnvAlgorithm, StepResult
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
-from rlkit.config import BaseConfig, check
+from rlkit.config import BaseConfig, EnvConfig, Group, VectorFields, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge
 from rlkit.envs.normalize import ObsNormalizer
@@ -38,8 +38,8 @@ LossFn = Callable[[Any, ActorCritic, Batch], tuple[torch.Tensor, dict[str, torch
 
 
 @dataclass
-class OnPolicyConfig(BaseConfig):
-    """Fields of every on-policy algorithm."""
+class OnPolicyBase(EnvConfig):
+    """Fields of every on-policy algorithm, single- or multi-agent (what the template reads)."""
 
     num_steps: int = 2048
     """Steps per environment per rollout."""
@@ -53,8 +53,6 @@ class OnPolicyConfig(BaseConfig):
     """Adam learning rate."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over the run."""
-    epochs: int = 10
-    """Passes over each rollout."""
     minibatch_size: int = 64
     """Samples per gradient step; 0 means the whole rollout (one step per epoch)."""
     norm_adv: bool = True
@@ -65,34 +63,18 @@ class OnPolicyConfig(BaseConfig):
     """Entropy bonus weight."""
     max_grad_norm: float = 0.5
     """Gradient clipping by global norm (0 disables)."""
-    target_kl: float = 0.0
-    """Stop the epochs early when the approximate KL exceeds this (0 disables)."""
-    norm_obs: bool = False
-    """Standardize observations with running statistics."""
-    norm_reward: bool = False
-    """Scale rewards by the running std of the discounted return."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy and value MLPs."""
     activation: str = "tanh"
     """Hidden activation: tanh, relu or elu."""
     log_std_init: float = 0.0
     """Initial log std of the Gaussian policy (continuous actions)."""
-    overlap: bool = False
-    """Collect the next rollout while the learner updates on this one (policy one version
-    stale, corrected by the importance ratio); runs in parallel with --executor ray."""
     compile: bool = False
     """torch.compile the loss (forward and backward) in the learner: a one-off compile of
     some seconds, then faster minibatch steps (about 25% on CPU for the Humanoid preset)."""
 
     def validate(self) -> None:
         super().validate()
-        check(self.num_steps >= 1, "num_steps", "must be at least 1")
-        check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
-        check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must be in [0, 1]")
-        check(self.lr > 0, "lr", "must be positive")
-        check(self.epochs >= 1, "epochs", "must be at least 1")
-        check(self.minibatch_size >= 0, "minibatch_size", "must be >= 0 (0: the whole rollout)")
-        check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         check(
             len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", "needs positive layer sizes"
         )
@@ -105,6 +87,63 @@ class OnPolicyConfig(BaseConfig):
             f"must divide the {envs} envs (num_envs x actors)",
         )
         check(self.minibatch_size % self.learners == 0, "learners", "must divide --minibatch-size")
+
+    def passes(self) -> int:
+        """Passes over each rollout (`EpochFields`: --epochs; else one)."""
+        return 1
+
+    def kl_stop(self) -> float:
+        """The approximate KL that ends a rollout's passes early (0: never)."""
+        return 0.0
+
+    def overlaps(self) -> bool:
+        """Whether the next rollout is collected during the update (`OverlapFields`)."""
+        return False
+
+
+@dataclass
+class NormFields(Group):
+    """Running normalization of a single-agent env's observations and rewards."""
+
+    section: ClassVar[str] = "environment"
+
+    norm_obs: bool = False
+    """Standardize observations with running statistics."""
+    norm_reward: bool = False
+    """Scale rewards by the running std of the discounted return."""
+
+
+@dataclass
+class OnPolicyConfig(NormFields, VectorFields, OnPolicyBase):
+    """Fields of every single-agent on-policy algorithm (what `OnPolicyActor` reads)."""
+
+
+@dataclass
+class EpochFields(Group):
+    """Several passes over each rollout, stopped early past a KL (PPO's)."""
+
+    epochs: int = 10
+    """Passes over each rollout."""
+    target_kl: float = 0.0
+    """Stop the epochs early when the approximate KL exceeds this (0 disables)."""
+
+    def passes(self) -> int:
+        return self.epochs
+
+    def kl_stop(self) -> float:
+        return self.target_kl
+
+
+@dataclass
+class OverlapFields(Group):
+    """Collection overlapped with the update."""
+
+    overlap: bool = False
+    """Collect the next rollout while the learner updates on this one (policy one version
+    stale, corrected by the importance ratio); runs in parallel with --executor ray."""
+
+    def overlaps(self) -> bool:
+        return self.overlap
 
 
 ROLLOUT = edge(
@@ -122,7 +161,7 @@ WEIGHTS = edge(
 """The learner's parameters to every actor, with their version."""
 
 
-class OnPolicy(Algorithm):
+class OnPolicy(EnvAlgorithm):
     """Template: subclasses implement `loss`; hooks choose the network and the optimizer."""
 
     config_cls: ClassVar[type[BaseConfig]] = OnPolicyConfig
@@ -131,7 +170,7 @@ class OnPolicy(Algorithm):
     multi-agent actor's has a trailing agent dimension) and whose `set_weights` takes
     the learner's."""
     learner_cls: ClassVar[type[OnPolicyLearner]] = OnPolicyLearner
-    config: OnPolicyConfig
+    config: OnPolicyBase
 
     @staticmethod
     @abstractmethod
@@ -185,7 +224,7 @@ class OnPolicy(Algorithm):
                 replicas=cfg.learners,
             )
         )
-        g.add_edge(ROLLOUT.with_options(ahead=int(cfg.overlap)))
+        g.add_edge(ROLLOUT.with_options(ahead=int(cfg.overlaps())))
         g.add_edge(WEIGHTS)
         g.add_edge(GRADIENTS)
         return g
@@ -200,7 +239,7 @@ class OnPolicy(Algorithm):
         self.version += 1
         self.runtime.carry(WEIGHTS.bind(self.version))
         rollout = sent.data
-        if self.config.overlap:  # the rollout was collected by the weights of a step ago
+        if self.config.overlaps():  # the rollout was collected by the weights of a step ago
             metrics["policy_lag"] = float(self.version - 1 - rollout["version"].float().mean())
         steps = rollout["rewards"].shape[0] * rollout["rewards"].shape[1]  # envs x steps
         return StepResult(steps, metrics, sent.episodes())
@@ -215,7 +254,7 @@ class OnPolicy(Algorithm):
     def eval_policy(
         cls, state: dict[str, Any], config: BaseConfig, spec: SpaceSpec
     ) -> Callable[[np.ndarray], np.ndarray]:
-        assert isinstance(config, OnPolicyConfig)
+        assert isinstance(config, OnPolicyBase)
         actor = state["fragments"]["actor"][0]
         policy = cls.make_policy(config, spec)
         policy.load_state_dict(actor["policy"])

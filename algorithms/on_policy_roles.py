@@ -27,16 +27,16 @@ from rlkit.errors import TrainingError
 from rlkit.roles import Actor, Learner, Metrics, Output, Weights
 
 if TYPE_CHECKING:
-    from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
+    from rlkit.algorithms.on_policy import OnPolicy, OnPolicyBase, OnPolicyConfig
 
 
-def make_policy(config: OnPolicyConfig, spec: SpaceSpec) -> ActorCritic:
+def make_policy(config: OnPolicyBase, spec: SpaceSpec) -> ActorCritic:
     """The template's default policy network (`OnPolicy.make_policy` may replace it)."""
     return ActorCritic(spec, config.hidden, config.activation, config.log_std_init)
 
 
 def policy_of(
-    algorithm: type[OnPolicy] | None, config: OnPolicyConfig, spec: SpaceSpec
+    algorithm: type[OnPolicy] | None, config: OnPolicyBase, spec: SpaceSpec
 ) -> ActorCritic:
     return (
         algorithm.make_policy(config, spec) if algorithm is not None else make_policy(config, spec)
@@ -176,7 +176,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
         self,
         algorithm: type[OnPolicy],
         spec: SpaceSpec,
-        config: OnPolicyConfig,
+        config: OnPolicyBase,
         device: torch.device | None = None,
         replica: int = 0,
     ) -> None:
@@ -215,7 +215,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
         size = cfg.minibatch_size // self.dp.world if cfg.minibatch_size else n
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for _ in range(cfg.epochs):
+        for _ in range(cfg.passes()):
             order = torch.randperm(n, generator=self.generator).to(self.device)
             shuffled = B.index(data, order)  # one gather per epoch; minibatches are slices
             for start in range(0, n, size):
@@ -224,8 +224,8 @@ class OnPolicyLearner(DataParallelRole, Learner):
                     sums[k] = sums.get(k, 0) + v.detach()
                 steps += 1
             # every replica must take the same decision, or the all-reduces deadlock
-            kl = stats.get("approx_kl") if cfg.target_kl > 0 else None
-            if kl is not None and self.dp.average_(kl.detach().clone()).item() > cfg.target_kl:
+            kl = stats.get("approx_kl") if cfg.kl_stop() > 0 else None
+            if kl is not None and self.dp.average_(kl.detach().clone()).item() > cfg.kl_stop():
                 break
         self.updates += 1
         metrics = {k: float(v) / steps for k, v in sums.items()}

@@ -14,14 +14,14 @@ import torch
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.networks import ActorCritic
-from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
+from rlkit.algorithms.on_policy import EpochFields, OnPolicy, OnPolicyConfig, OverlapFields
 from rlkit.batch import Batch
-from rlkit.config import BaseConfig, check
+from rlkit.config import BaseConfig, Group, check
 
 
 @dataclass
-class PPOConfig(OnPolicyConfig):
-    """PPO: the on-policy fields plus the clipping of the policy and value updates."""
+class PPOFields(Group):
+    """PPO's clipping of the policy and value updates."""
 
     clip_coef: float = 0.2
     """Clip the probability ratio to [1 - clip_coef, 1 + clip_coef]."""
@@ -31,6 +31,11 @@ class PPOConfig(OnPolicyConfig):
     def validate(self) -> None:
         super().validate()
         check(self.clip_coef > 0, "clip_coef", "must be positive")
+
+
+@dataclass
+class PPOConfig(PPOFields, OverlapFields, EpochFields, OnPolicyConfig):
+    """PPO: the on-policy fields, several clipped passes over each rollout, overlap."""
 
 
 @ALGORITHMS.register("ppo")

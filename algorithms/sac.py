@@ -16,7 +16,7 @@ from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.networks import HALF_LOG_2PI, full_precision, mlp
-from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
+from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig, PrioritizedFields
 from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
@@ -28,7 +28,7 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 @dataclass
-class SACConfig(OffPolicyConfig):
+class SACConfig(PrioritizedFields, OffPolicyConfig):
     """SAC: the off-policy fields plus entropy tuning and the actor's update rate."""
 
     q_lr: float = 1e-3

@@ -172,6 +172,24 @@ def select(algorithm: str, accepted: tuple[str, ...], env: str) -> EnvFamily:
     raise EnvError(f"unknown env {env!r} (rlkit list shows the env names)")
 
 
+@dataclass(frozen=True)
+class Env:
+    """What an env family gives an algorithm (`EnvAlgorithm`): the env's resolved id, its
+    spaces as the family probes them (`SpaceSpec`, `MultiAgentSpec`), and the family."""
+
+    id: str
+    spec: Any
+    family: EnvFamily
+
+    @classmethod
+    def of(cls, algorithm: str, accepted: tuple[str, ...], env: str, env_kwargs: str) -> Env:
+        """The env `env` (with its constructor's KEY=VALUE,... `env_kwargs`) in the first of
+        the `accepted` families that owns it, its spaces read from one env made and closed."""
+        family = select(algorithm, accepted, env)
+        env_id = family.resolve(env)
+        return cls(env_id, family.probe(env_id, parse_env_kwargs(env_kwargs)), family)
+
+
 class Gymnasium(EnvFamily):
     """Single-agent gymnasium envs: short names (Humanoid) or any registered id."""
 

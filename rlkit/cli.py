@@ -53,9 +53,14 @@ def config_parser(
 ) -> _Parser:
     """One flag per config field, documented by the field's docstring line; the help of a
     field in `preset_fields` says that a `preset_kind` preset may set it."""
-    from rlkit.config import field_docs, field_types, flag, offered_fields
+    from rlkit.config import SECTIONS, field_docs, field_sections, field_types, flag
 
-    parser = _Parser(prog=prog, description=(config_cls.__doc__ or "").strip(), add_help=True)
+    parser = _Parser(
+        prog=prog,
+        usage=f"{prog} [-h] [--preset PRESET] [--FLAG VALUE ...]  (flags by section below)",
+        description=(config_cls.__doc__ or "").strip(),
+        add_help=True,
+    )
     parser.add_argument(
         "--preset",
         default=None,
@@ -65,19 +70,22 @@ def config_parser(
     )
     docs, types = field_docs(config_cls), field_types(config_cls)
     defaults = config_cls()
-    offered = offered_fields(config_cls)
+    sections = field_sections(config_cls)
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    groups = {
+        name: parser.add_argument_group(name)
+        for name in sorted(set(sections.values()), key=lambda n: order.get(n, len(order)))
+    }
     article = "an" if preset_kind[:1] in "aeiou" else "a"
 
     def note(name: str) -> str:
         return f"; {article} {preset_kind} preset may set it" if name in preset_fields else ""
 
     for f in dataclasses.fields(config_cls):
-        if f.name not in offered:
-            continue
         annotation = types[f.name]
         default = getattr(defaults, f.name)
         extra: dict[str, Any] = {"nargs": "?", "const": "true"} if annotation is bool else {}
-        parser.add_argument(
+        groups[sections[f.name]].add_argument(
             f"--{flag(f.name)}",
             dest=f.name,
             default=argparse.SUPPRESS,
@@ -99,8 +107,9 @@ def _parse_config_args(
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
-        dropped = getattr(algo_cls.config_cls, "dropped", ())
-        if bad.startswith("--") and bad[2:].split("=")[0].replace("-", "_") in dropped:
+        from rlkit.config import group_of
+
+        if bad.startswith("--") and group_of(bad[2:].split("=")[0].replace("-", "_")):
             raise ConfigError(f"{bad.split('=')[0]} does not apply to {algo_cls.name}")
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
         close = difflib.get_close_matches(bad.split("=")[0], options, n=1)

@@ -24,42 +24,72 @@ from rlkit.run_dir import check_name
 C = TypeVar("C", bound="BaseConfig")
 
 
-class FieldOptions:
-    """Class-level options of a config (a plain base, so they are no dataclass fields)."""
+class Group:
+    """A group of config fields that mean one thing (the run, its placement, its logging,
+    the environment...): one section of ``--help``. A config is composed of the groups it
+    needs (``class PPOConfig(PPOFields, EpochFields, OnPolicyConfig)``); a group is never
+    removed from a parent: an algorithm that lacks one composes without it.
 
-    dropped: ClassVar[tuple[str, ...]] = ()
-    """Inherited fields that do not apply to this algorithm: no flag is offered for them,
-    setting one is refused, and they keep their defaults (which the subclass must make
-    harmless: e.g. an A2C config drops the on-policy `target_kl` and `overlap`)."""
+    Each group's `validate` checks its own fields after ``super().validate()`` (ranges
+    first, for every field, in `BaseConfig.validate`)."""
+
+    section: ClassVar[str] = "algorithm"
+    """The ``--help`` section of the fields this class declares (`SECTIONS` orders them)."""
+
+    def validate(self) -> None:
+        """The group's own checks (cross-field rules of its fields)."""
+
+    def extras(self) -> dict[str, str]:
+        """The package extras (`rlkit.extras`) these settings need, each with the flag
+        that needs it: checked, with the install command, before a run creates anything."""
+        return {}
+
+
+SECTIONS = (
+    "environment",
+    "model",
+    "data",
+    "generation",
+    "algorithm",
+    "optimization",
+    "actors",
+    "run",
+    "placement",
+    "logging",
+)
+"""The order of ``--help``'s sections: what a user needs first, first."""
 
 
 @dataclass
-class BaseConfig(FieldOptions):
-    """Fields every algorithm has: what to run, for how long, where, and how to log."""
+class RunFields(Group):
+    """What to train for how long, and where its run directory goes."""
 
-    env: str = "CartPole"
-    """Environment: a short name (Humanoid, simple_spread), a gymnasium id (Humanoid-v5) or
-    a PettingZoo parallel env factory (module:factory); rlkit list shows the names."""
-    env_kwargs: str = ""
-    """Keyword arguments for the env's constructor: KEY=VALUE,... (e.g. N=5,local_ratio=0.5)."""
+    section: ClassVar[str] = "run"
+
     seed: int = 0
     """Seed for environments, networks and sampling; a run is reproducible on CPU."""
     total_steps: int = 100_000
     """Environment steps to train for (summed over all parallel environments)."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many environment steps (and at the end)."""
+    out: str = "runs"
+    """Parent directory of run directories."""
+    name: str = ""
+    """Run directory name; empty means ALGO-ENV-SEED-TIMESTAMP."""
+
+    def validate(self) -> None:
+        super().validate()
+        check_name(self.name)
+
+
+@dataclass
+class PlacementFields(Group):
+    """Where the roles run: executor, distribution policy, replicas, device, arithmetic."""
+
+    section: ClassVar[str] = "placement"
+
     device: str = "auto"
     """Learner device: auto (cuda, then npu, then cpu), cpu, cuda[:i] or npu[:i]."""
-    num_envs: int = 1
-    """Parallel environments per actor."""
-    vector: Literal["sync", "async", "workers"] = "sync"
-    """Vector env: sync (in process), async (gymnasium, a process per env), workers (rlkit:
-    env_workers processes stepping slices of the envs in shared memory)."""
-    env_workers: int = 0
-    """Worker processes for --vector workers; 0 means one per CPU core."""
-    actors: int = 1
-    """Actor replicas (each owns num_envs environments)."""
-    actor_cpus: float = 1.0
-    """CPU share each actor replica reserves; below 1 packs several actors onto a core
-    (oversubscribing knowingly: 2 actors and a learner on 2 cores with 0.5)."""
     executor: str = "local"
     """Dataflow executor: local (in-process; the default) or ray."""
     policy: str = "auto"
@@ -77,60 +107,56 @@ class BaseConfig(FieldOptions):
     """Learner arithmetic: fp32, or bf16 (autocast: hidden layers multiply in bfloat16;
     output layers, losses, weights, gradients and optimizer state stay fp32). About 2x
     faster SAC updates on CPUs with AVX512-BF16 or AMX, and on recent GPUs."""
-    out: str = "runs"
-    """Parent directory of run directories."""
-    name: str = ""
-    """Run directory name; empty means ALGO-ENV-SEED-TIMESTAMP."""
-    checkpoint_every: int = 50_000
-    """Save a checkpoint every this many environment steps (and at the end)."""
+
+    def validate(self) -> None:
+        super().validate()
+        from rlkit.device import check_device_name  # torch, only once a config is validated
+
+        check_device_name(self.device)
+
+    def actor_replicas(self) -> int:
+        """Actor replicas the distribution policy places (none without an env)."""
+        return 1
+
+
+@dataclass
+class LoggingFields(Group):
+    """What is written while a run trains."""
+
+    section: ClassVar[str] = "logging"
+
     log_every: int = 0
     """Write a metrics row every this many environment steps; 0 means every iteration."""
     eval_every: int = 0
     """Evaluate the deterministic policy every this many environment steps (0: never)."""
-    eval_episodes: int = 10
-    """Episodes per periodic evaluation."""
-    target_return: float = float("inf")
-    """Stop early once a periodic evaluation's mean return reaches this (inf: never)."""
     wandb: bool = False
     """Also log to Weights & Biases (offline when there is no network)."""
     wandb_project: str = "rlkit"
     """Weights & Biases project name."""
+
+    def extras(self) -> dict[str, str]:
+        return {**super().extras(), **({"wandb": FLAGS["wandb"]} if self.wandb else {})}
+
+
+@dataclass
+class BaseConfig(LoggingFields, PlacementFields, RunFields):
+    """Fields every algorithm has: what to run, for how long, where, and how to log."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field out of range.
 
         Every numeric field is first checked against its range (`rlkit.limits`: a range
         declared in the field's metadata, the built-in table, or a default: ints that fit
-        int64, finite floats); then cross-field rules and the memory the sizes imply."""
+        int64, finite floats); then each group's rules, cross-field rules and the memory
+        the sizes imply."""
         check_ranges(self)
+        super().validate()
         check_relations(self)
         check_memory(self)
-        check(self.total_steps > 0, "total_steps", "must be positive")
-        check(self.num_envs >= 1, "num_envs", "must be at least 1")
-        check(self.env_workers >= 0, "env_workers", "must be >= 0")
-        check(self.actors >= 1, "actors", "must be at least 1")
-        check(self.actor_cpus > 0, "actor_cpus", "must be positive")
-        check(self.learners >= 1, "learners", "must be at least 1")
-        check(self.torch_threads >= 1, "torch_threads", "must be at least 1")
-        check(self.checkpoint_every > 0, "checkpoint_every", "must be positive")
-        check(self.log_every >= 0, "log_every", "must be >= 0")
-        check(self.eval_every >= 0, "eval_every", "must be >= 0")
-        check(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
-        check(bool(self.env), "env", "must name an environment")
-        check_name(self.name)
-        from rlkit.device import check_device_name  # torch, only once a config is validated
-
-        check_device_name(self.device)
-
-    def extras(self) -> dict[str, str]:
-        """The package extras (`rlkit.extras`) these settings need, each with the flag
-        that needs it: checked, with the install command, before a run creates anything."""
-        return {"wandb": FLAGS["wandb"]} if self.wandb else {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The offered fields (dropped ones left out) as plain values."""
-        offered = offered_fields(type(self))
-        return {k: v for k, v in dataclasses.asdict(self).items() if k in offered}
+        """The fields as plain values."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -139,11 +165,110 @@ class BaseConfig(FieldOptions):
         apply_overrides(cfg, values)
         return cfg
 
+    def early_stop(self) -> float:
+        """The evaluation return that ends the run early (inf: never)."""
+        return float("inf")
+
+    def eval_size(self) -> int:
+        """Episodes per periodic evaluation (an algorithm on data evaluates its split)."""
+        return 1
+
+
+@dataclass
+class EnvFields(Group):
+    """The environment an algorithm trains in, and how it is evaluated."""
+
+    section: ClassVar[str] = "environment"
+
+    env: str = "CartPole"
+    """Environment: a short name (Humanoid, simple_spread), a gymnasium id (Humanoid-v5) or
+    a PettingZoo parallel env factory (module:factory); rlkit list shows the names."""
+    env_kwargs: str = ""
+    """Keyword arguments for the env's constructor: KEY=VALUE,... (e.g. N=5,local_ratio=0.5)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation."""
+    target_return: float = float("inf")
+    """Stop early once a periodic evaluation's mean return reaches this (inf: never)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(bool(self.env), "env", "must name an environment")
+
+    def early_stop(self) -> float:
+        return self.target_return
+
+    def eval_size(self) -> int:
+        return self.eval_episodes
+
+
+@dataclass
+class ActorFields(Group):
+    """The actors that step the environments."""
+
+    section: ClassVar[str] = "actors"
+
+    num_envs: int = 1
+    """Parallel environments per actor."""
+    actors: int = 1
+    """Actor replicas (each owns num_envs environments)."""
+    actor_cpus: float = 1.0
+    """CPU share each actor replica reserves; below 1 packs several actors onto a core
+    (oversubscribing knowingly: 2 actors and a learner on 2 cores with 0.5)."""
+
+    def actor_replicas(self) -> int:
+        return self.actors
+
+
+@dataclass
+class VectorFields(Group):
+    """How a single-agent actor steps its environments (gymnasium's vector envs)."""
+
+    section: ClassVar[str] = "actors"
+
+    vector: Literal["sync", "async", "workers"] = "sync"
+    """Vector env: sync (in process), async (gymnasium, a process per env), workers (rlkit:
+    env_workers processes stepping slices of the envs in shared memory)."""
+    env_workers: int = 0
+    """Worker processes for --vector workers; 0 means one per CPU core."""
+
+
+@dataclass
+class EnvConfig(ActorFields, EnvFields, BaseConfig):
+    """Fields of every algorithm in an environment: the env, its actors, the run."""
+
 
 def offered_fields(cls: type) -> list[str]:
-    """The config fields a user can set: all of the dataclass's but the `dropped` ones."""
-    dropped = set(getattr(cls, "dropped", ()))
-    return [f.name for f in fields(cls) if f.name not in dropped]
+    """The config fields a user can set: every field of the config's groups."""
+    return [f.name for f in fields(cls)]
+
+
+def group_of(name: str) -> type[Group] | None:
+    """The config group (a `Group` subclass named ``...Fields``, of any algorithm imported
+    so far) that declares field `name`: to say that a flag does not apply, rather than
+    that it is unknown."""
+    todo, seen = list(Group.__subclasses__()), set()
+    while todo:
+        klass = todo.pop()
+        if klass in seen:
+            continue
+        seen.add(klass)
+        todo.extend(klass.__subclasses__())
+        if klass.__name__.endswith("Fields") and name in vars(klass).get("__annotations__", {}):
+            return klass
+    return None
+
+
+def field_sections(cls: type) -> dict[str, str]:
+    """Field name -> its ``--help`` section: the `Group.section` of the class that
+    first declares it (a subclass giving it another default keeps its section; fields of
+    an algorithm's own config class: "algorithm")."""
+    names = {f.name for f in fields(cls)}
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for name in vars(klass).get("__annotations__", {}):
+            if name in names:
+                out.setdefault(name, vars(klass).get("section", "algorithm"))
+    return out
 
 
 def check(ok: bool, field: str, message: str) -> None:
@@ -239,9 +364,11 @@ def apply_overrides(cfg: BaseConfig, values: dict[str, Any]) -> None:
     names = offered_fields(type(cfg))
     for key, value in values.items():
         name = key.replace("-", "_")
-        if name in getattr(cfg, "dropped", ()):
+        group = group_of(name)
+        if name not in types and group is not None:
             raise ConfigError(
-                f"--{flag(name)} does not apply to this algorithm ({type(cfg).__name__} drops it)"
+                f"--{flag(name)} does not apply to this algorithm ({type(cfg).__name__} "
+                f"composes no {group.__name__})"
             )
         if name not in types or name not in names:
             import difflib

@@ -161,10 +161,9 @@ def field_range(field: dataclasses.Field[Any], annotation: Any) -> Range | None:
 def check_ranges(cfg: Any) -> None:
     """ConfigError naming the first numeric field whose value is out of its range."""
     types = typing.get_type_hints(type(cfg))
-    dropped = set(getattr(type(cfg), "dropped", ()))  # not offered: they keep their defaults
     for f in dataclasses.fields(cfg):
         kind = numeric_kind(types[f.name])
-        if kind is None or f.name in dropped:
+        if kind is None:
             continue
         value = getattr(cfg, f.name)
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)

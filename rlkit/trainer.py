@@ -31,11 +31,8 @@ from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
 from rlkit.divergence import check_finite
-from rlkit.envs.families import EnvFamily, parse_env_kwargs, select
-from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.extras import require
-from rlkit.limits import check_memory
 from rlkit.metrics import CSV_NAME, MetricsLogger, read_rows
 from rlkit.plugins import resolve
 from rlkit.run_dir import create as create_run_dir
@@ -67,10 +64,8 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
     if config.learners > 1 and config.executor == "local":
         raise ConfigError("--learners > 1 needs learners in parallel processes: use --executor ray")
     executor.check_device(config.device)
-    env_id, spec, family = probe(algo_cls, config)
-    algorithm = algo_cls(config, env_id, spec)
-    algorithm.family = family
-    options = PolicyOptions(actors=config.actors, learners=config.learners)
+    algorithm = algo_cls.create(config)
+    options = PolicyOptions(actors=config.actor_replicas(), learners=config.learners)
     policy = config.policy
     if policy == "auto":  # one process for the local executor; a worker per replica on Ray
         if config.executor == "local":
@@ -87,20 +82,6 @@ def check_extras(algo_cls: type[Algorithm]) -> None:
     """One line with the install command when an extra the algorithm needs is missing."""
     for extra in algo_cls.extras:
         require(extra, algo_cls.name)
-
-
-def probe(algo_cls: type[Algorithm], config: BaseConfig) -> tuple[str, Any, EnvFamily | None]:
-    """The env's id, spec and family (its spaces read from one env made and closed), or
-    ("", None, None) for an algorithm that trains on no env."""
-    if not algo_cls.families:
-        return "", None, None
-    family = select(algo_cls.name, algo_cls.families, config.env)
-    env_id = family.resolve(config.env)
-    spec = family.probe(env_id, parse_env_kwargs(config.env_kwargs))
-    if isinstance(spec, SpaceSpec):
-        check_memory(config, spec)  # with the env's real observation and action sizes
-    algo_cls.check_env(env_id, spec)
-    return env_id, spec, family
 
 
 def preset_in_force(
@@ -400,10 +381,10 @@ class Trainer:
                 evaluation = self._evaluate() if due else {}
                 if evaluation or not cfg.log_every or self.step >= min(self.next_log, budget):
                     self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
-                if evaluation.get("eval_return", -math.inf) >= cfg.target_return:
+                if evaluation.get("eval_return", -math.inf) >= cfg.early_stop():
                     print(
                         f"evaluation return {evaluation['eval_return']:.1f} reached "
-                        f"--target-return {cfg.target_return:g} at step {self.step:,}",
+                        f"--target-return {cfg.early_stop():g} at step {self.step:,}",
                         flush=True,
                     )
                     self.reached_target = True
@@ -417,7 +398,7 @@ class Trainer:
         """Deterministic episodes with the current policy, on an env of its own (seeded the
         same way every time, so an evaluation does not disturb training or resume)."""
         algo = self.built.algorithm
-        result = algo.evaluate(self.config.eval_episodes, self.config.seed + 2_000_003)
+        result = algo.evaluate(self.config.eval_size(), self.config.seed + 2_000_003)
         while self.next_eval <= self.step:
             self.next_eval += self.config.eval_every
         return result
@@ -429,7 +410,7 @@ class Trainer:
         means = {k: total / count for k, (total, count) in self.pending.items()}
         episodes = (
             {f"episode_{k}": self.recent(k) for k in ("return", "length", *self.windows)}
-            if self.built.algorithm.family is not None
+            if self.built.algorithm.families
             else {}
         )
         row = {

@@ -221,8 +221,8 @@ class PPOLLM(RLStage):
     config_cls: ClassVar[type[BaseConfig]] = PPOLLMConfig
     config: PPOLLMConfig
 
-    def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
-        super().__init__(config, env_id, spec)
+    def __init__(self, config: BaseConfig) -> None:
+        super().__init__(config)
         self.kl_coef = self.config.kl_coef
 
     advantages = staticmethod(ppo_advantages)

@@ -38,7 +38,7 @@ from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
-from rlkit.algorithms.rlhf.template import LLMStage, restore
+from rlkit.algorithms.rlhf.template import LLMAlgorithm, restore
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
@@ -108,7 +108,7 @@ HYBRID = "hybrid"
 """The colocation group of the RL stage's fragments (--policy colocate)."""
 
 
-class RLStage(LLMStage):
+class RLStage(LLMAlgorithm):
     """Template of an RL stage: see the module docstring for what an algorithm supplies."""
 
     config_cls: ClassVar[type[BaseConfig]] = RLConfig
@@ -116,7 +116,7 @@ class RLStage(LLMStage):
     progress_metric = "reward"  # GRPO's loss is near zero by construction: no progress signal
     data_flags = ("--prompts", "--eval-prompts")
 
-    def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
+    def __init__(self, config: BaseConfig) -> None:
         assert isinstance(config, RLConfig)
         if not config.prompts:
             raise ConfigError(f"{self.name}: --prompts is required (a .jsonl file, ...)")
@@ -129,8 +129,7 @@ class RLStage(LLMStage):
             load_function(spec_)
         if config.gold_reward:
             load_function(config.gold_reward, "--gold-reward")
-        config.data, config.eval_data = config.prompts, config.eval_prompts  # LLMStage reads these
-        super().__init__(config, env_id, spec)
+        super().__init__(config)
         self.version = 0
 
     # -- what an algorithm supplies ----------------------------------------------------
@@ -159,6 +158,9 @@ class RLStage(LLMStage):
         """The driver's own update after each step (PPO's adaptive KL)."""
 
     # -- data --------------------------------------------------------------------------
+    def sources(self) -> tuple[str, str]:
+        return self.config.prompts, self.config.eval_prompts
+
     def examples(self, rows: list[dict[str, Any]], fmt: Format) -> Prompts:
         return prompts(rows, fmt, self.config.prompt_column)
 
@@ -168,14 +170,6 @@ class RLStage(LLMStage):
     @staticmethod
     def units(batch: Batch) -> torch.Tensor:
         return batch["units"].sum()
-
-    @staticmethod
-    def eval_sums(config: Any, model: Any, batch: Batch) -> dict[str, torch.Tensor]:
-        raise NotImplementedError("an RL stage evaluates by generating (RLStage.evaluate)")
-
-    @staticmethod
-    def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
-        return {}
 
     def budget(self) -> int:
         cfg = self.config

@@ -16,7 +16,7 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -31,7 +31,8 @@ from rlkit.roles import Learner, Metrics, Scorer, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.rlhf.dpo import DPO
-    from rlkit.algorithms.rlhf.template import LLMConfig, LLMStage
+    from rlkit.algorithms.rlhf.template import LLMAlgorithm, LLMBase, LLMStage
+    from rlkit.llm.config import LoRAFields
 
 OPTIMIZER_FILE = "optimizer.pt"
 MODEL_DIR = "model"
@@ -50,7 +51,7 @@ def micro_batches(batch: Batch, size: int) -> list[Batch]:
     return out
 
 
-def with_lora(model: Any, config: LLMConfig, head: str) -> Any:
+def with_lora(model: Any, config: LoRAFields, head: str) -> Any:
     """`model` with LoRA adapters on every linear layer (peft); only they train (and a
     reward model's value head)."""
     try:
@@ -72,8 +73,8 @@ class LLMLearner(DataParallelRole, Learner):
 
     def __init__(
         self,
-        algorithm: type[LLMStage],
-        config: LLMConfig,
+        algorithm: type[LLMAlgorithm],
+        config: LLMBase,
         pad_token_id: int | None,
         total_updates: int,
         device: torch.device | None = None,
@@ -87,8 +88,9 @@ class LLMLearner(DataParallelRole, Learner):
         if config.gradient_checkpointing:  # transformers 5 renamed it
             enable = getattr(model, "activation_checkpointing_enable", None)
             (enable or model.gradient_checkpointing_enable)()
-        if config.lora_rank:
-            model = with_lora(model, config, algorithm.head)
+        lora = config.lora()
+        if lora is not None:
+            model = with_lora(model, lora, algorithm.head)
         self.model = model.to(self.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self.make_optimizer()
@@ -99,13 +101,13 @@ class LLMLearner(DataParallelRole, Learner):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
-        fused = self.device.type in ("cpu", "cuda") and not cfg.fsdp  # fused takes no DTensor
+        fused = self.device.type in ("cpu", "cuda") and not cfg.sharded()  # fused: no DTensor
         return torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
     def join(self, address: str) -> None:
         """Join the data-parallel group; with ``--fsdp``, then shard the model over it."""
         super().join(address)
-        if self.config.fsdp:
+        if self.config.sharded():
             fsdp.shard(self.model)
             self.sharded = True
             self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -174,6 +176,7 @@ class LLMLearner(DataParallelRole, Learner):
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> dict[str, float]:
         """Sums over this learner's share of the held-out split (`LLMStage.eval_sums`)."""
+        stage = cast("type[LLMStage]", self.algorithm)  # only a stage on data has held-out sums
         batch = B.to(batch, self.device)
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
@@ -182,9 +185,7 @@ class LLMLearner(DataParallelRole, Learner):
         try:
             for i in range(n):  # under FSDP a shorter share repeats a pass and drops it
                 with autocast(self.device, self.config.precision):
-                    sums_i = self.algorithm.eval_sums(
-                        self.config, self.model, parts[i % len(parts)]
-                    )
+                    sums_i = stage.eval_sums(self.config, self.model, parts[i % len(parts)])
                 for k, v in sums_i.items():
                     if i < len(parts):
                         sums[k] = sums.get(k, 0) + v.double()
@@ -229,7 +230,7 @@ class LLMLearner(DataParallelRole, Learner):
         weights: dict[str, torch.Tensor] = {}
         for f in sorted((Path(directory) / MODEL_DIR).glob("*.safetensors")):
             weights.update(load_file(f))
-        if self.config.lora_rank:
+        if self.config.lora() is not None:
             from peft import set_peft_model_state_dict
 
             set_peft_model_state_dict(self.model, weights)
@@ -269,7 +270,7 @@ class LLMLearner(DataParallelRole, Learner):
         if self.sharded:
             model = fresh_model(model.config, self.algorithm.head)
             load_into(model, weights)
-        if self.config.lora_rank:
+        if self.config.lora() is not None:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(directory)
 
@@ -287,7 +288,7 @@ class ReferenceScorer(Scorer):
     def __init__(
         self,
         algorithm: type[DPO],
-        config: LLMConfig,
+        config: LLMBase,
         pad_token_id: int | None,
         device: torch.device | None = None,
     ) -> None:

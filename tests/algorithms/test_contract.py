@@ -14,7 +14,8 @@ import torch
 
 from rlkit import checkpoint
 from rlkit.algorithms import ALGORITHMS, PPO, OffPolicy, OffPolicyConfig, OnPolicyConfig, PPOConfig
-from rlkit.algorithms.on_policy import WEIGHTS
+from rlkit.algorithms.on_policy import WEIGHTS, EpochFields
+from rlkit.algorithms.ppo import PPOFields
 from rlkit.config import BaseConfig, apply_overrides
 from rlkit.errors import ConfigError, RegistryError
 from rlkit.registry import Registry
@@ -31,10 +32,8 @@ TINY = {
 
 
 @dataclass
-class LeanConfig(PPOConfig):
-    """PPO without the fields this variant does not use."""
-
-    dropped = ("overlap", "target_kl")
+class LeanConfig(PPOFields, EpochFields, OnPolicyConfig):
+    """PPO composed without the group it does not use (overlap)."""
 
 
 class LeanPPO(PPO):
@@ -53,19 +52,20 @@ def test_a_subclass_is_named_once_and_inherits_its_parents_presets():
     assert LeanPPO.presets()["CartPole"] == PPO.presets()["CartPole"]
 
 
-def test_dropped_fields_are_not_offered_and_are_refused():
+def test_a_group_not_composed_is_not_offered_and_is_refused():
     from rlkit.cli import config_parser
 
     flags = {
         o for a in config_parser("rlkit run leanppo", LeanConfig)._actions for o in a.option_strings
     }
-    assert "--overlap" not in flags and "--target-kl" not in flags and "--clip-coef" in flags
+    assert "--overlap" not in flags and "--target-kl" in flags and "--clip-coef" in flags
     with pytest.raises(
-        ConfigError, match=r"--overlap does not apply to this algorithm \(LeanConfig drops it\)"
+        ConfigError,
+        match=r"--overlap does not apply to this algorithm \(LeanConfig composes no OverlapFields\)",
     ):
         apply_overrides(LeanConfig(), {"overlap": True})
-    assert "overlap" not in LeanConfig().to_dict()
-    # a parent's preset that sets a dropped field still applies (the field is skipped)
+    assert "overlap" not in LeanConfig().to_dict() and LeanConfig().overlaps() is False
+    # a parent's preset that sets a field the config lacks still applies (the field is skipped)
     cfg = make_config(LeanPPO, "CartPole", None, {})
     assert cfg.num_envs == make_config(PPO, "CartPole", None, {}).num_envs
 

@@ -44,10 +44,7 @@ def test_plans_choose_a_collective_between_workers_and_references_within_one():
 
     cfg = make_config(PPO, "CartPole", None, {"actors": 2})
     assert isinstance(cfg, OnPolicyConfig)
-    from rlkit.envs.vector import probe_spec
-
-    env_id, spec = probe_spec("CartPole")
-    graph = PPO(cfg, env_id, spec).graph()
+    graph = PPO.create(cfg).graph()
     plan = POLICIES.get("multi-actor")().compile(graph, PolicyOptions(actors=2))
     assert plan.transport("weights") == "collective"
     assert plan.transport("rollout") == "object-store"

@@ -22,9 +22,9 @@ from rlkit.config import BaseConfig, check
 
 @dataclass
 class A2CConfig(OnPolicyConfig):
-    """A2C: the on-policy fields with A2C's defaults; one gradient step per rollout."""
-
-    dropped = ("target_kl", "overlap", "epochs")
+    """A2C: the on-policy fields with A2C's defaults; one gradient step per rollout (it
+    composes no `EpochFields` or `OverlapFields`: --epochs, --target-kl, --overlap are
+    PPO's)."""
 
     num_steps: int = 5
     """Steps per environment per rollout."""
@@ -42,8 +42,6 @@ class A2CConfig(OnPolicyConfig):
     """RMSprop smoothing constant."""
     rms_eps: float = 1e-5
     """RMSprop epsilon (added to the root of the squared-gradient average)."""
-    epochs: int = 1
-    """One pass over each rollout (dropped: not a flag)."""
     minibatch_size: int = 0
     """Samples per gradient step; 0 (A2C's) means the whole rollout."""
 

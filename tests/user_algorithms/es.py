@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlkit.algorithms import Algorithm, StepResult
-from rlkit.config import BaseConfig, check
+from rlkit.algorithms import EnvAlgorithm, StepResult
+from rlkit.config import BaseConfig, EnvConfig, check
 from rlkit.dataflow.carry import Output
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
 from rlkit.envs.vector import SpaceSpec, make_env
@@ -30,7 +30,7 @@ from rlkit.roles import Role
 
 
 @dataclass
-class ESConfig(BaseConfig):
+class ESConfig(EnvConfig):
     """OpenAI-ES: antithetic Gaussian perturbations of a linear policy, centered ranks."""
 
     population: int = 16
@@ -130,7 +130,7 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
     return ranks / max(len(x) - 1, 1) - 0.5
 
 
-class ES(Algorithm):
+class ES(EnvAlgorithm):
     name = "es"
     config_cls: ClassVar[type[BaseConfig]] = ESConfig
     config: ESConfig

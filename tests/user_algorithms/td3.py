@@ -30,9 +30,7 @@ from rlkit.roles import Learner, Weights
 @dataclass
 class TD3Config(OffPolicyConfig):
     """TD3: the off-policy fields plus exploration and target-smoothing noise and the
-    actor's delay."""
-
-    dropped = ("prioritized", "per_alpha", "per_beta")
+    actor's delay (uniform replay: it composes no `PrioritizedFields`)."""
 
     lr: float = 1e-3
     """Adam learning rate of the actor and the critics."""
