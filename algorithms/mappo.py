@@ -30,7 +30,7 @@ from rlkit.algorithms.multi_agent_roles import (
 from rlkit.algorithms.on_policy import EpochFields, OnPolicy, OnPolicyBase, OverlapFields
 from rlkit.algorithms.ppo import PPOFields
 from rlkit.batch import Batch
-from rlkit.config import BaseConfig
+from rlkit.config import BaseConfig, Group
 from rlkit.envs.families import Env
 from rlkit.envs.multi_agent_spec import MultiAgentSpec, Observation
 from rlkit.errors import EnvError
@@ -89,8 +89,8 @@ class MultiAgentPPOConfig(PPOFields, OverlapFields, EpochFields, OnPolicyBase):
 
 
 @dataclass
-class MAPPOConfig(MultiAgentPPOConfig):
-    """MAPPO: the multi-agent PPO fields and a choice of the critic's input."""
+class CriticFields(Group):
+    """The input of MAPPO's critics."""
 
     critic: Literal["central", "local"] = "central"
     """Value function input: central (the global state, env.state() or the concatenated
@@ -98,6 +98,11 @@ class MAPPOConfig(MultiAgentPPOConfig):
 
     def central_critic(self) -> bool:
         return self.critic == "central"
+
+
+@dataclass
+class MAPPOConfig(CriticFields, MultiAgentPPOConfig):
+    """MAPPO: the multi-agent PPO fields and a choice of the critic's input."""
 
 
 def value_loss(config: MultiAgentPPOConfig, values: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -102,7 +102,8 @@ def surrogate(
     logp, logits = policy_logps(model, batch, config.temperature)
     adv, weight = tokens(batch, "advantages"), tokens(batch, "token_weight")
     ratio = (logp - tokens(batch, "logps")).exp()
-    clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+    low, high = config.clip_bounds()
+    clipped = ratio.clamp(1 - low, 1 + high)
     policy = torch.max(-adv * ratio, -adv * clipped)
     if "tis_weight" in batch:  # truncated importance sampling: engine vs learner (rl_roles.py)
         policy = policy * tokens(batch, "tis_weight")
@@ -113,7 +114,7 @@ def surrogate(
             "policy_loss": policy.sum(),
             "kl": kl.sum(),
             "entropy": entropy(logits).sum(),
-            "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().sum(),
+            "clip_fraction": torch.where(ratio > 1, ratio - 1 > high, 1 - ratio > low).float().sum(),
             "ratio": ratio.sum(),
             "targets": torch.tensor(float(len(logp)), device=logp.device),
         }

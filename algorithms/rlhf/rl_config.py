@@ -100,6 +100,11 @@ class RLConfig(GenerationFields, PromptFields, LLMBase):
     def update_samples(self) -> int:
         return self.step_minibatch()
 
+    def clip_bounds(self) -> tuple[float, float]:
+        """The ratio's clip range [1 - low, 1 + high]: symmetric, --clip-coef (a variant
+        may widen the upper side: DAPO's clip-higher)."""
+        return self.clip_coef, self.clip_coef
+
     def samples(self) -> int:
         """Samples per step: prompts_per_step x group_size."""
         return self.prompts_per_step * self.group_size

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rlkit import checkpoint
-from rlkit.algorithms import IPPO, MAPPO, IPPOConfig
+from rlkit.algorithms import IPPO, MAPPO, IPPOConfig, MAPPOConfig
 from rlkit.algorithms.multi_agent_roles import make_agents_policy
 from rlkit.cli import main
 from rlkit.envs.families import families
@@ -29,7 +29,7 @@ def test_the_critics_see_each_agents_own_observation():
     spec = spec_of("simple_speaker_listener")
     policy = make_agents_policy(IPPOConfig(hidden=(16,)), spec)
     assert [c.body[0].in_features for c in policy.critics] == [3 + 1, 11 + 1]
-    central = make_agents_policy(IPPOConfig(hidden=(16,), critic="central"), spec)
+    central = make_agents_policy(MAPPOConfig(hidden=(16,), critic="central"), spec)
     assert [c.body[0].in_features for c in central.critics] == [14 + 1, 14 + 1]
     # a listener's value depends on its observation only, not on the speaker's
     obs, state = torch.randn(5, 2, 11), torch.randn(5, 14)
