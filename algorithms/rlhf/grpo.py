@@ -114,7 +114,9 @@ def surrogate(
             "policy_loss": policy.sum(),
             "kl": kl.sum(),
             "entropy": entropy(logits).sum(),
-            "clip_fraction": torch.where(ratio > 1, ratio - 1 > high, 1 - ratio > low).float().sum(),
+            "clip_fraction": torch.where(ratio > 1, ratio - 1 > high, 1 - ratio > low)
+            .float()
+            .sum(),
             "ratio": ratio.sum(),
             "targets": torch.tensor(float(len(logp)), device=logp.device),
         }
