@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
-from rlkit.algorithms.rlhf.rewards import absolute
 from rlkit.algorithms.rlhf.template import ENV_FIELDS, LLMConfig
 from rlkit.config import check
+from rlkit.envs.text.rewards import absolute
 from rlkit.limits import COUNT, FINITE, NON_NEGATIVE, POSITIVE, Range, check_ranges
 
 

@@ -35,7 +35,6 @@ import torch
 
 from rlkit.algorithms.base import StepResult
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
-from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMStage, restore
@@ -47,6 +46,7 @@ from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resource
 from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.envs.text.data import Format
 from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
+from rlkit.envs.text.rewards import RewardScorer, load_function
 from rlkit.errors import ConfigError
 from rlkit.llm.engines import GENERATORS, engine_note
 from rlkit.llm.generator import HFGenerator
