@@ -21,7 +21,7 @@ import yaml
 from rlkit.config import BaseConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
-from rlkit.envs.families import EnvFamily, EpisodeDone, Episodes, parse_env_kwargs
+from rlkit.envs.families import EnvFamily
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.registry import Registry
@@ -47,7 +47,8 @@ class Algorithm(ABC):
 
     Contract (docs/custom_algorithm.md): `graph()` declares fragments and edges;
     `train_step()` carries edges (``self.runtime.carry(EDGE, ...)``) and returns what it
-    did; `eval_policy` builds a deterministic policy from a checkpoint's state. The
+    did; `eval_policy` builds a deterministic policy from a checkpoint's state, which the
+    evaluation service (`rlkit.envs.evaluation`) plays in the env family's loop. The
     trainer calls `begin(runtime)` once the plan runs: the runtime is attached, all-reduce
     groups formed, the template's `setup()` done (e.g. the initial weight push), then your
     `start()` hook, which needs no `super()` call.
@@ -101,44 +102,6 @@ class Algorithm(ABC):
             return ""
         family = select(cls.name, cls.families, config.env)
         return family.short_name(family.resolve(config.env))
-
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """Periodic evaluation (`--eval-every`): whole episodes of the current deterministic
-        policy in the family's evaluation loop, as ``eval_return``, ``eval_return_min`` and
-        the family's own ``eval_*`` means. An algorithm on data evaluates its held-out split."""
-        if self.family is None:
-            return {}
-        kwargs = parse_env_kwargs(self.config.env_kwargs)
-        played = self.family.evaluate(self.env_id, kwargs, self.current_policy(), episodes, seed)
-        return {
-            "eval_return": float(np.mean(played.returns)),
-            "eval_return_min": float(np.min(played.returns)),
-            **{f"eval_{k}": v for k, v in played.extra.items()},
-        }
-
-    @classmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy
-        (`on_episode` told of each as it ends)."""
-        from rlkit.envs.families import select
-
-        family = select(cls.name, cls.families, config.env)
-        env_id = family.resolve(config.env)
-        kwargs = parse_env_kwargs(config.env_kwargs)
-        spec = family.probe(env_id, kwargs)
-        policy = cls.eval_policy(state, config, spec)
-        return family.evaluate(
-            env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
-        )
 
     def export(self, run_dir: Path) -> None:
         """Called by the trainer after the final checkpoint (also after Ctrl-C): write what

@@ -25,7 +25,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -37,7 +37,6 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
-from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.envs.text.data import Format, read_rows
 from rlkit.errors import ConfigError
 from rlkit.extras import FLAGS
@@ -56,6 +55,7 @@ ENV_FIELDS = (
     "eval_episodes",
 )
 """BaseConfig fields about environments: an LLM stage on data offers none of them."""
+L = TypeVar("L", bound=LLMLearner)
 
 
 @dataclass
@@ -301,12 +301,6 @@ class LLMStage(Algorithm):
         """Each learner's sums over its share of the held-out `batch`."""
         return self.runtime.carry(HELD_OUT, batch).results
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        if self.held_out is None:
-            return {}
-        batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
-        return self.eval_metrics(add(self.held_out_sums(batch)))
-
     def driver_state(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}
 
@@ -342,29 +336,25 @@ class LLMStage(Algorithm):
             ]
         )
 
-    # -- a checkpoint outside a run: rlkit eval ------------------------------------------
-    @classmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """The held-out metrics of the checkpoint's model (the training split's, named
-        ``train_*``, when the run holds nothing out), in `Episodes.extra`."""
-        stage = cls(config)
-        data, prefix = stage.held_out, "eval_"
-        if data is None:
-            data, prefix = stage.train, "train_"
-        learner = LLMLearner(cls, stage.config, stage.pad_id(), stage.updates())
+    # -- evaluation: what the service (rlkit.envs.evaluation) asks of a stage ------------
+    def eval_batch(self, split: str) -> Batch | None:
+        """The whole ``held_out`` or ``train`` split as one batch (None: nothing held out)."""
+        data = self.held_out if split == "held_out" else self.train
+        return None if data is None else self.collate(data, torch.arange(len(data)))
+
+    def judge(self, state: dict[str, Any] | None) -> Callable[[Batch], dict[str, float]]:
+        """The ``eval_*`` metrics of a batch from its held-out sums: the running learners'
+        (`state` None), or one learner's restored from a checkpoint's `state`."""
+        if state is None:
+            return lambda batch: self.eval_metrics(add(self.held_out_sums(batch)))
+        learner = self.restored(LLMLearner, state)
+        return lambda batch: self.eval_metrics(learner.evaluate(self.offline_batch(batch)))
+
+    def restored(self, role: type[L], state: dict[str, Any]) -> L:
+        """A learner of class `role` in this process, with the checkpoint's learner state."""
+        learner = role(type(self), self.config, self.pad_id(), self.updates())
         restore(learner, state["fragments"]["learner"])
-        batch = stage.offline_batch(stage.collate(data, torch.arange(len(data))))
-        metrics = cls.eval_metrics(learner.evaluate(batch))
-        return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
+        return learner
 
     def offline_batch(self, batch: Batch) -> Batch:
         """What a held-out batch needs besides its tokens outside a run (DPO: reference
