@@ -292,6 +292,7 @@ class RLStage(LLMStage):
         return offline
 
     def judge_in_run(self, batch: Batch) -> dict[str, float]:
+        """Greedy answers of the running generators, scored by the run's reward scorer."""
         answers = self.runtime.carry(EVAL_PROMPTS, batch)
         return answer_metrics(
             self.runtime.pass_on(EVAL_TO_REWARD, answers).results, answers.results

@@ -56,6 +56,7 @@ ENV_FIELDS = (
 )
 """BaseConfig fields about environments: an LLM stage on data offers none of them."""
 L = TypeVar("L", bound=LLMLearner)
+"""A learner class (`LLMStage.restored`)."""
 
 
 @dataclass
