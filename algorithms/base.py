@@ -21,7 +21,7 @@ import yaml
 from rlkit.config import BaseConfig, EnvConfig, offered_fields
 from rlkit.dataflow.executor import Runtime
 from rlkit.dataflow.graph import LogicalGraph
-from rlkit.envs.families import Env, EnvFamily, EpisodeDone, Episodes, parse_env_kwargs
+from rlkit.envs.families import Env, EnvFamily
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import ConfigError
 from rlkit.limits import check_memory
@@ -48,7 +48,8 @@ class Algorithm(ABC):
 
     Contract (docs/custom_algorithm.md): `graph()` declares fragments and edges;
     `train_step()` carries edges (``self.runtime.carry(EDGE, ...)``) and returns what it
-    did; `eval_policy` builds a deterministic policy from a checkpoint's state. The
+    did; `eval_policy` builds a deterministic policy from a checkpoint's state, which the
+    evaluation service (`rlkit.envs.evaluation`) plays in the env family's loop. The
     trainer calls `begin(runtime)` once the plan runs: the runtime is attached, all-reduce
     groups formed, the template's `setup()` done (e.g. the initial weight push), then your
     `start()` hook, which needs no `super()` call.
@@ -95,11 +96,6 @@ class Algorithm(ABC):
         derive it from its epochs and dataset size)."""
         return int(self.config.total_steps)
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """Periodic evaluation (`--eval-every`): ``eval_*`` metrics of the current policy
-        (`EnvAlgorithm`: episodes in its env; an algorithm on data: its held-out split)."""
-        return {}
-
     @classmethod
     def run_label(cls, config: BaseConfig) -> str:
         """What a run directory is named after besides the algorithm (an env's short name)."""
@@ -110,21 +106,6 @@ class Algorithm(ABC):
         """The preset a run starts from when ``--preset`` is not given (`EnvAlgorithm`:
         the env's short name; an algorithm on data names its own, e.g. its model's family)."""
         return "default"
-
-    @classmethod
-    @abstractmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """`rlkit eval`: the metrics of a checkpoint (`EnvAlgorithm`: `episodes`
-        deterministic episodes of its policy, `on_episode` told of each as it ends)."""
 
     def export(self, run_dir: Path) -> None:
         """Called by the trainer after the final checkpoint (also after Ctrl-C): write what
@@ -240,18 +221,6 @@ class EnvAlgorithm(Algorithm):
         cls.check_env(env.id, env.spec)
         return cls(config, env)
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """Periodic evaluation (`--eval-every`): whole episodes of the current deterministic
-        policy in the family's evaluation loop, as ``eval_return``, ``eval_return_min`` and
-        the family's own ``eval_*`` means. An algorithm on data evaluates its held-out split."""
-        kwargs = parse_env_kwargs(self.config.env_kwargs)
-        played = self.family.evaluate(self.env_id, kwargs, self.current_policy(), episodes, seed)
-        return {
-            "eval_return": float(np.mean(played.returns)),
-            "eval_return_min": float(np.min(played.returns)),
-            **{f"eval_{k}": v for k, v in played.extra.items()},
-        }
-
     def current_policy(self) -> Callable[[np.ndarray], np.ndarray]:
         """The deterministic policy as it is now (for periodic evaluation): `eval_policy` of
         a state laid out as a checkpoint's, with replica 0 of every fragment (`eval_state`:
@@ -279,31 +248,6 @@ class EnvAlgorithm(Algorithm):
     @classmethod
     def check_env(cls, env_id: str, spec: SpaceSpec) -> None:
         """Raise EnvError when the algorithm cannot act in this env (e.g. DQN, continuous)."""
-
-    @classmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy
-        (`on_episode` told of each as it ends)."""
-        assert isinstance(config, EnvConfig)
-        from rlkit.envs.families import select
-
-        family = select(cls.name, cls.families, config.env)
-        env_id = family.resolve(config.env)
-        kwargs = parse_env_kwargs(config.env_kwargs)
-        spec = family.probe(env_id, kwargs)
-        policy = cls.eval_policy(state, config, spec)
-        return family.evaluate(
-            env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
-        )
 
     @classmethod
     @abstractmethod

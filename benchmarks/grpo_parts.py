@@ -75,8 +75,8 @@ class Parts:
 
 
 def instrument_rlkit(parts: Parts) -> None:
-    from rlkit.algorithms.rlhf.rewards import RewardScorer
     from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
+    from rlkit.envs.text.rewards import RewardScorer
     from rlkit.llm.generator import HFGenerator
 
     parts.time(HFGenerator, "generate", "generation")

@@ -221,6 +221,7 @@ class ColocatePolicy(DistributionPolicy):
             cpus=max(f.resources.cpus for f in members),
             gpus=max(accel, default=0.0),
             memory_gb=sum(f.resources.memory_gb * f.replicas for f in members),
+            shared_device=sum(f.replicas for f in members) > 1,
             group=group,
             strategy="PACK",
         )

@@ -19,6 +19,7 @@ from rlkit.dataflow.runtime import Runtime
 from rlkit.dataflow.scheduler import Cluster, Placement, local_cluster
 from rlkit.device import resolve_device
 from rlkit.registry import Registry
+from rlkit.roles import SharesDevice
 
 __all__ = [
     "EXECUTORS",
@@ -59,8 +60,12 @@ class Executor(ABC):
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
-def construct(role: type, kwargs: dict[str, Any], device: str, replica: int) -> Any:
-    """Build a role, passing `device` and `replica` when its constructor takes them."""
+def construct(
+    role: type, kwargs: dict[str, Any], device: str, replica: int, shared: bool = False
+) -> Any:
+    """Build a role, passing `device` and `replica` when its constructor takes them; when
+    the plan has it take turns on its device with others (`Plan.shares_device`), a role
+    that can step aside between its calls is told so (`SharesDevice.share_device`)."""
     params = inspect.signature(role).parameters
     extra: dict[str, Any] = {}
     if "device" in params and "device" not in kwargs:
@@ -69,7 +74,10 @@ def construct(role: type, kwargs: dict[str, Any], device: str, replica: int) -> 
         )
     if "replica" in params:
         extra["replica"] = replica
-    return role(**kwargs, **extra)
+    instance = role(**kwargs, **extra)
+    if shared and isinstance(instance, SharesDevice):
+        instance.share_device()
+    return instance
 
 
 def local_device(placement: Placement, fragment: str, replica: int) -> str:
@@ -91,7 +99,13 @@ class LocalExecutor(Executor):
         groups: dict[str, WorkerGroup] = {}
         for name, fragment in plan.graph.fragments.items():
             instances = [
-                construct(fragment.role, fragment.kwargs, local_device(placement, name, i), i)
+                construct(
+                    fragment.role,
+                    fragment.kwargs,
+                    local_device(placement, name, i),
+                    i,
+                    plan.shares_device(name, i),
+                )
                 for i in range(plan.replicas[name])
             ]
             groups[name] = LocalGroup(name, instances)

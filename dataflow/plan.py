@@ -19,6 +19,10 @@ class Worker:
     cpus: float = 0.0
     gpus: float = 0.0
     memory_gb: float = 0.0
+    shared_device: bool = False
+    """Whether its members take turns on one device (a colocation group of several
+    replicas under `colocate`, the "hybrid engine"): the executor tells each role that
+    can step aside (`rlkit.roles.SharesDevice`), so the plan, not the role, decides."""
 
 
 @dataclass
@@ -50,6 +54,11 @@ class Plan:
             if (fragment, replica) in w.members:
                 return w
         raise KeyError((fragment, replica))
+
+    def shares_device(self, fragment: str, replica: int) -> bool:
+        """Whether that replica takes turns on its device with the other members of its
+        worker (`Worker.shared_device`)."""
+        return self.worker_of(fragment, replica).shared_device
 
     def describe(self) -> str:
         lines = [f"plan ({self.policy}): {len(self.workers)} worker(s)"]

@@ -90,7 +90,9 @@ class FragmentHost:
     as the role's own exception (an RLKitError keeps its one-line message).
     """
 
-    def __init__(self, members: list[tuple[str, int, type, dict[str, Any], str]]) -> None:
+    def __init__(
+        self, members: list[tuple[str, int, type, dict[str, Any], str]], shared: bool = False
+    ) -> None:
         self.incarnation = f"{os.getpid()}-{time.time_ns()}"
         self.roles: dict[tuple[str, int], Any] = {}
         self.error: BaseException | None = None
@@ -98,7 +100,7 @@ class FragmentHost:
             if any(m[4] == "npu" for m in members):
                 npu_available()  # imports torch_npu, which registers the "npu" device
             for fragment, replica, role, kwargs, device in members:
-                self.roles[(fragment, replica)] = construct(role, kwargs, device, replica)
+                self.roles[(fragment, replica)] = construct(role, kwargs, device, replica, shared)
         except Exception as e:  # raised again by ready(), on the driver's side
             self.error = e
 
@@ -606,7 +608,7 @@ class RayExecutor(Executor):
                 max_restarts=self.max_restarts,
                 max_task_retries=0,  # retried by RayGroup, which counts restarts
                 scheduling_strategy=PlacementGroupSchedulingStrategy(pg, index),
-            ).remote(members)
+            ).remote(members, w.shared_device)
             runtime.hosts[w.name] = Host(w.name, handle, runtime)
         names = list(runtime.hosts)
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rlkit import checkpoint
+from rlkit.envs import evaluation
 from rlkit.envs.families import EpisodeDone
 from rlkit.errors import CheckpointError
 from rlkit.trainer import load_run
@@ -41,8 +42,9 @@ def evaluate(
 ) -> EvalResult:
     """Run `episodes` deterministic episodes with the checkpointed policy.
 
-    The env family's evaluation loop plays them (`Algorithm.evaluate_checkpoint`; an
-    algorithm on data evaluates its held-out split instead). With `video`, the first
+    The evaluation service plays them in the env family's loop (`rlkit.envs.evaluation`,
+    which periodic evaluation uses too; an algorithm on data evaluates its held-out split
+    instead). With `video`, the first
     episode is recorded (up to `video_length` frames) into ``RUN_DIR/videos/``; MuJoCo
     renders headless through EGL. `on_episode(index, return, length)` is called as each
     episode ends (an algorithm on data plays none).
@@ -53,8 +55,8 @@ def evaluate(
     base = config.seed + 1_000_003 if seed is None else seed
     video_dir = run_dir / "videos" if video else None
     try:
-        played = algo_cls.evaluate_checkpoint(
-            state["state"], config, episodes, base, video_dir, video_length, on_episode
+        played = evaluation.of_checkpoint(
+            algo_cls, state["state"], config, episodes, base, video_dir, video_length, on_episode
         )
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(

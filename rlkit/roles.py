@@ -11,7 +11,7 @@ methods (checked when the graph is built); deriving documents the contract.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -51,6 +51,16 @@ class Role(ABC):
 
     def close(self) -> None:
         """Release what the role holds outside Python (env subprocesses, files)."""
+
+
+@runtime_checkable
+class SharesDevice(Protocol):
+    """A role that can step aside on a device it shares (keep its weights on the host
+    between its calls). The executor calls `share_device()` right after constructing a
+    replica that the plan has take turns on its device with others (a colocation group
+    under `colocate`); a role never reads the distribution policy itself."""
+
+    def share_device(self) -> None: ...
 
 
 class Actor(Role):

@@ -31,6 +31,7 @@ from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
 from rlkit.divergence import check_finite
+from rlkit.envs import evaluation
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.extras import require
 from rlkit.metrics import CSV_NAME, MetricsLogger, read_rows
@@ -398,7 +399,7 @@ class Trainer:
         """Deterministic episodes with the current policy, on an env of its own (seeded the
         same way every time, so an evaluation does not disturb training or resume)."""
         algo = self.built.algorithm
-        result = algo.evaluate(self.config.eval_size(), self.config.seed + 2_000_003)
+        result = evaluation.during_run(algo, self.config.eval_size(), self.config.seed + 2_000_003)
         while self.next_eval <= self.step:
             self.next_eval += self.config.eval_every
         return result

@@ -31,7 +31,6 @@ import torch
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, token_gae
 from rlkit.algorithms.rlhf.grpo import surrogate, token_means
-from rlkit.algorithms.rlhf.rewards import RewardScorer
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import (
     PolicyLearner,
@@ -45,6 +44,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.graph import LogicalGraph, Pattern, edge
+from rlkit.envs.text.rewards import RewardScorer
 from rlkit.limits import NON_NEGATIVE, POSITIVE, UNIT, Range
 from rlkit.llm.generator import HFGenerator
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
-from rlkit.algorithms.rlhf.rewards import absolute
 from rlkit.algorithms.rlhf.template import LLMBase
 from rlkit.config import check
 from rlkit.envs.text.config import PromptFields
+from rlkit.envs.text.rewards import absolute
 from rlkit.limits import COUNT, NON_NEGATIVE, POSITIVE, Range
 from rlkit.llm.config import GenerationFields
 

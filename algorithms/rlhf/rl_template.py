@@ -28,25 +28,24 @@ step's units as `LLMLearner` wants) and the means it logs (`learner_metrics`); G
 from __future__ import annotations
 
 from abc import abstractmethod
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from rlkit.algorithms.base import StepResult
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
-from rlkit.algorithms.rlhf.rewards import RewardScorer, load_function
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
-from rlkit.algorithms.rlhf.template import LLMAlgorithm, restore
+from rlkit.algorithms.rlhf.template import LLMAlgorithm
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
-from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.envs.text.data import Format
 from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
+from rlkit.envs.text.rewards import RewardScorer, answer_metrics, load_function
 from rlkit.errors import ConfigError
 from rlkit.llm.engines import GENERATORS, engine_note
 from rlkit.llm.generator import HFGenerator
@@ -270,13 +269,28 @@ class RLStage(LLMAlgorithm):
                 out[f"reward_{i}"] = v
         return out
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """Greedy answers to the held-out prompts: their mean reward (and gold reward)."""
-        if self.held_out is None:
-            return {}
-        batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
+    def judge(self, state: dict[str, Any] | None) -> Callable[[Batch], dict[str, float]]:
+        """Greedy answers to a batch of prompts, judged by the rewards (`answer_metrics`):
+        the running generators and scorer's (`state` None), or a generator given the
+        checkpoint's policy and a scorer of this process's own."""
+        if state is None:
+            return self.judge_in_run
+        learner = self.restored(PolicyLearner, state)
+        generator = HFGenerator(self.config)
+        generator.set_weights(learner.get_weights(), 0)
+
+        def offline(batch: Batch) -> dict[str, float]:
+            answers = generator.greedy(batch)
+            return answer_metrics([RewardScorer(self.config).score(answers)], [answers])
+
+        return offline
+
+    def judge_in_run(self, batch: Batch) -> dict[str, float]:
+        """Greedy answers of the running generators, scored by the run's reward scorer."""
         answers = self.runtime.carry(EVAL_PROMPTS, batch)
-        return eval_metrics(self.runtime.pass_on(EVAL_TO_REWARD, answers).results, answers.results)
+        return answer_metrics(
+            self.runtime.pass_on(EVAL_TO_REWARD, answers).results, answers.results
+        )
 
     def driver_state(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict(), "version": self.version}
@@ -316,42 +330,3 @@ class RLStage(LLMAlgorithm):
                 + f" = {self.steps():,} steps = {self.updates():,} optimizer steps",
             ]
         )
-
-    # -- outside a run: rlkit eval -----------------------------------------------------
-    @classmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """Greedy answers of the checkpoint's policy to the held-out prompts (the training
-        prompts, named ``train_*``, when the run holds none out): their rewards."""
-        stage = cls(config)
-        data, prefix = stage.held_out, "eval_"
-        if data is None:
-            data, prefix = stage.train, "train_"
-        learner = PolicyLearner(cls, stage.config, stage.pad_id(), stage.updates())
-        restore(learner, state["fragments"]["learner"])
-        generator = HFGenerator(stage.config)
-        generator.set_weights(learner.get_weights(), 0)
-        answers = generator.greedy(stage.collate(data, torch.arange(len(data))))
-        rewards = RewardScorer(stage.config).score(answers)
-        metrics = eval_metrics([rewards], [answers])
-        return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
-
-
-def eval_metrics(rewards: list[Any], answers: list[Any]) -> dict[str, float]:
-    r = merge(unpack(rewards)[0])
-    made = merge(unpack(answers)[0])
-    out = {
-        "eval_reward": float(r["reward"].mean()),
-        "eval_response_length": float(made["response_length"].float().mean()),
-    }
-    if "gold" in r:
-        out["eval_gold_reward"] = float(r["gold"].mean())
-    return out

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -36,7 +37,6 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, Group, check
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, from_driver
-from rlkit.envs.families import EpisodeDone, Episodes
 from rlkit.envs.text.config import DataFields, TextFields
 from rlkit.envs.text.data import Format, read_rows
 from rlkit.errors import ConfigError
@@ -44,6 +44,9 @@ from rlkit.limits import STEPS_MAX, Range
 from rlkit.llm import fsdp
 from rlkit.llm.config import LoRAFields, ModelFields, ShardFields
 from rlkit.llm.models import load_tokenizer, model_preset
+
+L = TypeVar("L", bound=LLMLearner)
+"""A learner class (`LLMAlgorithm.restored`)."""
 
 
 @dataclass
@@ -251,6 +254,18 @@ class LLMAlgorithm(Algorithm):
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
 
+    # -- evaluation: what the service (rlkit.envs.evaluation) asks -------------------
+    def eval_batch(self, split: str) -> Batch | None:
+        """The whole ``held_out`` or ``train`` split as one batch (None: nothing held out)."""
+        data = self.held_out if split == "held_out" else self.train
+        return None if data is None else self.collate(data, torch.arange(len(data)))
+
+    def restored(self, role: type[L], state: dict[str, Any]) -> L:
+        """A learner of class `role` in this process, with the checkpoint's learner state."""
+        learner = role(type(self), self.config, self.pad_id(), self.updates())
+        restore(learner, state["fragments"]["learner"])
+        return learner
+
 
 class LLMStage(LLMAlgorithm):
     """Template of a stage on data: see the module docstring for what a stage supplies."""
@@ -299,12 +314,6 @@ class LLMStage(LLMAlgorithm):
         """Each learner's sums over its share of the held-out `batch`."""
         return self.runtime.carry(HELD_OUT, batch).results
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        if self.held_out is None:
-            return {}
-        batch = self.collate(self.held_out, torch.arange(len(self.held_out)))
-        return self.eval_metrics(add(self.held_out_sums(batch)))
-
     def plan_notes(self) -> str:
         cfg = self.config
         held = len(self.held_out) if self.held_out is not None else 0
@@ -320,29 +329,14 @@ class LLMStage(LLMAlgorithm):
             ]
         )
 
-    # -- a checkpoint outside a run: rlkit eval ------------------------------------------
-    @classmethod
-    def evaluate_checkpoint(
-        cls,
-        state: dict[str, Any],
-        config: BaseConfig,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
-    ) -> Episodes:
-        """The held-out metrics of the checkpoint's model (the training split's, named
-        ``train_*``, when the run holds nothing out), in `Episodes.extra`."""
-        stage = cls(config)
-        data, prefix = stage.held_out, "eval_"
-        if data is None:
-            data, prefix = stage.train, "train_"
-        learner = LLMLearner(cls, stage.config, stage.pad_id(), stage.updates())
-        restore(learner, state["fragments"]["learner"])
-        batch = stage.offline_batch(stage.collate(data, torch.arange(len(data))))
-        metrics = cls.eval_metrics(learner.evaluate(batch))
-        return Episodes([], [], {prefix + k.removeprefix("eval_"): v for k, v in metrics.items()})
+    # -- evaluation: what the service (rlkit.envs.evaluation) asks of a stage ------------
+    def judge(self, state: dict[str, Any] | None) -> Callable[[Batch], dict[str, float]]:
+        """The ``eval_*`` metrics of a batch from its held-out sums: the running learners'
+        (`state` None), or one learner's restored from a checkpoint's `state`."""
+        if state is None:
+            return lambda batch: self.eval_metrics(add(self.held_out_sums(batch)))
+        learner = self.restored(LLMLearner, state)
+        return lambda batch: self.eval_metrics(learner.evaluate(self.offline_batch(batch)))
 
     def offline_batch(self, batch: Batch) -> Batch:
         """What a held-out batch needs besides its tokens outside a run (DPO: reference

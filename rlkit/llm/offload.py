@@ -2,6 +2,8 @@
 its weights (and a learner its optimizer state) in host memory between its calls and
 moves them onto the device only while it runs, so the generator, the reference, the
 reward model and the learners that share one device hold its memory one at a time.
+Whether a role shares its device is the plan's to say, not the role's to guess from the
+policy's name: the executor calls `share_device()` on the members of a colocation group.
 
 On CPU there is nothing to move: `on_device()` is a no-op, and so are the moves. The
 device memory high-water mark of the process (`peak_memory_gb`) is logged with the
@@ -27,20 +29,34 @@ def move_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> No
                 state[k] = v.to(device, non_blocking=True)
 
 
+def offloads(mode: str, device: torch.device, shared: bool) -> bool:
+    """Whether a role's weights go back to the host between its calls: ``--offload on``,
+    or ``auto`` on a device the plan has it share with others (`shared`: a colocation
+    group, `--policy colocate`); never on CPU, where there is nothing to move."""
+    return device.type != "cpu" and (mode == "on" or (mode == "auto" and shared))
+
+
 class Offload:
     """Mixin of a role with a `model` (and maybe an `optimizer`) on `device`. With
-    `config.offload` on an accelerator they live on the host between calls."""
+    `config.offload` on an accelerator they live on the host between calls
+    (`rlkit.roles.SharesDevice`: the executor says when the plan shares the device)."""
 
     model: Any
     device: torch.device
     config: Any
+    shared: bool = False
+    """Whether the plan has this role take turns on its device (`share_device`)."""
+
+    def share_device(self) -> None:
+        """Told by the executor: this replica takes turns on its device with others; under
+        ``--offload auto`` its weights now wait on the host between calls."""
+        self.shared = True
+        if self.offloads() and self.model is not None:  # a scorer may have no model
+            self.model.to(HOST)
 
     def offloads(self) -> bool:
-        """Whether the weights go back to the host between calls: ``--offload on``, or
-        ``auto`` under ``--policy colocate``; never on CPU."""
-        mode = getattr(self.config, "offload", "off")
-        colocated = getattr(self.config, "policy", "") == "colocate"
-        return self.device.type != "cpu" and (mode == "on" or (mode == "auto" and colocated))
+        """Whether the weights go back to the host between calls (`offloads`)."""
+        return offloads(getattr(self.config, "offload", "off"), self.device, self.shared)
 
     def home(self) -> torch.device:
         """Where the weights stay between calls."""

@@ -19,6 +19,7 @@ pytest.importorskip("ray")
 
 import rlkit.dataflow.ray_executor  # noqa: E402,F401  (registers executor "ray")
 from rlkit.algorithms import DQN  # noqa: E402
+from rlkit.roles import Actor, Buffer  # noqa: E402
 from rlkit.trainer import Trainer, build, make_config  # noqa: E402
 
 
@@ -69,8 +70,8 @@ def test_a_killed_actor_is_restarted_and_no_stored_transition_is_lost(
         algo.begin(runtime)
         for _ in range(4):
             algo.train_step()
-        replay, actors = runtime["replay"], runtime["actor"]
-        stored = replay.one("__len__")
+        replay, actors = runtime.group("replay", Buffer), runtime["actor"]
+        stored = replay.one(Buffer.__len__)
         assert stored == algo.env_steps > 0
         first = actors.pids()
         os.kill(first[1], signal.SIGKILL)  # while its next chunks are in flight
@@ -84,12 +85,12 @@ def test_a_killed_actor_is_restarted_and_no_stored_transition_is_lost(
         assert "worker actor-1 was restarted (restart 1 of the run)" in caplog.text
         assert actors.pids()[1] != first[1]
         # everything stored before the kill is still there, and every chunk taken since
-        assert replay.one("__len__") == algo.env_steps > stored
+        assert replay.one(Buffer.__len__) == algo.env_steps > stored
         assert all(math.isfinite(s.metrics.get("loss", 0.0)) for s in steps)
         # the restarted actor came back with its initial weights and was sent the latest
         for _ in range(4):
             algo.train_step()
-        assert actors.call("state_dict")[1]["version"] > 0
+        assert runtime.group("actor", Actor).call(Actor.state_dict)[1]["version"] > 0
     finally:
         runtime.shutdown()
 

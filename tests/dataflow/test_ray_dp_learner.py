@@ -17,6 +17,7 @@ pytest.importorskip("ray")
 import rlkit.dataflow.ray_executor  # noqa: E402,F401  (registers executor "ray")
 from rlkit.algorithms import DQN, PPO, SAC  # noqa: E402
 from rlkit.errors import ConfigError  # noqa: E402
+from rlkit.roles import Buffer, Learner  # noqa: E402
 from rlkit.trainer import Trainer, build, make_config  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def test_learners_stay_identical(ray_local, tmp_path: Path):
         built.algorithm.begin(runtime)
         for _ in range(2):
             built.algorithm.train_step()
-        first, second = runtime["learner"].call("get_weights")
+        first, second = runtime.group("learner", Learner).call(Learner.get_weights)
         torch.testing.assert_close(first["flat"], second["flat"], rtol=0, atol=0)
     finally:
         runtime.shutdown()
@@ -108,8 +109,8 @@ def test_dqn_with_two_learners_on_replay_shards(ray_local, tmp_path: Path):
         algo.begin(runtime)
         metrics = [algo.train_step().metrics for _ in range(12)]
         assert any("loss" in m for m in metrics)
-        assert runtime["replay"].call("__len__") == [algo.env_steps // 2] * 2
-        first, second = runtime["learner"].call("get_weights")
+        assert runtime.group("replay", Buffer).call(Buffer.__len__) == [algo.env_steps // 2] * 2
+        first, second = runtime.group("learner", Learner).call(Learner.get_weights)
         for k in first:
             torch.testing.assert_close(first[k], second[k], rtol=0, atol=0)
     finally:

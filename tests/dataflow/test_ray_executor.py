@@ -20,6 +20,7 @@ import rlkit.dataflow.ray_executor  # noqa: E402,F401  (registers executor "ray"
 from rlkit.algorithms import PPO  # noqa: E402
 from rlkit.dataflow import EXECUTORS, POLICIES  # noqa: E402
 from rlkit.errors import PlacementError  # noqa: E402
+from rlkit.roles import Actor, Learner  # noqa: E402
 from rlkit.trainer import Trainer, build, make_config  # noqa: E402
 
 UNTIMED = {"time", "sps"}
@@ -104,7 +105,7 @@ def test_a_killed_actor_is_restarted_and_the_run_goes_on(ray_local, tmp_path: Pa
         assert second[0] == first[0] and second[1] != first[1]
         assert all(math.isfinite(s.metrics["loss"]) for s in steps)
         # the rollouts after the restart carry the current policy version again
-        rollout, _ = actors.call("collect", 4)[1]
+        rollout, _ = runtime.group("actor", Actor).call(Actor.collect, 4)[1]
         assert int(rollout["version"][0]) == algo.version
     finally:
         runtime.shutdown()
@@ -135,7 +136,9 @@ def test_a_killed_learner_comes_back_with_its_checkpointed_state(ray_local, tmp_
         assert runtime.restarts() == 1
         assert "worker learner was restarted (restart 1 of the run)" in caplog.text
         assert "came back with their state from the last checkpoint" in caplog.text
-        assert learner.one("state_dict")["updates"] == 3  # 2 from the checkpoint + the retry
+        assert (
+            runtime.group("learner", Learner).one(Learner.state_dict)["updates"] == 3
+        )  # 2 from the checkpoint + the retry
         assert math.isfinite(step.metrics["loss"])
     finally:
         runtime.shutdown()

@@ -17,6 +17,7 @@ import rlkit.dataflow.ray_executor  # noqa: F401  (registers executor "ray")
 from rlkit.algorithms import ALGORITHMS
 from rlkit.envs.text import tasks
 from rlkit.llm.generator import HFGenerator
+from rlkit.roles import Learner
 from rlkit.trainer import build, make_config
 
 REWARD = "rlkit.envs.text.tasks:sorted_exact"
@@ -66,9 +67,9 @@ def test_a_restarted_engine_worker_samples_with_the_current_weights(ray_up, tmp_
         assert step.metrics["policy_lag"] == 0.0  # sampled by the weights of version 2
         assert step.metrics["logp_diff_max"] <= 1e-4  # ... which are the learner's
         prompts = stage.collate(stage.train, torch.arange(8))
-        ours = generator.call("greedy", prompts)[0]
+        ours = runtime.group("generator", HFGenerator).one(HFGenerator.greedy, prompts)
         hf = HFGenerator(make_config(algo, "", None, {**fields, "executor": "local"}))
-        hf.set_weights(runtime["learner"].one("get_weights"), stage.version)
+        hf.set_weights(runtime.group("learner", Learner).one(Learner.get_weights), stage.version)
         theirs = hf.greedy(prompts)
         assert ours["completion"] == theirs["completion"]
         assert torch.equal(ours["input_ids"], theirs["input_ids"])

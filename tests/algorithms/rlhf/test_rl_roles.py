@@ -9,8 +9,8 @@ import torch
 
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
 from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig
-from rlkit.algorithms.rlhf.rewards import RewardScorer
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference, placed, policy_logps
+from rlkit.envs.text.rewards import RewardScorer
 from rlkit.llm.generator import HFGenerator
 from rlkit.llm.models import load_model
 

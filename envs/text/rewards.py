@@ -1,4 +1,5 @@
-"""Rewards of the RL stages: rule functions, a reward model, and their weighted sum.
+"""The text environment's rewards: rule functions, a reward model, their weighted sum, and
+the evaluation of answers by them (`answer_metrics`).
 
 ``--reward SPEC,...`` names Python callables: ``module:function`` (importable), or a file
 ``path/to/file.py:function`` (``path.py`` alone: its function ``reward``). Each is called
@@ -14,7 +15,9 @@ reward model; all 1 by default). ``--gold-reward SPEC`` is a rule function logge
 of a learned reward shows as the two parting.
 
 `RewardScorer.score(batch)` returns ``reward`` ``[N]`` (the weighted sum), ``gold``
-``[N]`` (with a gold function) and ``rewards`` ``[N, R]`` (each reward).
+``[N]`` (with a gold function) and ``rewards`` ``[N, R]`` (each reward). It reads its
+settings through a protocol (`RewardConfig`: the RL stages' `RLConfig` has them), so the
+envs layer imports nothing of the stages that use it.
 """
 
 from __future__ import annotations
@@ -25,19 +28,17 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from rlkit.batch import Batch
+from rlkit.dataflow.carry import merge, unpack
 from rlkit.envs.text.data import Format, _split_ids
 from rlkit.errors import ConfigError, TrainingError
 from rlkit.llm.models import load_model, load_tokenizer
 from rlkit.llm.offload import Offload
 from rlkit.roles import Scorer
-
-if TYPE_CHECKING:
-    from rlkit.algorithms.rlhf.rl_config import RLConfig
 
 RewardFn = Callable[..., list[float | None]]
 
@@ -127,10 +128,38 @@ def call(fn: RewardFn, spec: str, batch: Batch) -> torch.Tensor:
         raise TrainingError(f"--reward {spec}: its values must be numbers or None") from None
 
 
+class RewardConfig(Protocol):
+    """The reward settings `RewardScorer` reads (read-only; `RLConfig` has them)."""
+
+    @property
+    def reward(self) -> tuple[str, ...]: ...
+
+    @property
+    def reward_model(self) -> str: ...
+
+    @property
+    def reward_weights(self) -> tuple[float, ...]: ...
+
+    @property
+    def gold_reward(self) -> str: ...
+
+    @property
+    def chat_template(self) -> str: ...
+
+    @property
+    def micro_batch(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def torch_threads(self) -> int: ...
+
+
 class RewardScorer(Offload, Scorer):
     """The rule rewards, the reward model and the gold function of a run."""
 
-    def __init__(self, config: RLConfig, device: torch.device | None = None) -> None:
+    def __init__(self, config: RewardConfig, device: torch.device | None = None) -> None:
         torch.set_num_threads(config.torch_threads)
         self.config = config
         self.device = device or torch.device("cpu")
@@ -188,3 +217,18 @@ class RewardScorer(Offload, Scorer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def answer_metrics(rewards: list[Any], answers: list[Any]) -> dict[str, float]:
+    """The evaluation of answers to held-out prompts (greedy ones): ``eval_reward``,
+    ``eval_response_length`` and, with a gold function, ``eval_gold_reward``, from the
+    scorers' outputs and the generators' (one batch each, or `Output`s)."""
+    r = merge(unpack(rewards)[0])
+    made = merge(unpack(answers)[0])
+    out = {
+        "eval_reward": float(r["reward"].mean()),
+        "eval_response_length": float(made["response_length"].float().mean()),
+    }
+    if "gold" in r:
+        out["eval_gold_reward"] = float(r["gold"].mean())
+    return out

@@ -1,5 +1,6 @@
-"""Rewards (algorithms/rlhf/rewards.py): functions get the samples and the data's other
-columns, None counts nothing, several rewards are weighed, the gold one is kept apart."""
+"""The text environment's rewards (envs/text/rewards.py): functions get the samples and
+the data's other columns, None counts nothing, several rewards are weighed, the gold one
+is kept apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from rlkit.algorithms.rlhf.grpo import GRPOConfig
-from rlkit.algorithms.rlhf.rewards import RewardScorer, absolute, call, load_function
+from rlkit.envs.text.rewards import RewardScorer, absolute, call, load_function
 from rlkit.errors import ConfigError
 
 FUNCTIONS = """
