@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 import torch
 
 from rlkit.cli import main
@@ -40,10 +41,11 @@ def test_overlong_shaping_filter_and_clip_higher():
     assert out["token_weight"][:2].sum() == 0
 
 
+@pytest.mark.slow
 def test_dapo_runs_as_a_plugin_and_learns_short_answers(tmp_path: Path):
     """Reward -len(text)/10 on the tiny model (8 prompts x 8 samples, 8 new tokens at
     most, lr 1e-3, 20 steps, seed 0): the mean response length of the last 5 steps is at
-    least 2 tokens below that of the first 5 (measured: see the print)."""
+    least 2 tokens below that of the first 5 (measured 6.88 -> 2.24)."""
     fn = tmp_path / "shorter.py"
     fn.write_text(SHORTER)
     prompts = sort.write_jsonl(tmp_path / "digits.jsonl", sort.prompts(64, seed=0))
