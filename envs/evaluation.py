@@ -92,7 +92,7 @@ def of_checkpoint(
     split (``eval_*``), or of the training split (``train_*``) when the run holds nothing
     out. `algo_cls` is the run's algorithm class (`rlkit.algorithms.base.Algorithm`)."""
     if issubclass(algo_cls, OnData):
-        return Episodes([], [], on_data(algo_cls(config), state))
+        return Episodes([], [], on_data(algo_cls.create(config), state))
     family = select(algo_cls.name, algo_cls.families, config.env)
     env_id = family.resolve(config.env)
     kwargs = parse_env_kwargs(config.env_kwargs)

@@ -11,7 +11,8 @@ preference); `select` picks the first that owns the env name. An algorithm that 
 on no env (LLM stages on datasets) declares none and gets no `--env`.
 
 Built in: ``gymnasium`` (here). ``pettingzoo`` (parallel multi-agent envs) registers
-itself from `envs/pettingzoo.py` when it is importable.
+itself from `envs/pettingzoo.py` when it is importable; ``text`` (prompt datasets with
+their rewards, the RL stages' environments) from `envs/text/family.py`.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _top_level_split(text: str) -> list[str]:
 
 def _load_optional_families() -> None:
     """Register the families whose libraries may be missing (imported on first use)."""
-    for module in ("rlkit.envs.pettingzoo",):
+    for module in ("rlkit.envs.pettingzoo", "rlkit.envs.text.family"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:  # the family's library is not installed

@@ -44,6 +44,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
 from rlkit.dataflow.carry import Delivery
 from rlkit.dataflow.graph import LogicalGraph, Pattern, edge
+from rlkit.envs.families import Env
 from rlkit.envs.text.rewards import RewardScorer
 from rlkit.limits import NON_NEGATIVE, POSITIVE, UNIT, Range
 from rlkit.llm.generator import HFGenerator
@@ -221,8 +222,8 @@ class PPOLLM(RLStage):
     config_cls: ClassVar[type[BaseConfig]] = PPOLLMConfig
     config: PPOLLMConfig
 
-    def __init__(self, config: BaseConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: BaseConfig, env: Env) -> None:
+        super().__init__(config, env)
         self.kl_coef = self.config.kl_coef
 
     advantages = staticmethod(ppo_advantages)

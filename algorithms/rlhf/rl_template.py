@@ -33,7 +33,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from rlkit.algorithms.base import StepResult
+from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
@@ -43,6 +43,7 @@ from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
 from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
+from rlkit.envs.families import Env
 from rlkit.envs.text.data import Format
 from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
 from rlkit.envs.text.rewards import RewardScorer, answer_metrics, load_function
@@ -115,21 +116,31 @@ class RLStage(LLMAlgorithm):
     progress_metric = "reward"  # GRPO's loss is near zero by construction: no progress signal
     data_flags = ("--prompts", "--eval-prompts")
 
-    def __init__(self, config: BaseConfig) -> None:
+    def __init__(self, config: BaseConfig, env: Env) -> None:
+        """`env`: the text environment of ``--prompts`` (`envs/text/family.py`), its rows
+        in a `TextSpec`."""
+        self.env = env
+        super().__init__(config)
+        self.version = 0
+
+    @classmethod
+    def create(cls, config: BaseConfig) -> Algorithm:
+        """The stage in the text environment of its ``--prompts``; a missing prompt set or
+        reward, or a reward function that cannot be loaded, refused before anything starts."""
         assert isinstance(config, RLConfig)
         if not config.prompts:
-            raise ConfigError(f"{self.name}: --prompts is required (a .jsonl file, ...)")
+            raise ConfigError(f"{cls.name}: --prompts is required (a .jsonl file, ...)")
         if not config.reward and not config.reward_model:
             raise ConfigError(
-                f"{self.name}: give a reward: --reward module:function (or file.py:function) "
+                f"{cls.name}: give a reward: --reward module:function (or file.py:function) "
                 "and/or --reward-model RM_RUN"
             )
-        for spec_ in config.reward:  # refused here, before anything is created
+        for spec_ in config.reward:
             load_function(spec_)
         if config.gold_reward:
             load_function(config.gold_reward, "--gold-reward")
-        super().__init__(config)
-        self.version = 0
+        env = Env.of(cls.name, ("text",), config.prompts, f"split={config.data_split}")
+        return cls(config, env)
 
     # -- what an algorithm supplies ----------------------------------------------------
     @staticmethod
@@ -158,7 +169,11 @@ class RLStage(LLMAlgorithm):
 
     # -- data --------------------------------------------------------------------------
     def sources(self) -> tuple[str, str]:
-        return self.config.prompts, self.config.eval_prompts
+        return self.env.id, self.config.eval_prompts
+
+    def training_rows(self) -> list[dict[str, Any]]:
+        """The prompts of the text environment (probed once, by its family)."""
+        return list(self.env.spec.rows)
 
     def examples(self, rows: list[dict[str, Any]], fmt: Format) -> Prompts:
         return prompts(rows, fmt, self.config.prompt_column)

@@ -170,6 +170,10 @@ class LLMAlgorithm(Algorithm):
     def updates(self) -> int:
         """Optimizer steps in the budget."""
 
+    def training_rows(self) -> list[dict[str, Any]]:
+        """The rows of the training source (`sources()`), its ``--data-split``."""
+        return read_rows(self.sources()[0], self.config.data_split, self.data_flags[0])
+
     # -- what a stage supplies -----------------------------------------------------------
     @abstractmethod
     def examples(self, rows: list[dict[str, Any]], fmt: Format) -> Any:
@@ -199,7 +203,7 @@ class LLMAlgorithm(Algorithm):
         """The training split and the held-out one (None without one)."""
         cfg = self.config
         data, eval_data = self.sources()
-        rows = read_rows(data, cfg.data_split, self.data_flags[0])
+        rows = self.training_rows()
         if eval_data:
             held = read_rows(eval_data, cfg.data_split, self.data_flags[1])
             return self.examples(rows, self.format(data)), self.examples(

@@ -111,7 +111,7 @@ def test_the_adaptive_controller_moves_towards_its_target(tmp_path):
     data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(16, seed=0))
     cfg = PPOLLMConfig(prompts=str(data), reward=(GOLD,), kl_control="adaptive", kl_target=2.0)
     cfg.kl_horizon, cfg.prompts_per_step = 100, 10  # 10 samples a step: at most 2% a step
-    stage = PPOLLM(cfg)
+    stage = PPOLLM.create(cfg)
     stage.after_step({"kl_sequence": 8.0})  # far above the target: +20% x 10 / 100
     assert stage.kl_coef == pytest.approx(0.05 * 1.02)
     stage.after_step({"kl_sequence": 1.8})  # 10% below: -0.1 x 10 / 100
