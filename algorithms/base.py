@@ -97,6 +97,11 @@ class Algorithm(ABC):
         return int(self.config.total_steps)
 
     @classmethod
+    def trains_on(cls) -> str:
+        """What `rlkit list` says it trains on: its env families, or data."""
+        return ", ".join(cls.families) or "data"
+
+    @classmethod
     def run_label(cls, config: BaseConfig) -> str:
         """What a run directory is named after besides the algorithm (an env's short name)."""
         return ""

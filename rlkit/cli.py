@@ -233,7 +233,7 @@ def cmd_list() -> int:
         algo = ALGORITHMS.get(name)
         source = source_of(algo)
         origin = f"  (plugin: {source})" if source else ""
-        trains = ", ".join(algo.families) or "data"
+        trains = algo.trains_on()
         presets = ", ".join(algo.presets()) or "-"
         if not algo.families and algo.presets():
             presets += " (by --model's family)"

@@ -124,6 +124,10 @@ class RLStage(LLMAlgorithm):
         self.version = 0
 
     @classmethod
+    def trains_on(cls) -> str:
+        return "text (--prompts)"
+
+    @classmethod
     def create(cls, config: BaseConfig) -> Algorithm:
         """The stage in the text environment of its ``--prompts``; a missing prompt set or
         reward, or a reward function that cannot be loaded, refused before anything starts."""
