@@ -17,13 +17,12 @@ trainer and `rlkit eval` (the top) call it with an algorithm.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from rlkit.batch import Batch
-from rlkit.envs.families import EnvFamily, EpisodeDone, Episodes, parse_env_kwargs, select
+from rlkit.envs.families import EnvFamily, Episodes, Playback, parse_env_kwargs, select
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """A deterministic batched policy ``obs [B, ...] -> actions [B, ...]``."""
@@ -66,7 +65,7 @@ def during_run(algorithm: object, episodes: int, seed: int) -> dict[str, float]:
         return {}
     kwargs = parse_env_kwargs(algorithm.config.env_kwargs)
     played = algorithm.family.evaluate(
-        algorithm.env_id, kwargs, algorithm.current_policy(), episodes, seed
+        algorithm.env_id, kwargs, algorithm.current_policy(), Playback(episodes, seed)
     )
     return {
         "eval_return": float(np.mean(played.returns)),
@@ -79,15 +78,10 @@ def of_checkpoint(
     algo_cls: Any,
     state: dict[str, Any],
     config: Any,
-    episodes: int,
-    seed: int,
-    video_dir: Path | None = None,
-    video_length: int = 500,
-    on_episode: EpisodeDone | None = None,
+    play: Playback,
 ) -> Episodes:
-    """`rlkit eval`: `episodes` deterministic episodes of a checkpoint's policy (`state`,
-    as `Algorithm.state_dict` laid it out) in the env of the run's `config`, the first
-    recorded into `video_dir` when given, `on_episode` told of each as it ends. An
+    """`rlkit eval`: deterministic episodes of a checkpoint's policy (`state`, as
+    `Algorithm.state_dict` laid it out) in the env of the run's `config`, as `play` says. An
     algorithm on data plays none: its metrics are in `Episodes.extra`, of the held-out
     split (``eval_*``), or of the training split (``train_*``) when the run holds nothing
     out. `algo_cls` is the run's algorithm class (`rlkit.algorithms.base.Algorithm`)."""
@@ -97,9 +91,7 @@ def of_checkpoint(
     env_id = family.resolve(config.env)
     kwargs = parse_env_kwargs(config.env_kwargs)
     policy = algo_cls.eval_policy(state, config, family.probe(env_id, kwargs))
-    return family.evaluate(
-        env_id, kwargs, policy, episodes, seed, video_dir, video_length, on_episode
-    )
+    return family.evaluate(env_id, kwargs, policy, play)
 
 
 def on_data(algorithm: OnData, state: dict[str, Any] | None) -> dict[str, float]:

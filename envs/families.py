@@ -49,6 +49,19 @@ class Episodes:
     video: Path | None = None
 
 
+@dataclass(frozen=True)
+class Playback:
+    """How an evaluation plays: `episodes` whole episodes (reset seeds `seed`, seed+1,
+    ...), the first recorded (up to `video_length` frames) into `video_dir` when given,
+    `on_episode` told of each one as it ends."""
+
+    episodes: int
+    seed: int
+    video_dir: Path | None = None
+    video_length: int = 500
+    on_episode: EpisodeDone | None = None
+
+
 class EnvFamily(ABC):
     """One env library. Instances are stateless; `FAMILIES` holds one of each."""
 
@@ -86,15 +99,10 @@ class EnvFamily(ABC):
         env_id: str,
         kwargs: dict[str, Any],
         policy: Policy,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
+        play: Playback,
     ) -> Episodes:
-        """Play `episodes` whole episodes with `policy` (reset seeds seed, seed+1, ...),
-        on an env of the evaluation's own; the first recorded to `video_dir` if given;
-        `on_episode` is told of each one as it ends."""
+        """Play `play.episodes` whole episodes with `policy`, on an env of the
+        evaluation's own (`Playback`)."""
 
 
 FAMILIES: Registry[EnvFamily] = Registry("env family")
@@ -228,17 +236,14 @@ class Gymnasium(EnvFamily):
         env_id: str,
         kwargs: dict[str, Any],
         policy: Policy,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
+        play: Playback,
     ) -> Episodes:
         import gymnasium as gym
 
         from rlkit.envs.episodes import run_episodes
         from rlkit.envs.vector import make_env
 
+        video_dir = play.video_dir
         env: Any = make_env(env_id, render_mode="rgb_array" if video_dir else None, **kwargs)
         if video_dir is not None:
             from gymnasium.wrappers import RecordVideo
@@ -248,11 +253,11 @@ class Gymnasium(EnvFamily):
                 str(video_dir),
                 episode_trigger=lambda i: i == 0,
                 name_prefix="eval",
-                video_length=video_length,
+                video_length=play.video_length,
                 disable_logger=True,
             )
         try:
-            returns, lengths = run_episodes(env, policy, episodes, seed, on_episode)
+            returns, lengths = run_episodes(env, policy, play.episodes, play.seed, play.on_episode)
         except gym.error.DependencyNotInstalled as e:
             raise EnvError(f"rendering {env_id} needs an extra package: {e}") from None
         finally:

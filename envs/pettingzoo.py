@@ -22,7 +22,7 @@ import numpy as np
 import pettingzoo  # noqa: F401  (the family is registered only where PettingZoo is installed)
 
 from rlkit.envs import parallel_envs
-from rlkit.envs.families import FAMILIES, EnvFamily, EpisodeDone, Episodes, Policy
+from rlkit.envs.families import FAMILIES, EnvFamily, EpisodeDone, Episodes, Playback, Policy
 from rlkit.envs.multi_agent_spec import MultiAgentSpec, Observation, spec_of
 from rlkit.envs.parallel_runner import AgentEnv
 from rlkit.errors import EnvError
@@ -65,23 +65,20 @@ class PettingZoo(EnvFamily):
         env_id: str,
         kwargs: dict[str, Any],
         policy: Policy,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
+        playback: Playback,
     ) -> Episodes:
         """Deterministic episodes (reset seeds seed, seed+1, ...) with the team return as
         "return" and, as the extra means, each agent's return (and the on-policy
         convention where it follows); the first episode recorded as MP4 if asked."""
+        video_dir, seed = playback.video_dir, playback.seed
         env = parallel_envs.make_parallel_env(
             env_id, kwargs, render_mode="rgb_array" if video_dir else None
         )
         try:
             _, infos = env.reset(seed=seed)
             spec = spec_of(env, env_id, infos)
-            record = video_length if video_dir else 0
-            played = play(env, spec, policy, episodes, seed, record, on_episode)
+            record = playback.video_length if video_dir else 0
+            played = play(env, spec, policy, playback.episodes, seed, record, playback.on_episode)
         finally:
             env.close()
         returns, lengths, per_agent, frames = played

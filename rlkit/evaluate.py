@@ -10,7 +10,7 @@ import numpy as np
 
 from rlkit import checkpoint
 from rlkit.envs import evaluation
-from rlkit.envs.families import EpisodeDone
+from rlkit.envs.families import EpisodeDone, Playback
 from rlkit.errors import CheckpointError
 from rlkit.trainer import load_run
 
@@ -55,9 +55,8 @@ def evaluate(
     base = config.seed + 1_000_003 if seed is None else seed
     video_dir = run_dir / "videos" if video else None
     try:
-        played = evaluation.of_checkpoint(
-            algo_cls, state["state"], config, episodes, base, video_dir, video_length, on_episode
-        )
+        play = Playback(episodes, base, video_dir, video_length, on_episode)
+        played = evaluation.of_checkpoint(algo_cls, state["state"], config, play)
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(
             f"{run_dir / checkpoint.CHECKPOINT} does not fit this run's layout ({type(e).__name__}: {e})"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlkit.envs.families import FAMILIES, EnvFamily, EpisodeDone, Episodes
+from rlkit.envs.families import FAMILIES, EnvFamily, Episodes, Playback
 from rlkit.envs.text.data import READERS, Rows, read_rows
 from rlkit.envs.text.rewards import load_function
 from rlkit.errors import EnvError
@@ -76,17 +76,13 @@ class Text(EnvFamily):
         env_id: str,
         kwargs: dict[str, Any],
         policy: Answer,
-        episodes: int,
-        seed: int,
-        video_dir: Path | None = None,
-        video_length: int = 500,
-        on_episode: EpisodeDone | None = None,
+        play: Playback,
     ) -> Episodes:
-        """The first `episodes` prompts answered by `policy`, each answer's return the sum
-        of the ``reward=MODULE:FN;...`` functions of `kwargs` (its length in characters);
-        text has no video, and `seed` nothing to seed (the prompts are taken in order)."""
+        """The first `play.episodes` prompts answered by `policy`, each answer's return the
+        sum of the ``reward=MODULE:FN;...`` functions of `kwargs` (its length in
+        characters); text has no video, and nothing to seed (the prompts go in order)."""
         spec = self.probe(env_id, kwargs)
-        rows = spec.rows[:episodes]
+        rows = spec.rows[: play.episodes]
         column = str(kwargs.get("prompt_column", "prompt"))
         prompts = [row[column] for row in rows]
         answers = policy(prompts)
@@ -99,8 +95,8 @@ class Text(EnvFamily):
             for i, r in enumerate(fn(prompts, answers, **others)):
                 returns[i] += float(r or 0.0)
         for i, answer in enumerate(answers):
-            if on_episode is not None:
-                on_episode(i, returns[i], len(answer))
+            if play.on_episode is not None:
+                play.on_episode(i, returns[i], len(answer))
         return Episodes(returns, [len(a) for a in answers])
 
 

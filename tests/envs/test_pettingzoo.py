@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rlkit.cli import main
-from rlkit.envs.families import families, select
+from rlkit.envs.families import Playback, families, select
 from rlkit.envs.mpe_native import native_core
 from rlkit.envs.parallel_envs import MPE2, SHORT_NAMES, make_parallel_env
 from rlkit.envs.parallel_runner import ParallelEnvRunner
@@ -215,16 +215,16 @@ def test_evaluation_is_deterministic_with_per_agent_returns_and_video(tmp_path):
         return np.where(np.abs(rel[:, 0]) > np.abs(rel[:, 1]), horizontal, vertical)[None]
 
     told: list[tuple[int, float, int]] = []
-    first = FAMILY.evaluate(env_id, {}, toward_first_landmark, 3, seed=5)
+    first = FAMILY.evaluate(env_id, {}, toward_first_landmark, Playback(3, seed=5))
     again = FAMILY.evaluate(
-        env_id, {}, toward_first_landmark, 3, seed=5, on_episode=lambda *e: told.append(e)
+        env_id, {}, toward_first_landmark, Playback(3, 5, on_episode=lambda *e: told.append(e))
     )
     assert first.returns == again.returns and first.lengths == [25, 25, 25]
     assert told == list(zip(range(3), first.returns, first.lengths, strict=True))  # as they end
     per_agent = [first.extra[f"return_{a}"] for a in spec.agents]
     assert np.mean(first.returns) == pytest.approx(sum(per_agent))
     assert first.extra["return_onpolicy"] == pytest.approx(2 * np.mean(first.returns) - 3 * 25)
-    video = FAMILY.evaluate(env_id, {}, toward_first_landmark, 1, 5, tmp_path, video_length=10)
+    video = FAMILY.evaluate(env_id, {}, toward_first_landmark, Playback(1, 5, tmp_path, 10))
     assert video.video == tmp_path / "eval-episode-0.mp4" and video.video.stat().st_size > 1000
     assert video.returns == first.returns[:1]
 

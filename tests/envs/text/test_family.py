@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlkit.algorithms import ALGORITHMS
-from rlkit.envs.families import Env, families, select
+from rlkit.envs.families import Env, Playback, families, select
 from rlkit.envs.text import tasks
 from rlkit.envs.text.family import TextSpec
 from rlkit.errors import EnvError
@@ -43,16 +43,12 @@ def test_evaluation_plays_one_episode_per_prompt(tmp_path):
     text = families().get("text")
     env_id = text.resolve(str(prompts(tmp_path)))
     seen: list[tuple[int, float, int]] = []
+    play = Playback(4, 0, on_episode=lambda i, r, n: seen.append((i, r, n)))
     right = text.evaluate(
-        env_id,
-        {"reward": REWARD},
-        lambda ps: [tasks.answer(p) for p in ps],
-        4,
-        0,
-        on_episode=lambda i, r, n: seen.append((i, r, n)),
+        env_id, {"reward": REWARD}, lambda ps: [tasks.answer(p) for p in ps], play
     )
     assert right.returns == [1.0] * 4 and [s[0] for s in seen] == [0, 1, 2, 3]
-    echoed = text.evaluate(env_id, {"reward": REWARD}, lambda ps: list(ps), 4, 0)
+    echoed = text.evaluate(env_id, {"reward": REWARD}, lambda ps: list(ps), Playback(4, 0))
     assert echoed.returns == [0.0] * 4
 
 
