@@ -86,67 +86,67 @@ class OnPolicyActor(Actor):
         """A rollout (fields ``[num_envs, num_steps, ...]``, see `rlkit.batch`) and, as its
         info, the "return" and "length" of the episodes that ended. `next_values` is V(s')
         with V(final obs) on truncation and 0 on termination."""
-        n, spec = self.config.num_envs, self.spec
-        obs = torch.empty((num_steps, n, *spec.obs_shape))
-        if spec.discrete:
-            actions = torch.empty((num_steps, n), dtype=torch.int64)
-        else:
-            actions = torch.empty((num_steps, n, spec.action_dim))
-        log_probs, values, rewards = (torch.empty((num_steps, n)) for _ in range(3))
-        dones = torch.empty((num_steps, n), dtype=torch.bool)
-        terminated = torch.empty((num_steps, n), dtype=torch.bool)
-        bootstrap = torch.zeros((num_steps, n))
+        buf = self.empty_rollout(num_steps)
         groups = self.runner.groups
-
-        def launch(t: int, g: int) -> None:
-            """Act for group g at step t and start its envs stepping."""
-            sl = groups[g]
-            obs_g = torch.from_numpy(self.runner.obs[sl])
-            action, log_prob, value = self.policy.act(obs_g, self.generator)
-            obs[t, sl], actions[t, sl], log_probs[t, sl], values[t, sl] = (
-                obs_g,
-                action,
-                log_prob,
-                value,
-            )
-            self.runner.step_async(g, action.numpy())
-
         # Pipelined over env groups: while one worker steps its envs, the policy runs for
         # the next group. With a single group this is the plain act-step loop.
         for g in range(len(groups)):
-            launch(0, g)
+            self.launch(buf, 0, g)
         for t in range(num_steps):
-            for g, sl in enumerate(groups):
-                step = self.runner.step_wait(g)
-                reward = step.reward
-                if self.reward_scaler is not None:
-                    reward = self.reward_scaler(reward, step.done, sl)
-                if step.final_obs is not None and step.truncated.any():
-                    # bootstrap from the last observation of a truncated (not terminated) episode
-                    cut = step.truncated[step.done] & ~step.terminated[step.done]
-                    rows = np.flatnonzero(step.done)[cut] + (sl.start or 0)
-                    bootstrap[t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
-                rewards[t, sl] = torch.from_numpy(reward)
-                dones[t, sl] = torch.from_numpy(step.done)
-                terminated[t, sl] = torch.from_numpy(step.terminated)
+            for g in range(len(groups)):
+                self.record(buf, t, g)
                 if t + 1 < num_steps:
-                    launch(t + 1, g)
+                    self.launch(buf, t + 1, g)
         last_value = self.policy.value(torch.from_numpy(self.runner.obs))
-        next_values = torch.cat([values[1:], last_value[None]])
-        next_values = torch.where(dones, bootstrap, next_values)
-        rollout = {
-            "obs": obs,
-            "actions": actions,
-            "log_probs": log_probs,
-            "values": values,
-            "next_values": next_values,
-            "rewards": rewards,
-            "dones": dones,
-            "terminated": terminated,
-        }
-        rollout = {k: v.transpose(0, 1).contiguous() for k, v in rollout.items()}
-        rollout["version"] = torch.full((n,), self.version, dtype=torch.int64)
+        next_values = torch.cat([buf["values"][1:], last_value[None]])
+        buf["next_values"] = torch.where(buf["dones"], buf["bootstrap"], next_values)
+        order = ("obs", "actions", "log_probs", "values", "next_values", "rewards", "dones")
+        rollout = {k: buf[k].transpose(0, 1).contiguous() for k in (*order, "terminated")}
+        rollout["version"] = torch.full((self.config.num_envs,), self.version, dtype=torch.int64)
         return Output(rollout, self.runner.pop_episodes())
+
+    def empty_rollout(self, num_steps: int) -> dict[str, torch.Tensor]:
+        """The step-major buffers ``[num_steps, num_envs, ...]`` a rollout is written into."""
+        n, spec = self.config.num_envs, self.spec
+        shape = (num_steps, n)
+        actions = (
+            torch.empty(shape, dtype=torch.int64)
+            if spec.discrete
+            else torch.empty((*shape, spec.action_dim))
+        )
+        return {
+            "obs": torch.empty((*shape, *spec.obs_shape)),
+            "actions": actions,
+            **{k: torch.empty(shape) for k in ("log_probs", "values", "rewards")},
+            "dones": torch.empty(shape, dtype=torch.bool),
+            "terminated": torch.empty(shape, dtype=torch.bool),
+            "bootstrap": torch.zeros(shape),
+        }
+
+    def launch(self, buf: dict[str, torch.Tensor], t: int, g: int) -> None:
+        """Act for env group g at step t and start its envs stepping."""
+        sl = self.runner.groups[g]
+        obs_g = torch.from_numpy(self.runner.obs[sl])
+        action, log_prob, value = self.policy.act(obs_g, self.generator)
+        buf["obs"][t, sl], buf["actions"][t, sl] = obs_g, action
+        buf["log_probs"][t, sl], buf["values"][t, sl] = log_prob, value
+        self.runner.step_async(g, action.numpy())
+
+    def record(self, buf: dict[str, torch.Tensor], t: int, g: int) -> None:
+        """Wait for env group g's step t and write what it returned."""
+        sl = self.runner.groups[g]
+        step = self.runner.step_wait(g)
+        reward = step.reward
+        if self.reward_scaler is not None:
+            reward = self.reward_scaler(reward, step.done, sl)
+        if step.final_obs is not None and step.truncated.any():
+            # bootstrap from the last observation of a truncated (not terminated) episode
+            cut = step.truncated[step.done] & ~step.terminated[step.done]
+            rows = np.flatnonzero(step.done)[cut] + (sl.start or 0)
+            buf["bootstrap"][t, rows] = self.policy.value(torch.from_numpy(step.final_obs[cut]))
+        buf["rewards"][t, sl] = torch.from_numpy(reward)
+        buf["dones"][t, sl] = torch.from_numpy(step.done)
+        buf["terminated"][t, sl] = torch.from_numpy(step.terminated)
 
     def state_dict(self) -> dict[str, Any]:
         return {

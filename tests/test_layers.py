@@ -132,3 +132,19 @@ def cycles() -> list[list[str]]:
 
 def test_no_import_cycles_not_even_through_a_package_init():
     assert cycles() == []
+
+
+def test_no_function_is_over_sixty_lines_outside_benchmarks_and_tests():
+    """A function a newcomer reads in one screen (issue #26): the package, examples and
+    scripts."""
+    long = []
+    for folder in ("rlkit", "algorithms", "envs", "dataflow", "examples", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.is_symlink() or any(p.is_symlink() for p in path.parents):
+                continue  # rlkit/algorithms -> ../algorithms: read once, at its real place
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > 60:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert not long, long
