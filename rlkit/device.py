@@ -60,6 +60,12 @@ def resolve_device(name: str) -> torch.device:
         raise DeviceError(f"--device {name}: {' '.join(str(e).split())}") from None
 
 
+def use_threads(n: int) -> None:
+    """Torch's intra-op threads in this process (``--torch-threads``): every role that
+    computes sets them when it is built, since a worker process starts with one per core."""
+    torch.set_num_threads(n)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """The learner's arithmetic for a forward pass: bfloat16 autocast, or plain fp32."""
     if precision == "fp32":

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit.batch import Batch
+from rlkit.device import use_threads
 from rlkit.llm.decode import Sampling, decode
 from rlkit.llm.models import load_into, load_model, load_tokenizer
 from rlkit.llm.offload import Offload
@@ -45,7 +46,7 @@ class HFGenerator(Offload, Generator):
     def __init__(
         self, config: RolloutConfig, device: torch.device | None = None, replica: int = 0
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.config = config
         self.device = device or torch.device("cpu")
         self.tokenizer = load_tokenizer(config.model)

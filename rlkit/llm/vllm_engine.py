@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from rlkit.batch import Batch
-from rlkit.device import check_device_name, resolve_device
+from rlkit.device import check_device_name, resolve_device, use_threads
 from rlkit.errors import ConfigError
 from rlkit.llm.generator import HFGenerator
 from rlkit.llm.models import load_model, load_tokenizer
@@ -105,7 +105,7 @@ class VLLMGenerator(HFGenerator):
     def __init__(
         self, config: RolloutConfig, device: torch.device | None = None, replica: int = 0
     ) -> None:
-        torch.set_num_threads(config.torch_threads)  # before vLLM pins torch's thread count
+        use_threads(config.torch_threads)  # before vLLM pins torch's thread count
         self.config = config
         self.device = device or torch.device("cpu")
         self.replica = replica
