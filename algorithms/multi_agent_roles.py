@@ -27,7 +27,7 @@ from rlkit.algorithms.on_policy import OnPolicy
 from rlkit.algorithms.on_policy_roles import OnPolicyLearner
 from rlkit.algorithms.value_norm import ValueNorm
 from rlkit.batch import Batch
-from rlkit.device import autocast
+from rlkit.device import use_threads
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.multi_agent_spec import MultiAgentSpec
 from rlkit.envs.parallel_runner import ParallelEnvRunner
@@ -70,7 +70,7 @@ class MultiAgentActor(Actor):
         replica: int = 0,
         algorithm: type[OnPolicy] | None = None,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
         kwargs = parse_env_kwargs(config.env_kwargs)
@@ -260,11 +260,11 @@ class MultiAgentLearner(OnPolicyLearner):
         if "action_masks" in rows:
             mb["action_masks"] = rows["action_masks"]
         extra = {"state": self.loss_state} if self.loss_takes_state else {}
-        with autocast(self.device, cfg.precision):
+        with self.autocast():
             loss, stats = self.loss(cfg, self.policy, mb, **extra)
         self.flat.zero_grad()
         loss.backward()
-        self.dp.average_(self.flat.grad)
+        self.average_grads([self.flat.param])
         if cfg.max_grad_norm > 0:
             k = self.agents.actor_numel
             for part in (self.flat.grad[:k], self.flat.grad[k:]):
@@ -286,12 +286,12 @@ class MultiAgentLearner(OnPolicyLearner):
         n = count * self.dp.world
         return mean, (var * n / (n - 1).clamp(min=1)).sqrt()
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
+    def own_state(self) -> dict[str, Any]:
+        state = super().own_state()
         state["value_norm"] = self.value_norm.state_dict() if self.value_norm else None
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_own_state(self, state: dict[str, Any]) -> None:
+        super().load_own_state(state)
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])

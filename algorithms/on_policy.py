@@ -24,6 +24,7 @@ import torch
 
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.learner import adam
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.algorithms.on_policy_roles import OnPolicyActor, OnPolicyLearner, make_policy
 from rlkit.batch import Batch
@@ -151,8 +152,7 @@ class OnPolicy(Algorithm):
     @staticmethod
     def make_optimizer(config: Any, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         """The learner's optimizer over `params` (one flat parameter tensor): Adam here."""
-        fused = params[0].device.type in ("cpu", "cuda")
-        return torch.optim.Adam(params, lr=config.lr, eps=1e-5, fused=fused)
+        return adam(params, config.lr, eps=1e-5)
 
     @staticmethod
     def initial_loss_state(config: Any) -> dict[str, Any]:

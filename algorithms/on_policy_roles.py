@@ -15,16 +15,16 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.flat_params import FlatParameters
+from rlkit.algorithms.learner import LearnerBase, seeded
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
-from rlkit.dataflow.collectives import DataParallel, DataParallelRole
-from rlkit.device import autocast
+from rlkit.device import use_threads
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.normalize import RewardScaler
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.errors import TrainingError
-from rlkit.roles import Actor, Learner, Metrics, Output, Weights
+from rlkit.roles import Actor, Metrics, Output, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.on_policy import OnPolicy, OnPolicyConfig
@@ -54,7 +54,7 @@ class OnPolicyActor(Actor):
         replica: int = 0,
         algorithm: type[OnPolicy] | None = None,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.config, self.spec = config, spec
         seed = config.seed + 10_007 * replica
         self.runner = EnvRunner(
@@ -169,7 +169,7 @@ class OnPolicyActor(Actor):
         self.runner.close()
 
 
-class OnPolicyLearner(DataParallelRole, Learner):
+class OnPolicyLearner(LearnerBase):
     """Advantages, then `epochs` passes of minibatch gradient steps on `algorithm.loss`."""
 
     def __init__(
@@ -180,15 +180,14 @@ class OnPolicyLearner(DataParallelRole, Learner):
         device: torch.device | None = None,
         replica: int = 0,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        per_update = config.num_steps * config.num_envs * config.actors
+        super().__init__(config, device, replica, math.ceil(config.total_steps / per_update))
         self.algorithm, self.config = algorithm, config
-        self.device = device or torch.device("cpu")
-        self.dp = DataParallel(replica, config.learners, self.device)
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
+        with seeded(config.seed):
             self.policy = policy_of(algorithm, config, spec).to(self.device)
         self.flat = FlatParameters(self.policy)
-        self.optimizer = algorithm.make_optimizer(config, [self.flat.param])
+        optimizer = algorithm.make_optimizer(config, [self.flat.param])
+        self.optimizer = self.add_optimizer("optimizer", optimizer)
         # compiled lazily, at the first minibatch (a subclass's own loss included)
         self.loss = (
             torch.compile(algorithm.loss, dynamic=False) if config.compile else algorithm.loss
@@ -196,10 +195,6 @@ class OnPolicyLearner(DataParallelRole, Learner):
         self.loss_state: dict[str, Any] = algorithm.initial_loss_state(config)
         """Algorithm state the loss sees (e.g. an adaptive KL coefficient), checkpointed."""
         self.loss_takes_state = "state" in inspect.signature(algorithm.loss).parameters
-        self.generator = torch.Generator().manual_seed(config.seed + 1)
-        per_update = config.num_steps * config.num_envs * config.actors
-        self.total_updates = max(1, math.ceil(config.total_steps / per_update))
-        self.updates = 0
 
     def update(self, batch: Batch) -> Metrics:
         """Advantages, then `epochs` passes of shuffled minibatch steps (stopped early past
@@ -208,8 +203,7 @@ class OnPolicyLearner(DataParallelRole, Learner):
         batch = B.to(batch, self.device)
         data, returns, values = self.samples(batch)
         if cfg.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - self.updates / self.total_updates)
+            self.set_lr(cfg.lr, "linear")
         n = B.batch_size(data)
         # data parallel: each replica's share; 0: the whole rollout
         size = cfg.minibatch_size // self.dp.world if cfg.minibatch_size else n
@@ -280,11 +274,11 @@ class OnPolicyLearner(DataParallelRole, Learner):
             "returns": ret,
         }
         extra = {"state": self.loss_state} if self.loss_takes_state else {}
-        with autocast(self.device, cfg.precision):
+        with self.autocast():
             loss, stats = self.loss(cfg, self.policy, mb, **extra)
         self.flat.zero_grad()
         loss.backward()
-        self.dp.average_(self.flat.grad)
+        self.average_grads([self.flat.param])
         if cfg.max_grad_norm > 0:
             self.flat.clip_grad_norm_(cfg.max_grad_norm)
         self.optimizer.step()
@@ -293,18 +287,9 @@ class OnPolicyLearner(DataParallelRole, Learner):
     def get_weights(self) -> Weights:
         return {"flat": self.flat.get()}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "updates": self.updates,
-            "loss_state": dict(self.loss_state),
-        }
+    def own_state(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "loss_state": dict(self.loss_state)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.updates = state["updates"]
         self.loss_state = dict(state.get("loss_state", {}))
