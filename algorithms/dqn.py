@@ -15,12 +15,12 @@ from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.flat_params import FlatParameters
+from rlkit.algorithms.learner import seeded
 from rlkit.algorithms.networks import full_precision, mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.device import autocast
 from rlkit.envs.vector import SpaceSpec
 from rlkit.roles import Learner, Weights
 
@@ -132,8 +132,7 @@ class DQNLearner(OffPolicyLearnerBase):
     ) -> None:
         super().__init__(spec, config, device, replica)
         self.cfg = config
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
+        with seeded(config.seed):
             self.q = QNetwork(spec, config.hidden, config.dueling).to(self.device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.flat, self.target_flat = FlatParameters(self.q), FlatParameters(self.target)
@@ -142,7 +141,7 @@ class DQNLearner(OffPolicyLearnerBase):
     def update(self, batch: Batch) -> dict[str, Any]:
         b = self.to_device(batch)
         n = b["obs"].shape[0]
-        with autocast(self.device, self.cfg.precision):
+        with self.autocast():
             with torch.no_grad():
                 next_q_target = self.target(b["next_obs"])
             if self.cfg.double:  # one pass of the online network over obs and next_obs together
@@ -163,7 +162,7 @@ class DQNLearner(OffPolicyLearnerBase):
         loss = (elementwise * b["weights"]).mean() if "weights" in b else elementwise.mean()
         self.flat.zero_grad()
         loss.backward()
-        self.dp.average_(self.flat.grad)  # data-parallel replicas: one all-reduce
+        self.average_grads([self.flat.param])
         if self.cfg.max_grad_norm > 0:
             self.flat.clip_grad_norm_(self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -180,19 +179,12 @@ class DQNLearner(OffPolicyLearnerBase):
     def get_weights(self) -> Weights:
         return self.cpu_weights(self.q)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q": self.q.state_dict(),
-            "target": self.target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "updates": self.updates,
-        }
+    def own_state(self) -> dict[str, Any]:
+        return {"q": self.q.state_dict(), "target": self.target.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.q.load_state_dict(state["q"])
         self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = state["updates"]
 
 
 @ALGORITHMS.register("dqn")

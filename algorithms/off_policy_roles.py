@@ -1,12 +1,12 @@
 """The roles of the off-policy template: the replay buffer over rlkit's C++ buffer, the
 actor that steps environments and returns transitions, the update round that runs where
 the buffer and the learner live, and the learner base class DQN's and SAC's learners
-extend (device, seeded construction, Polyak averaging, data-parallel gradients)."""
+extend (`LearnerBase`'s plumbing plus batches onto the device, Polyak averaging and
+flat CPU weights)."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.flat_params import FlatParameters
+from rlkit.algorithms.learner import LearnerBase
 from rlkit.batch import Batch
-from rlkit.dataflow.collectives import DataParallel, DataParallelRole
+from rlkit.device import use_threads
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.runner import EnvRunner
 from rlkit.envs.vector import SpaceSpec
 from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
-from rlkit.roles import Actor, Buffer, Learner, Output, Weights
+from rlkit.roles import Actor, Buffer, Output, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
@@ -118,7 +119,7 @@ class OffPolicyActor(Actor):
         config: OffPolicyConfig,
         replica: int = 0,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.algorithm, self.config, self.spec = algorithm, config, spec
         seed = config.seed + 10_007 * replica
         self.runner = EnvRunner(
@@ -218,10 +219,13 @@ def learn(
     return {k: float(v) for k, v in sums.items()}
 
 
-class OffPolicyLearnerBase(DataParallelRole, Learner):
-    """Shared learner plumbing: device, threads, seeded construction, Polyak averaging, and
-    data parallelism (`config.learners` replicas, each on its own replay shard, averaging
-    gradients with one all-reduce per backward pass)."""
+class OffPolicyLearnerBase(LearnerBase):
+    """The off-policy learners' base: `LearnerBase` (data parallel: `config.learners`
+    replicas, each on its own replay shard, averaging gradients with one all-reduce per
+    backward pass), its generator on the device (for exploration noise), Polyak
+    averaging."""
+
+    generator_on_device = True
 
     def __init__(
         self,
@@ -230,30 +234,8 @@ class OffPolicyLearnerBase(DataParallelRole, Learner):
         device: torch.device | None = None,
         replica: int = 0,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        super().__init__(config, device, replica)
         self.spec, self.config = spec, config
-        self.device = device or torch.device("cpu")
-        self.dp = DataParallel(replica, config.learners, self.device)
-        seed = config.seed + 1 + 7919 * replica  # each replica its own noise
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.updates = 0
-
-    def average_grads(self, params: Iterable[torch.Tensor]) -> None:
-        """Average the gradients of `params` over the replicas: one all-reduce of one flat
-        buffer (nothing to do with one learner)."""
-        if self.dp.world == 1:
-            return
-        grads = [p.grad for p in params if p.grad is not None]
-        flat = self.dp.average_(torch.cat([g.reshape(-1) for g in grads]))
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-    def make_optimizer(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-        """The optimizer of one network (Adam, fused on CPU and CUDA); override for another."""
-        fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(params, lr=lr, fused=fused)
 
     def to_device(self, batch: Batch) -> Batch:
         """`batch` on the learner's device (as it is on CPU: no per-field calls)."""

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.algorithms.base import ALGORITHMS
+from rlkit.algorithms.learner import seeded
 from rlkit.algorithms.networks import HALF_LOG_2PI, full_precision, mlp
 from rlkit.algorithms.off_policy import OffPolicy, OffPolicyConfig
 from rlkit.algorithms.off_policy_roles import OffPolicyLearnerBase
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
-from rlkit.device import autocast
 from rlkit.envs.vector import SpaceSpec
 from rlkit.roles import Learner, Weights
 
@@ -136,18 +136,19 @@ class SACLearner(OffPolicyLearnerBase):
     ) -> None:
         super().__init__(spec, config, device, replica)
         self.cfg = config
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
+        with seeded(config.seed):
             self.actor = SquashedGaussian(spec, config.hidden).to(self.device)
             self.critic = EnsembleQ(spec, config.hidden, config.critics).to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = self.make_optimizer(self.actor.parameters(), config.lr)
-        self.critic_opt = self.make_optimizer(self.critic.parameters(), config.q_lr)
+        self.actor_opt = self.make_optimizer(self.actor.parameters(), config.lr, "actor_opt")
+        self.critic_opt = self.make_optimizer(self.critic.parameters(), config.q_lr, "critic_opt")
         self.target_entropy = config.target_entropy or -float(spec.action_dim)
         self.log_alpha = torch.tensor(
             math.log(max(config.alpha, 1e-8)), device=self.device, requires_grad=True
         )
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.q_lr)
+        # torch's default Adam kernel (not the fused one) for the one scalar
+        alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.q_lr)
+        self.alpha_opt = self.add_optimizer("alpha_opt", alpha_opt)
 
     def losses(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic loss and TD targets for one batch (exposed for tests)."""
@@ -164,7 +165,7 @@ class SACLearner(OffPolicyLearnerBase):
 
     def update(self, batch: Batch) -> dict[str, Any]:
         b = self.to_device(batch)
-        with autocast(self.device, self.cfg.precision):
+        with self.autocast():
             critic_loss, y = self.losses(b)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -174,7 +175,7 @@ class SACLearner(OffPolicyLearnerBase):
         if self.updates % self.cfg.policy_frequency == 0:
             self.critic.requires_grad_(False)  # the actor loss needs no critic weight gradients
             alpha = self.log_alpha.detach().exp()
-            with autocast(self.device, self.cfg.precision):
+            with self.autocast():
                 action, logp = self.actor.sample(b["obs"], self.generator)
                 q_pi = self.critic(b["obs"], action).min(0).values
                 actor_loss = (alpha * logp - q_pi).mean()
@@ -193,7 +194,7 @@ class SACLearner(OffPolicyLearnerBase):
         self.polyak(self.target, self.critic, self.cfg.tau)
         self.updates += 1
         if self.cfg.prioritized:
-            with torch.no_grad(), autocast(self.device, self.cfg.precision):
+            with torch.no_grad(), self.autocast():
                 td = self.critic(b["obs"], b["actions"]).min(0).values - y
             out["priorities"] = td.abs() + 1e-6
         return out
@@ -201,30 +202,20 @@ class SACLearner(OffPolicyLearnerBase):
     def get_weights(self) -> Weights:
         return self.cpu_weights(self.actor)
 
-    def state_dict(self) -> dict[str, Any]:
+    def own_state(self) -> dict[str, Any]:
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target": self.target.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(),
-            "generator": self.generator.get_state(),
-            "updates": self.updates,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target.load_state_dict(state["target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
-        self.generator.set_state(state["generator"])
-        self.updates = state["updates"]
 
 
 @ALGORITHMS.register("sac")
