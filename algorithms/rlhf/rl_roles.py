@@ -17,7 +17,7 @@ import torch
 from rlkit import batch as B
 from rlkit.algorithms.rlhf.roles import LLMLearner, micro_batches
 from rlkit.batch import Batch
-from rlkit.device import autocast
+from rlkit.device import autocast, use_threads
 from rlkit.llm.logprobs import target_logits, token_logps
 from rlkit.llm.models import load_model
 from rlkit.llm.offload import Offload, peak_memory_gb
@@ -68,7 +68,7 @@ class TokenReference(Offload, Scorer):
     def __init__(
         self, config: RLConfig, pad_token_id: int | None, device: torch.device | None = None
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.config = config
         self.device = device or torch.device("cpu")
         model = load_model(config.model, "causal", config.seed, pad_token_id)
@@ -117,7 +117,6 @@ class PolicyLearner(Offload, LLMLearner):
     ) -> None:
         super().__init__(algorithm, config, pad_token_id, total_updates, device, replica)
         self.model.to(self.home())
-        self.order = torch.Generator().manual_seed(config.seed + 31 * replica + 1)
 
     def learn(self, batch: Batch, kl_coef: float = 0.0) -> Metrics:
         """Advantages, then the epochs of minibatch steps; their metrics as the loss's sums
@@ -134,7 +133,7 @@ class PolicyLearner(Offload, LLMLearner):
         steps = 0
         with self.on_device():
             for _ in range(cfg.ppo_epochs):
-                order = torch.randperm(n, generator=self.order)
+                order = torch.randperm(n, generator=self.generator)
                 for start in range(0, n, size):
                     stats = self.update(B.index(batch, order[start : start + size]))
                     for k, v in stats.items():
@@ -183,18 +182,11 @@ class PolicyLearner(Offload, LLMLearner):
             metrics["tis_clipped_fraction"] = float((ratio > cfg.tis_cap).float().mean())
         return out, metrics
 
-    # -- checkpoints: the learner's, and the minibatch order ----------------------------
-    def save_checkpoint(self, directory: Path) -> dict[str, Any]:
-        return {**super().save_checkpoint(directory), "order": self.order.get_state()}
-
     def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
         super().load_checkpoint(directory, state)
-        self.order.set_state(state["order"])
         self.model.to(self.home())
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "order": self.order.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.order.set_state(state["order"])
+    def load_progress(self, state: dict[str, Any]) -> None:
+        if "order" in state:  # written before the learner base: the generator was "order"
+            state = {"generator": state["order"], **state}
+        super().load_progress(state)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit import batch as B
+from rlkit.algorithms.learner import LearnerBase, adam
 from rlkit.batch import Batch
-from rlkit.dataflow.collectives import DataParallel, DataParallelRole
-from rlkit.device import autocast
+from rlkit.device import autocast, use_threads
 from rlkit.errors import ConfigError
 from rlkit.llm import fsdp
 from rlkit.llm.models import fresh_model, load_into, load_model
-from rlkit.roles import Learner, Metrics, Scorer, Weights
+from rlkit.roles import Metrics, Scorer, Weights
 
 if TYPE_CHECKING:
     from rlkit.algorithms.rlhf.dpo import DPO
@@ -67,7 +67,7 @@ def with_lora(model: Any, config: LLMConfig, head: str) -> Any:
     return get_peft_model(model, lora)
 
 
-class LLMLearner(DataParallelRole, Learner):
+class LLMLearner(LearnerBase):
     """A stage's model, trained by the stage's loss (`LLMStage.loss`)."""
 
     def __init__(
@@ -79,10 +79,8 @@ class LLMLearner(DataParallelRole, Learner):
         device: torch.device | None = None,
         replica: int = 0,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        super().__init__(config, device, replica, total_updates)
         self.algorithm, self.config = algorithm, config
-        self.device = device or torch.device("cpu")
-        self.dp = DataParallel(replica, config.learners, self.device)
         model = load_model(config.model, algorithm.head, config.seed, pad_token_id)
         if config.gradient_checkpointing:  # transformers 5 renamed it
             enable = getattr(model, "activation_checkpointing_enable", None)
@@ -91,16 +89,16 @@ class LLMLearner(DataParallelRole, Learner):
             model = with_lora(model, config, algorithm.head)
         self.model = model.to(self.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = self.make_optimizer()
-        self.sharded = False
-        """Whether the model is sharded over the learners (``--fsdp``, once joined)."""
-        self.total_updates = max(1, total_updates)
-        self.updates = 0
+        self.optimizer = self.adamw()
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def adamw(self) -> torch.optim.Optimizer:
+        """AdamW over the trainable parameters (under FSDP, their shards: not fused, the
+        fused kernel takes no DTensor)."""
         cfg = self.config
-        fused = self.device.type in ("cpu", "cuda") and not cfg.fsdp  # fused takes no DTensor
-        return torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+        optimizer = adam(
+            self.params, cfg.lr, weight_decay=cfg.weight_decay, decoupled=True, fused=not cfg.fsdp
+        )
+        return self.add_optimizer("optimizer", optimizer)
 
     def join(self, address: str) -> None:
         """Join the data-parallel group; with ``--fsdp``, then shard the model over it."""
@@ -109,21 +107,9 @@ class LLMLearner(DataParallelRole, Learner):
             fsdp.shard(self.model)
             self.sharded = True
             self.params = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = self.make_optimizer()
+            self.optimizer = self.adamw()
 
     # -- training ------------------------------------------------------------------------
-    def lr(self) -> float:
-        """The learning rate of the next step: warm-up, then the schedule's decay."""
-        cfg, u = self.config, self.updates
-        warm = min(1.0, (u + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        done = min(1.0, u / self.total_updates)
-        decay = {
-            "constant": 1.0,
-            "linear": 1.0 - done,
-            "cosine": 0.5 * (1 + math.cos(math.pi * done)),
-        }
-        return cfg.lr * warm * decay[cfg.lr_schedule]
-
     def update(self, batch: Batch) -> Metrics:
         """One optimizer step on this learner's share of a step (fields as in
         `rlkit.algorithms.rlhf.batches`); the step's metrics, as means over its units."""
@@ -132,16 +118,15 @@ class LLMLearner(DataParallelRole, Learner):
         units = self.algorithm.units(batch).double()
         total = self.dp.average_(units.clone()) * world  # over every learner's share
         scale = world / total.clamp(min=1)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
+        self.set_lr(cfg.lr, cfg.lr_schedule, cfg.warmup_steps)
         sums: dict[str, torch.Tensor] = {}
         for mb in micro_batches(batch, cfg.micro_batch):
-            with autocast(self.device, cfg.precision):
+            with self.autocast():
                 loss, stats = self.algorithm.loss(cfg, self.model, mb)
             (loss * scale.float()).backward()
             for k, v in {"loss": loss, **stats}.items():
                 sums[k] = sums.get(k, 0) + v.detach().double()
-        self.average_grads()
+        self.average_grads(self.params)
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or math.inf)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -155,22 +140,6 @@ class LLMLearner(DataParallelRole, Learner):
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
-    def average_grads(self) -> None:
-        """Average the gradients over the data-parallel learners: one flat all-reduce."""
-        if self.dp.world == 1 or self.sharded:  # FSDP reduce-scatters them itself
-            return
-        grads = []
-        for p in self.params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
-        flat = torch._utils._flatten_dense_tensors(grads)
-        self.dp.average_(flat)
-        for g, averaged in zip(
-            grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True
-        ):
-            g.copy_(averaged)
-
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> dict[str, float]:
         """Sums over this learner's share of the held-out split (`LLMStage.eval_sums`)."""
@@ -181,7 +150,7 @@ class LLMLearner(DataParallelRole, Learner):
         n = fsdp.passes(len(parts), self.device) if self.sharded else len(parts)
         try:
             for i in range(n):  # under FSDP a shorter share repeats a pass and drops it
-                with autocast(self.device, self.config.precision):
+                with self.autocast():
                     sums_i = self.algorithm.eval_sums(
                         self.config, self.model, parts[i % len(parts)]
                     )
@@ -209,13 +178,13 @@ class LLMLearner(DataParallelRole, Learner):
         if self.sharded:
             fsdp.save_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
             torch.save({"rng": torch.get_rng_state()}, directory / OPTIMIZER_FILE)
-            return {"updates": self.updates}
+            return self.progress()
         self.model.save_pretrained(directory / MODEL_DIR)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state()},
             directory / OPTIMIZER_FILE,
         )
-        return {"updates": self.updates}
+        return self.progress()
 
     def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
         from safetensors.torch import load_file
@@ -224,7 +193,7 @@ class LLMLearner(DataParallelRole, Learner):
         if (directory / fsdp.SHARDS_FILE).is_file():
             fsdp.load_shards(self.model, self.optimizer, directory / fsdp.SHARDS_FILE)
             torch.set_rng_state(torch.load(directory / OPTIMIZER_FILE)["rng"])
-            self.updates = int(state["updates"])
+            self.load_progress(state)
             return
         weights: dict[str, torch.Tensor] = {}
         for f in sorted((Path(directory) / MODEL_DIR).glob("*.safetensors")):
@@ -238,25 +207,19 @@ class LLMLearner(DataParallelRole, Learner):
         saved = torch.load(Path(directory) / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
-        self.updates = int(state["updates"])
+        self.load_progress(state)
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         """Every parameter from `weights` (tied ones may be absent: their twin is there)."""
         load_into(self.model, weights)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.get_weights(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "updates": self.updates,
-        }
+    def own_state(self) -> dict[str, Any]:
+        """The model and torch's global RNG (dropout draws from it)."""
+        return {"model": self.get_weights(), "rng": torch.get_rng_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        self.updates = int(state["updates"])
 
     def export(self, directory: Path) -> None:
         """The model, merged with its LoRA adapters, as an HF directory (`save_pretrained`),
@@ -291,7 +254,7 @@ class ReferenceScorer(Scorer):
         pad_token_id: int | None,
         device: torch.device | None = None,
     ) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.algorithm, self.config = algorithm, config
         self.device = device or torch.device("cpu")
         model = load_model(config.model, "causal", config.seed, pad_token_id)
