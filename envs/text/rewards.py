@@ -34,6 +34,7 @@ import torch
 
 from rlkit.batch import Batch
 from rlkit.dataflow.carry import merge, unpack
+from rlkit.device import use_threads
 from rlkit.envs.text.data import Format, _split_ids
 from rlkit.errors import ConfigError, TrainingError
 from rlkit.llm.models import load_model, load_tokenizer
@@ -160,7 +161,7 @@ class RewardScorer(Offload, Scorer):
     """The rule rewards, the reward model and the gold function of a run."""
 
     def __init__(self, config: RewardConfig, device: torch.device | None = None) -> None:
-        torch.set_num_threads(config.torch_threads)
+        use_threads(config.torch_threads)
         self.config = config
         self.device = device or torch.device("cpu")
         self.functions = [(s, load_function(s)) for s in config.reward]
