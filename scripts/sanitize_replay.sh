@@ -20,9 +20,10 @@ trap 'rm -rf "$TMP"' EXIT
 NB_DIR=$("$PY" -m nanobind --cmake_dir)
 # Rows per writer of the threaded stress test (3 writers into a ring of 3,000 rows).
 # ASan+UBSan: 6,000 (the ring lapped 6 times). TSan, 5-15x slower: 3,000 (lapped 3
-# times): it reports a race from the happens-before order of the two accesses, not from
-# their timing, so once writers have lapped the ring while the sampler copies rows out
-# (every lap does both), more laps add minutes, not races.
+# times). TSan flags two accesses to the same memory that no synchronization orders,
+# without needing them to collide in time; every lap has the writers overwriting rows
+# while the sampler copies rows out, so 3 laps make the same kinds of access pairs as 6
+# (the seqlock copies' own races are the suppressed ones below).
 ROWS_ADDRESS=${RLKIT_STRESS_ROWS:-6000}
 ROWS_THREAD=${RLKIT_STRESS_ROWS:-3000}
 # An editable install (pip install -e .) redirects rlkit's modules to its build dir unless
