@@ -411,7 +411,11 @@ def ray_nodes(ray_state: RayState) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`, the default in pyproject.toml), every test
     that needs Ray runs in one worker, so that Ray starts once per session, not once per
-    worker; the rest are spread over the workers."""
+    worker; the rest are spread over the workers. The tests on the three-node Ray
+    (`ray_nodes`) run after every one on the single-node Ray (`ray_local`): each switch
+    between the two shuts one Ray down and starts the other, so this order starts each
+    once (their files sit between single-node ones in file order)."""
     for item in items:
         if "ray_state" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
+    items.sort(key=lambda item: "ray_nodes" in getattr(item, "fixturenames", ()))  # stable
