@@ -154,6 +154,50 @@ def ctrl_c_in_step() -> Callable[[type, int], type]:
     return make
 
 
+class BarWatch:
+    """What `stop_at_bar` saw: the step of the first logged row at or above the bar."""
+
+    def __init__(self, column: str, bar: float) -> None:
+        self.column, self.bar = column, bar
+        self.reached_at: int | None = None
+
+    def exit_code(self) -> int:
+        """What `Trainer.run` returns: 130 (stopped as Ctrl-C stops) once the bar was
+        reached, else 0 (the whole budget spent)."""
+        return 130 if self.reached_at is not None else 0
+
+
+@pytest.fixture
+def stop_at_bar(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, float], BarWatch]:
+    """`stop_at_bar(column, bar)`: a run in this test stops, as Ctrl-C stops it (the
+    iteration finished, a checkpoint saved, exit code 130), right after it logs a metrics
+    row whose `column` is >= `bar`. For a learning test whose bar is "reaches X within N
+    steps" on a logged training metric (what --target-return does for evaluations): the
+    run is the same (same seed, same budget, so the same schedules) up to the row that
+    meets the bar, and the steps after it, which cannot change the verdict, are not
+    spent. A run that never gets there still spends its whole budget and fails."""
+    import signal
+
+    from rlkit.metrics import MetricsLogger
+
+    original = MetricsLogger.log
+
+    def make(column: str, bar: float) -> BarWatch:
+        watch = BarWatch(column, bar)
+
+        def log(self: MetricsLogger, row: dict[str, float]) -> None:
+            original(self, row)
+            value = row.get(column)
+            if watch.reached_at is None and value is not None and float(value) >= bar:
+                watch.reached_at = int(row["step"])
+                signal.raise_signal(signal.SIGINT)
+
+        monkeypatch.setattr(MetricsLogger, "log", log)
+        return watch
+
+    return make
+
+
 def env_for(algo: str) -> str:
     """The first test env of the algorithm's families whose spaces it accepts."""
     from rlkit.algorithms import ALGORITHMS
@@ -367,7 +411,11 @@ def ray_nodes(ray_state: RayState) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`, the default in pyproject.toml), every test
     that needs Ray runs in one worker, so that Ray starts once per session, not once per
-    worker; the rest are spread over the workers."""
+    worker; the rest are spread over the workers. The tests on the three-node Ray
+    (`ray_nodes`) run after every one on the single-node Ray (`ray_local`): each switch
+    between the two shuts one Ray down and starts the other, so this order starts each
+    once (their files sit between single-node ones in file order)."""
     for item in items:
         if "ray_state" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
+    items.sort(key=lambda item: "ray_nodes" in getattr(item, "fixturenames", ()))  # stable

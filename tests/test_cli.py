@@ -181,22 +181,27 @@ def test_checkpoint_of_another_algorithm_and_corrupt_files(
 
 CTRL_C_RUNS = {
     # algorithm, env, extra flags, total steps, rows before Ctrl-C, rows in a full run
-    "ppo": (["ppo", "--env", "CartPole"], 16384, 4, 64),
+    # (PPO on CartPole: a row per 256-step iteration; the cut after row 4 leaves 28 to go)
+    "ppo": (["ppo", "--env", "CartPole"], 8192, 4, 32),
     # shared-memory env workers, two groups pipelined: env states come back from 2 processes
     # --overlap: the rollout in flight at the checkpoint is saved and consumed on resume
-    "ppo-overlap": (["ppo", "--env", "CartPole", "--overlap"], 16384, 4, 64),
+    "ppo-overlap": (["ppo", "--env", "CartPole", "--overlap"], 8192, 4, 32),
     "ppo-workers": (
         ["ppo", "--env", "CartPole", "--vector", "workers", "--env-workers", "2"],
-        16384,
+        8192,
         4,
-        64,
+        32,
     ),
     # off-policy: interrupted after learning started, so the replay contents, the buffer's
-    # sampling RNG and the optimizer must all come back for the rows to match
-    "dqn": (["dqn", "--env", "CartPole", "--log-every", "512"], 6144, 4, 12),
+    # sampling RNG and the optimizer must all come back for the rows to match (the CartPole
+    # preset learns from step 1,000, 128 gradient steps every 256 env steps: the cut after
+    # row 4 at 2,048 is 4 update rounds in, with 8 more to the end)
+    "dqn": (["dqn", "--env", "CartPole", "--log-every", "512"], 4096, 4, 8),
+    # (SAC makes one update per env step after learning starts: 1,000 steps, rows every
+    # 125, the cut after row 4 at 500, is 200 updates in before the cut and 500 after)
     "sac": (
-        ["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "250"],
-        2000,
+        ["sac", "--env", "Pendulum", "--learning-starts", "300", "--log-every", "125"],
+        1000,
         4,
         8,
     ),
@@ -209,20 +214,20 @@ CTRL_C_RUNS = {
             "--learning-starts",
             "300",
             "--log-every",
-            "250",
+            "125",
             "--precision",
             "bf16",
         ],
-        2000,
+        1000,
         4,
         8,
     ),
     # async-actor (in one process here): the chunks in flight at the checkpoint come back
     "dqn-async": (
         ["dqn", "--env", "CartPole", "--policy", "async-actor", "--log-every", "512"],
-        6144,
+        4096,
         4,
-        12,
+        8,
     ),
 }
 

@@ -102,6 +102,41 @@ def llm_run(tmp_path: Path) -> Callable[..., Path]:
     return run
 
 
+BIASED_SORT_SFT = ["--total-steps", "4800", "--micro-batch", "32"]
+"""The SFT flags of the biased sort start (on `tasks.biased_demos(4000, seed=1)`): a budget
+and a micro-batch (speed), no tuning flag: the tiny preset's learning rate, 3e-3, applies."""
+
+
+@pytest.fixture(scope="session")
+def biased_sort_sft(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of the tiny model SFT'd on a sort teacher right 30% of the time
+    (rlkit.envs.text.tasks.biased_demos(4000, seed=1), BIASED_SORT_SFT): the start the GRPO
+    and PPO-LLM learning tests both train from. Trained once per session: under
+    pytest-xdist the workers share it through the session's common temp dir, the first
+    one to ask training it while the others wait on a file lock. The tests only read it
+    (--model RUN_DIR)."""
+    import fcntl
+    import os
+
+    from rlkit.cli import main
+    from rlkit.envs.text import tasks as sort
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # <basetemp>/popen-gwN -> the session's, shared by the workers
+    where = root / "biased-sort-sft"
+    run, done = where / "runs" / "sft", where / "done"
+    with open(root / "biased-sort-sft.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            demos = sort.write_jsonl(where / "demos.jsonl", sort.biased_demos(4000, seed=1))
+            args = ["run", "sft", "--data", str(demos), "--device", "cpu"]
+            args += ["--out", str(run.parent), "--name", run.name, *BIASED_SORT_SFT]
+            assert main(args) == 0
+            done.write_text("trained\n")
+    return run
+
+
 @pytest.fixture
 def tasks() -> Any:
     """The task helpers of this module (fixtures reach test files; imports of a conftest

@@ -29,17 +29,17 @@ def rows(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_grpo_fixes_a_biased_sft_start(tmp_path, tasks, llm_run):
+def test_grpo_fixes_a_biased_sft_start(tmp_path, tasks, biased_sort_sft):
     """Sort 4 digits. SFT on a teacher right 30% of the time (else it swaps the last two)
     leaves greedy exact match <= 0.45 on 200 held-out prompts; GRPO (16 prompts x 8
     samples, k3 KL 0.02, 100 steps = 12,800 samples, seed 0) takes it to >= 0.8, with the
     mean per-token KL to the SFT model <= 0.5 over the last 10 steps. Neither stage gets
     a tuning flag: the tiny preset's learning rates (and GRPO's KL and schedule) apply,
-    the SFT run descending from the tiny model; only budgets and batch sizes are given."""
-    demos = sort.write_jsonl(tmp_path / "demos.jsonl", sort.biased_demos(4000, seed=1))
+    the SFT run descending from the tiny model; only budgets and batch sizes are given.
+    (The SFT run is the session's, shared with the PPO-LLM test: biased_sort_sft.)"""
     train = sort.write_jsonl(tmp_path / "prompts.jsonl", sort.prompts(2000, seed=2))
     held = sort.prompts(200, seed=3)
-    sft = llm_run("sft", "sft", demos, "--total-steps", "4800", "--micro-batch", "32")
+    sft = biased_sort_sft
     prompts, answers = [r["prompt"] for r in held], [r["answer"] for r in held]
     start = tasks.greedy_accuracy(sft / "model", prompts, answers)
     assert start <= 0.45

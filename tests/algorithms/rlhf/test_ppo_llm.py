@@ -36,7 +36,7 @@ def windows(values: list[float], size: int = 5) -> list[float]:
 
 
 @pytest.mark.slow
-def test_ppo_raises_the_gold_score_and_a_weak_kl_overoptimizes(tmp_path, llm_run):
+def test_ppo_raises_the_gold_score_and_a_weak_kl_overoptimizes(tmp_path, llm_run, biased_sort_sft):
     """Sort 4 digits. SFT on a teacher right 30% of the time; a reward model from the rm
     stage on 4,000 preference pairs (the sorted answer over a swap, a shuffle or a changed
     digit; held-out accuracy >= 0.85). PPO from the SFT model, 64 prompts a step, 40 steps,
@@ -44,13 +44,13 @@ def test_ppo_raises_the_gold_score_and_a_weak_kl_overoptimizes(tmp_path, llm_run
     in its best 5-step window over the first step, with KL per sequence <= 2 there; with
     kl_coef 0 (lr 5e-4) the learned reward rises by >= 2 while the gold ends >= 0.1 below
     the KL-held run's and >= 0.1 below its own best window (the reward model is
-    over-optimized)."""
-    demos = sort.write_jsonl(tmp_path / "demos.jsonl", sort.biased_demos(4000, seed=1))
+    over-optimized). (The SFT run is the session's, shared with the GRPO test: the
+    biased_sort_sft fixture.)"""
     pairs = sort.preferences(4200, seed=4)
     prefs = sort.write_jsonl(tmp_path / "prefs.jsonl", pairs[:4000])
     held = sort.write_jsonl(tmp_path / "prefs_held.jsonl", pairs[4000:])
     fast = ["--lr", "3e-3", "--micro-batch", "32", "--samples-per-step", "32"]
-    sft = llm_run("sft", "sft", demos, "--total-steps", "4800", *fast)
+    sft = biased_sort_sft
     rm_flags = ["--model", str(sft), "--eval-data", str(held), "--epochs", "2"]
     rm = llm_run("rm", "rm", prefs, *rm_flags, *fast[2:], "--lr", "1e-3", "--eval-every", "8000")
     assert column(rm, "eval_accuracy")[-1] >= 0.85
