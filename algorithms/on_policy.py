@@ -106,7 +106,7 @@ class OnPolicyBase(EnvConfig):
 class NormFields(Group):
     """Running normalization of a single-agent env's observations and rewards."""
 
-    section: ClassVar[str] = "environment"
+    section = "environment"
 
     norm_obs: bool = False
     """Standardize observations with running statistics."""

@@ -64,7 +64,7 @@ SECTIONS = (
 class RunFields(Group):
     """What to train for how long, and where its run directory goes."""
 
-    section: ClassVar[str] = "run"
+    section = "run"
 
     seed: int = 0
     """Seed for environments, networks and sampling; a run is reproducible on CPU."""
@@ -86,7 +86,7 @@ class RunFields(Group):
 class PlacementFields(Group):
     """Where the roles run: executor, distribution policy, replicas, device, arithmetic."""
 
-    section: ClassVar[str] = "placement"
+    section = "placement"
 
     device: str = "auto"
     """Learner device: auto (cuda, then npu, then cpu), cpu, cuda[:i] or npu[:i]."""
@@ -123,7 +123,7 @@ class PlacementFields(Group):
 class LoggingFields(Group):
     """What is written while a run trains."""
 
-    section: ClassVar[str] = "logging"
+    section = "logging"
 
     log_every: int = 0
     """Write a metrics row every this many environment steps; 0 means every iteration."""
@@ -178,7 +178,7 @@ class BaseConfig(LoggingFields, PlacementFields, RunFields):
 class EnvFields(Group):
     """The environment an algorithm trains in, and how it is evaluated."""
 
-    section: ClassVar[str] = "environment"
+    section = "environment"
 
     env: str = "CartPole"
     """Environment: a short name (Humanoid, simple_spread), a gymnasium id (Humanoid-v5) or
@@ -205,7 +205,7 @@ class EnvFields(Group):
 class ActorFields(Group):
     """The actors that step the environments."""
 
-    section: ClassVar[str] = "actors"
+    section = "actors"
 
     num_envs: int = 1
     """Parallel environments per actor."""
@@ -223,7 +223,7 @@ class ActorFields(Group):
 class VectorFields(Group):
     """How a single-agent actor steps its environments (gymnasium's vector envs)."""
 
-    section: ClassVar[str] = "actors"
+    section = "actors"
 
     vector: Literal["sync", "async", "workers"] = "sync"
     """Vector env: sync (in process), async (gymnasium, a process per env), workers (rlkit:

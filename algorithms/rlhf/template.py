@@ -53,7 +53,7 @@ L = TypeVar("L", bound=LLMLearner)
 class OptimFields(Group):
     """The learner's optimizer and its micro-batches."""
 
-    section: ClassVar[str] = "optimization"
+    section = "optimization"
 
     lr: float = 2e-5
     """AdamW learning rate."""

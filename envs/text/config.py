@@ -5,7 +5,7 @@ rewards. An LLM algorithm composes the ones it needs (`docs/concepts.md`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 from rlkit.config import Group
 from rlkit.limits import FINITE
@@ -15,7 +15,7 @@ from rlkit.limits import FINITE
 class TextFields(Group):
     """How a dataset's rows become token sequences, and the passes over them."""
 
-    section: ClassVar[str] = "data"
+    section = "data"
 
     data_split: str = "train"
     """Split of a datasets directory or name to train on."""
@@ -41,7 +41,7 @@ class TextFields(Group):
 class DataFields(Group):
     """A dataset of examples to train on (SFT, reward model, DPO)."""
 
-    section: ClassVar[str] = "data"
+    section = "data"
 
     data: str = ""
     """Training data: a .jsonl/.json, .parquet or .csv file, a datasets save_to_disk
@@ -54,7 +54,7 @@ class DataFields(Group):
 class PromptFields(Group):
     """The text environment of RL on prompts: prompts, and the rewards of a response."""
 
-    section: ClassVar[str] = "environment"
+    section = "environment"
 
     prompts: str = ""
     """Prompts: a .jsonl/.json, .parquet or .csv file, a datasets directory or name; its

@@ -59,7 +59,7 @@ class Text(EnvFamily):
             return str(path.resolve())
         if _hub_name(env):
             return env
-        raise EnvError(f"{env}: no such prompt dataset (a file or a datasets directory)")
+        raise EnvError(f"--prompts {env}: no such file or directory")
 
     def probe(self, env_id: str, kwargs: dict[str, Any]) -> TextSpec:
         """The dataset's rows (``split=NAME`` picks a split of a datasets directory)."""

