@@ -49,7 +49,7 @@ class Algorithm(ABC):
     Contract (docs/custom_algorithm.md): `graph()` declares fragments and edges;
     `train_step()` carries edges (``self.runtime.carry(EDGE, ...)``) and returns what it
     did; `eval_policy` builds a deterministic policy from a checkpoint's state, which the
-    evaluation service (`rlkit.envs.evaluation`) plays in the env family's loop. The
+    evaluation service (`rlkit.evaluation`) plays in the env family's loop. The
     trainer calls `begin(runtime)` once the plan runs: the runtime is attached, all-reduce
     groups formed, the template's `setup()` done (e.g. the initial weight push), then your
     `start()` hook, which needs no `super()` call.
@@ -218,9 +218,16 @@ class EnvAlgorithm(Algorithm):
         return self.env.family
 
     @classmethod
+    def env_of(cls, config: BaseConfig) -> Env:
+        """The env of `config` (``--env``, ``--env-kwargs``) as the first of `families`
+        that owns it gives it: its id, spaces, family and kwargs."""
+        assert isinstance(config, EnvConfig)
+        return Env.of(cls.name, cls.families, config.env, config.env_kwargs)
+
+    @classmethod
     def create(cls, config: BaseConfig) -> Algorithm:
         assert isinstance(config, EnvConfig)
-        env = Env.of(cls.name, cls.families, config.env, config.env_kwargs)
+        env = cls.env_of(config)
         if isinstance(env.spec, SpaceSpec):
             check_memory(config, env.spec)  # with the env's real observation and action sizes
         cls.check_env(env.id, env.spec)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,38 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rlkit.errors import ConfigError, EnvError
+from rlkit.evaluation import Episodes, Playback, Policy
 from rlkit.registry import Registry
-
-Policy = Callable[[Any], Any]
-"""A deterministic batched policy, as `Algorithm.eval_policy` returns it."""
-
-EpisodeDone = Callable[[int, float, int], None]
-"""Told of each evaluation episode once it ended: its index, return and length (progress
-for `rlkit eval`, whose episodes, rendered for a video, may take minutes)."""
-
-
-@dataclass
-class Episodes:
-    """What an evaluation played: one entry per episode, plus the family's own means
-    (e.g. per-agent returns of a multi-agent env), logged as ``eval_<key>``."""
-
-    returns: list[float]
-    lengths: list[int]
-    extra: dict[str, float] = field(default_factory=dict)
-    video: Path | None = None
-
-
-@dataclass(frozen=True)
-class Playback:
-    """How an evaluation plays: `episodes` whole episodes (reset seeds `seed`, seed+1,
-    ...), the first recorded (up to `video_length` frames) into `video_dir` when given,
-    `on_episode` told of each one as it ends."""
-
-    episodes: int
-    seed: int
-    video_dir: Path | None = None
-    video_length: int = 500
-    on_episode: EpisodeDone | None = None
 
 
 class EnvFamily(ABC):
@@ -184,19 +153,22 @@ def select(algorithm: str, accepted: tuple[str, ...], env: str) -> EnvFamily:
 @dataclass(frozen=True)
 class Env:
     """What an env family gives an algorithm (`EnvAlgorithm`): the env's resolved id, its
-    spaces as the family probes them (`SpaceSpec`, `MultiAgentSpec`), and the family."""
+    spaces as the family probes them (`SpaceSpec`, `MultiAgentSpec`), the family, and the
+    constructor's keyword arguments."""
 
     id: str
     spec: Any
     family: EnvFamily
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """The env constructor's keyword arguments (``--env-kwargs``)."""
 
     @classmethod
     def of(cls, algorithm: str, accepted: tuple[str, ...], env: str, env_kwargs: str) -> Env:
         """The env `env` (with its constructor's KEY=VALUE,... `env_kwargs`) in the first of
         the `accepted` families that owns it, its spaces read from one env made and closed."""
         family = select(algorithm, accepted, env)
-        env_id = family.resolve(env)
-        return cls(env_id, family.probe(env_id, parse_env_kwargs(env_kwargs)), family)
+        env_id, kwargs = family.resolve(env), parse_env_kwargs(env_kwargs)
+        return cls(env_id, family.probe(env_id, kwargs), family, kwargs)
 
 
 class Gymnasium(EnvFamily):

@@ -22,10 +22,11 @@ import numpy as np
 import pettingzoo  # noqa: F401  (the family is registered only where PettingZoo is installed)
 
 from rlkit.envs import parallel_envs
-from rlkit.envs.families import FAMILIES, EnvFamily, EpisodeDone, Episodes, Playback, Policy
+from rlkit.envs.families import FAMILIES, EnvFamily
 from rlkit.envs.multi_agent_spec import MultiAgentSpec, Observation, spec_of
 from rlkit.envs.parallel_runner import AgentEnv
 from rlkit.errors import EnvError
+from rlkit.evaluation import EpisodeDone, Episodes, Playback, Policy
 
 
 class PettingZoo(EnvFamily):

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit import checkpoint
-from rlkit.envs import evaluation
-from rlkit.envs.families import EpisodeDone, Playback
+from rlkit import checkpoint, evaluation
 from rlkit.errors import CheckpointError
+from rlkit.evaluation import EpisodeDone, Playback
 from rlkit.trainer import load_run
 
 
@@ -42,7 +41,7 @@ def evaluate(
 ) -> EvalResult:
     """Run `episodes` deterministic episodes with the checkpointed policy.
 
-    The evaluation service plays them in the env family's loop (`rlkit.envs.evaluation`,
+    The evaluation service plays them in the env family's loop (`rlkit.evaluation`,
     which periodic evaluation uses too; an algorithm on data evaluates its held-out split
     instead). With `video`, the first
     episode is recorded (up to `video_length` frames) into ``RUN_DIR/videos/``; MuJoCo

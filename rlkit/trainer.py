@@ -24,14 +24,13 @@ from typing import Any
 
 import yaml
 
-from rlkit import checkpoint
+from rlkit import checkpoint, evaluation
 from rlkit.algorithms.base import Algorithm
 from rlkit.config import BaseConfig
 from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
 from rlkit.dataflow.policies import POLICIES, PolicyOptions
 from rlkit.dataflow.scheduler import Placement, place
 from rlkit.divergence import check_finite
-from rlkit.envs import evaluation
 from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.extras import require
 from rlkit.metrics import CSV_NAME, MetricsLogger, read_rows

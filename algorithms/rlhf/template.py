@@ -258,7 +258,7 @@ class LLMAlgorithm(Algorithm):
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
 
-    # -- evaluation: what the service (rlkit.envs.evaluation) asks -------------------
+    # -- evaluation: what the service (rlkit.evaluation) asks -------------------
     def eval_batch(self, split: str) -> Batch | None:
         """The whole ``held_out`` or ``train`` split as one batch (None: nothing held out)."""
         data = self.held_out if split == "held_out" else self.train
@@ -333,7 +333,7 @@ class LLMStage(LLMAlgorithm):
             ]
         )
 
-    # -- evaluation: what the service (rlkit.envs.evaluation) asks of a stage ------------
+    # -- evaluation: what the service (rlkit.evaluation) asks of a stage ------------
     def judge(self, state: dict[str, Any] | None) -> Callable[[Batch], dict[str, float]]:
         """The ``eval_*`` metrics of a batch from its held-out sums: the running learners'
         (`state` None), or one learner's restored from a checkpoint's `state`."""

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlkit.envs.families import FAMILIES, EnvFamily, Episodes, Playback
+from rlkit.envs.families import FAMILIES, EnvFamily
 from rlkit.envs.text.data import READERS, Rows, read_rows
 from rlkit.envs.text.rewards import load_function
 from rlkit.errors import EnvError
+from rlkit.evaluation import Episodes, Playback
 
 Answer = Callable[[list[Any]], list[str]]
 """A text policy: prompts (texts or chat messages) -> one answer each."""

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from rlkit.cli import main
-from rlkit.envs.families import Playback, families, select
+from rlkit.envs.families import families, select
 from rlkit.envs.mpe_native import native_core
 from rlkit.envs.parallel_envs import MPE2, SHORT_NAMES, make_parallel_env
 from rlkit.envs.parallel_runner import ParallelEnvRunner
 from rlkit.errors import EnvError
+from rlkit.evaluation import Playback
 
 ENVS = Path(__file__).resolve().parent / "multi_agent_envs.py"
 EARLY_EXIT, MASKED, TURN_BASED = (f"{ENVS}:{f}" for f in ("early_exit", "masked", "turn_based"))

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from rlkit.algorithms import ALGORITHMS
-from rlkit.envs.families import Env, Playback, families, select
+from rlkit.envs.families import Env, families, select
 from rlkit.envs.text import tasks
 from rlkit.envs.text.family import TextSpec
 from rlkit.errors import EnvError
+from rlkit.evaluation import Playback
 from rlkit.trainer import make_config
 
 REWARD = "rlkit.envs.text.tasks:sorted_exact"

@@ -10,33 +10,86 @@ turns a batch into ``eval_*`` metrics (a data stage's held-out sums, an RL stage
 generator and scorer), by the running plan or by roles restored from a checkpoint. The
 rest (the env made from the config, the split chosen, the metrics named) is here, once.
 
-It sits in the envs layer, below the algorithms, so that it imports none of them: the
-trainer and `rlkit eval` (the top) call it with an algorithm.
+A framework service, it sits in the floor (ARCHITECTURE.md): it imports no env library
+and no algorithm. An algorithm in an env hands it its `Env` (the env family's record:
+id, spaces, family, kwargs), whose family plays the episodes; the trainer and `rlkit eval`
+(the top) call it with an algorithm. The types an evaluation plays with (`Playback`,
+`Episodes`, `EpisodeDone`, `Policy`) are here too, and every env family takes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from rlkit.batch import Batch
-from rlkit.envs.families import EnvFamily, Episodes, Playback, parse_env_kwargs, select
 
-Policy = Callable[[np.ndarray], np.ndarray]
-"""A deterministic batched policy ``obs [B, ...] -> actions [B, ...]``."""
+Policy = Callable[[Any], Any]
+"""A deterministic batched policy, as `Algorithm.eval_policy` returns it."""
+
+EpisodeDone = Callable[[int, float, int], None]
+"""Told of each evaluation episode once it ended: its index, return and length (progress
+for `rlkit eval`, whose episodes, rendered for a video, may take minutes)."""
+
+
+@dataclass
+class Episodes:
+    """What an evaluation played: one entry per episode, plus the family's own means
+    (e.g. per-agent returns of a multi-agent env), logged as ``eval_<key>``."""
+
+    returns: list[float]
+    lengths: list[int]
+    extra: dict[str, float] = field(default_factory=dict)
+    video: Path | None = None
+
+
+@dataclass(frozen=True)
+class Playback:
+    """How an evaluation plays: `episodes` whole episodes (reset seeds `seed`, seed+1,
+    ...), the first recorded (up to `video_length` frames) into `video_dir` when given,
+    `on_episode` told of each one as it ends."""
+
+    episodes: int
+    seed: int
+    video_dir: Path | None = None
+    video_length: int = 500
+    on_episode: EpisodeDone | None = None
+
+
 Judge = Callable[[Batch], dict[str, float]]
 """The ``eval_*`` metrics of a batch of evaluation data."""
+
+
+class Family(Protocol):
+    """An env family's evaluation loop (`rlkit.envs.families.EnvFamily.evaluate`)."""
+
+    def evaluate(
+        self, env_id: str, kwargs: dict[str, Any], policy: Any, play: Playback
+    ) -> Episodes: ...
+
+
+class EnvRecord(Protocol):
+    """What an env family gives an algorithm (`rlkit.envs.families.Env`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def spec(self) -> Any: ...
+    @property
+    def family(self) -> Family: ...
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
 class InEnv(Protocol):
     """An algorithm in an env during its run (`rlkit.algorithms.base.EnvAlgorithm`)."""
 
-    config: Any
-    env_id: str
-    family: EnvFamily
+    env: Any
 
     def current_policy(self) -> Policy: ...
 
@@ -63,9 +116,9 @@ def during_run(algorithm: object, episodes: int, seed: int) -> dict[str, float]:
         return on_data(algorithm, None)
     if not isinstance(algorithm, InEnv):
         return {}
-    kwargs = parse_env_kwargs(algorithm.config.env_kwargs)
-    played = algorithm.family.evaluate(
-        algorithm.env_id, kwargs, algorithm.current_policy(), Playback(episodes, seed)
+    env: EnvRecord = algorithm.env
+    played = env.family.evaluate(
+        env.id, env.kwargs, algorithm.current_policy(), Playback(episodes, seed)
     )
     return {
         "eval_return": float(np.mean(played.returns)),
@@ -87,11 +140,9 @@ def of_checkpoint(
     out. `algo_cls` is the run's algorithm class (`rlkit.algorithms.base.Algorithm`)."""
     if issubclass(algo_cls, OnData):
         return Episodes([], [], on_data(algo_cls.create(config), state))
-    family = select(algo_cls.name, algo_cls.families, config.env)
-    env_id = family.resolve(config.env)
-    kwargs = parse_env_kwargs(config.env_kwargs)
-    policy = algo_cls.eval_policy(state, config, family.probe(env_id, kwargs))
-    return family.evaluate(env_id, kwargs, policy, play)
+    env: EnvRecord = algo_cls.env_of(config)  # `EnvAlgorithm.env_of`: the family's Env
+    policy = algo_cls.eval_policy(state, config, env.spec)
+    return env.family.evaluate(env.id, env.kwargs, policy, play)
 
 
 def on_data(algorithm: OnData, state: dict[str, Any] | None) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The evaluation service (envs/evaluation.py): periodic evaluation and `rlkit eval` are
+"""The evaluation service (rlkit/evaluation.py): periodic evaluation and `rlkit eval` are
 one path, so the last periodic evaluation of a run and `rlkit eval` of its final
 checkpoint give the same numbers; a run that holds nothing out is measured on its
 training split, named ``train_*``."""
