@@ -26,7 +26,7 @@ readme_lines() { python3 "$repo/scripts/readme_commands.py" "$1"; }
 run_lines() {  # every README line of extra $1, in the active environment
   local line
   while IFS= read -r line; do
-    echo "+ $line"
+    echo "+ [$(date +%T)] $line"
     bash -euo pipefail -c "$line"
   done < <(readme_lines "$1")
 }
@@ -45,7 +45,7 @@ refused() {  # $1: what; the rest: the command, which must exit 2 with one line 
   echo "refused as it should be: $err"
 }
 
-echo "== newcomer: the base install (no extra)"
+echo "== newcomer [$(date +%T)]: the base install (no extra)"
 python3 -m venv "$work/venv-base"
 # shellcheck disable=SC1091
 . "$work/venv-base/bin/activate"
@@ -67,12 +67,12 @@ rlkit resume "$run" --total-steps 4096
 refused "the rlhf extra" rlkit run sft --data data/sft.jsonl
 refused "the marl extra" rlkit run mappo --env simple_spread
 
-echo "== newcomer: the marl extra alone"
+echo "== newcomer [$(date +%T)]: the marl extra alone"
 run_lines marl
 refused "the rlhf extra" rlkit run dpo --data data/prefs.jsonl
 deactivate
 
-echo "== newcomer: the rlhf extra alone"
+echo "== newcomer [$(date +%T)]: the rlhf extra alone"
 python3 -m venv "$work/venv-rlhf"
 # shellcheck disable=SC1091
 . "$work/venv-rlhf/bin/activate"
@@ -80,4 +80,4 @@ run_lines rlhf
 rlkit eval runs/dpo-demo
 refused "the marl extra" rlkit plan mappo --env simple_spread
 deactivate
-echo "== newcomer: every README line ran"
+echo "== newcomer [$(date +%T)]: every README line ran"

@@ -13,7 +13,7 @@ from rlkit.config import check
 from rlkit.envs.text.config import PromptFields
 from rlkit.envs.text.rewards import absolute
 from rlkit.limits import COUNT, NON_NEGATIVE, POSITIVE, Range
-from rlkit.llm.config import GenerationFields
+from rlkit.llm.config import GenerationFields, OffloadFields
 
 
 def _range(rng: Range) -> dict[str, Range]:
@@ -21,7 +21,7 @@ def _range(rng: Range) -> dict[str, Range]:
 
 
 @dataclass
-class RLConfig(GenerationFields, PromptFields, LLMBase):
+class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
     """Fields of every RL stage on prompts: the text environment (prompts and rewards),
     generation, the batch vocabulary, the clipped objective and the KL to the reference."""
 
@@ -39,9 +39,6 @@ class RLConfig(GenerationFields, PromptFields, LLMBase):
     """Per-token KL estimator: k1, k2 or k3."""
     clip_coef: float = field(default=0.2, metadata=_range(POSITIVE))
     """Clip the probability ratio to [1 - clip_coef, 1 + clip_coef]."""
-    offload: Literal["auto", "on", "off"] = "auto"
-    """Keep idle roles' weights and optimizer state in host memory: auto (with --policy
-    colocate on an accelerator), on, off."""
     recompute_logps: Literal["auto", "on", "off"] = "auto"
     """The learner recomputes pi_old's log-probs rather than trusting the engine's (the
     mismatch is logged): auto (with --generator vllm), on, off."""

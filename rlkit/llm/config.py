@@ -72,6 +72,17 @@ class ShardFields(Group):
 
 
 @dataclass
+class OffloadFields(Group):
+    """Where idle roles keep their state when they share a device with others."""
+
+    section = "placement"
+
+    offload: Literal["auto", "on", "off"] = "auto"
+    """Keep idle roles' weights and optimizer state in host memory: auto (with --policy
+    colocate on an accelerator), on, off."""
+
+
+@dataclass
 class GenerationFields(Group):
     """How responses are sampled, and by which engine."""
 
