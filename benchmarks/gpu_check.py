@@ -111,8 +111,7 @@ def hf_engine(setup: Setup) -> dict[str, Any]:
     tokens = 4 if setup.quick else 64
     cfg = GRPOConfig(
         model=setup.model, device=setup.device, reward=("rlkit.envs.text.tasks:sorted_exact",),
-        group_size=2 if setup.quick else 8, max_new_tokens=tokens, min_new_tokens=tokens,
-        top_p=0.9,
+        group_size=2 if setup.quick else 8, max_new_tokens=tokens, top_p=0.9,
     )  # fmt: skip
     device = torch.device(setup.device)
     gen = HFGenerator(cfg, device)

@@ -92,8 +92,9 @@ class GRPO(RLStage):
         adv = OUTCOME_ADVANTAGES.get(config.advantage)(
             reward, config.group_size, config.scale_rewards
         )
-        keep = ~batch["truncated"] if config.overlong_filter else torch.ones_like(reward).bool()
-        mask = batch["loss_mask"] & keep[:, None]
+        mask = batch["loss_mask"]
+        if config.overlong_filter:
+            mask = mask & ~batch["truncated"][:, None]
         lengths = batch["response_length"].float().clamp(min=1)
         aggregation = POLICY_LOSSES.get(config.loss_type).aggregation or config.loss_aggregation
         units = {
@@ -106,7 +107,7 @@ class GRPO(RLStage):
             **batch,
             "advantages": adv[:, None] * mask,
             "token_weight": per_token[:, None] * mask,
-            "units": units * keep,
+            "units": units * ~batch["truncated"] if config.overlong_filter else units,
         }
 
     @staticmethod

@@ -68,7 +68,11 @@ def check(name: str, naive, lengths: list[int], x: PolicyInputs) -> None:
     )
     term.loss.sum().backward()
     assert x.logp.grad is not None
-    grad = naive_gradient(naive, x) if name != "cispo" else torch.tensor(naive_cispo_grad(x), dtype=torch.float64)
+    grad = (
+        naive_gradient(naive, x)
+        if name != "cispo"
+        else torch.tensor(naive_cispo_grad(x), dtype=torch.float64)
+    )
     torch.testing.assert_close(x.logp.grad.double(), grad, atol=1e-4, rtol=1e-3)
 
 
@@ -105,7 +109,10 @@ def test_gspo_is_one_clipped_ratio_per_sample():
     x, lengths = inputs(1)
     term = POLICY_LOSSES.get("gspo").term(x)
     torch.testing.assert_close(
-        term.loss.detach().double(), torch.tensor(naive_gspo(x, lengths), dtype=torch.float64), atol=1e-5, rtol=1e-5
+        term.loss.detach().double(),
+        torch.tensor(naive_gspo(x, lengths), dtype=torch.float64),
+        atol=1e-5,
+        rtol=1e-5,
     )
     weights = torch.cat([torch.full((k,), 1.0 / k) for k in lengths])  # sequence-mean
     (term.loss * weights).sum().backward()
