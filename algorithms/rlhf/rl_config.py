@@ -104,6 +104,12 @@ class RLConfig(GenerationFields, PromptFields, LLMBase):
                 "(each takes whole groups); use a multiple of it",
             )
         check(
+            self.is_mask == "off" or self.recomputes(),
+            "is_mask",
+            "weighs the engine's samples against the learner's recomputed log-probs: "
+            "add --recompute-logps on (automatic with --generator vllm)",
+        )
+        check(
             not self.dynamic_sampling or self.group_size > 1,
             "dynamic_sampling",
             "needs --group-size 2 or more (a group of one has no variance)",

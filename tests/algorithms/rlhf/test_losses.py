@@ -12,6 +12,7 @@ import torch
 from rlkit.algorithms.rlhf.losses import POLICY_LOSSES, PolicyInputs
 
 LOW, HIGH = 0.2, 0.28
+REWARD = "rlkit.envs.text.tasks:sorted_exact"
 
 
 def inputs(seed: int = 0) -> tuple[PolicyInputs, list[int]]:
@@ -151,12 +152,20 @@ def test_cispo_keeps_the_gradient_of_every_token():
     assert x.logp.grad is not None and bool((x.logp.grad != 0).all())  # clipped tokens too
 
 
-def test_an_unknown_loss_type_is_refused_naming_the_flag(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--loss-type", "dapoo"], "--loss-type"),
+        (["--is-mask", "sequence"], "--recompute-logps on"),
+    ],
+    ids=["unknown loss", "is-mask without recomputed log-probs"],
+)
+def test_bad_loss_flags_are_one_line_naming_the_flag(tmp_path, capsys, flags, named):
     from rlkit.cli import main
+    from rlkit.envs.text import tasks as sort
 
-    assert (
-        main(["plan", "grpo", "--prompts", str(tmp_path / "p.jsonl"), "--loss-type", "dapoo"]) == 2
-    )
+    prompts = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(8, seed=0))
+    args = ["plan", "grpo", "--prompts", str(prompts), "--reward", REWARD, *flags]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert "--loss-type" in err or "loss_type" in err
-    assert "dapo" in err and len(err.strip().splitlines()) == 1
+    assert named in err and len(err.strip().splitlines()) == 1
