@@ -60,19 +60,54 @@ def placed(flat: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 def policy_logps(
-    model: Any, batch: Batch, temperature: float, top_k: int = 0, top_p: float = 1.0
+    model: Any,
+    batch: Batch,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_new_tokens: int = 0,
+    stop_ids: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(token) ``[n]`` of the target tokens under `model`, in the distribution the
-    generator sampled from (logits divided by `temperature`, cut to `top_k` / `top_p`:
+    generator sampled from (the `stop_ids` and the model's eos banned within a response's
+    first `min_new_tokens`, logits divided by `temperature`, cut to `top_k` / `top_p`:
     `logprobs.sampled_logps`), so that the importance ratio compares like with like; and
     those processed logits ``[n, V]`` (-inf where cut)."""
     logits, targets, _ = target_logits(model, batch)
-    return sampled_logps(logits, targets, temperature, top_k, top_p)
+    banned = None
+    if min_new_tokens:
+        eos = getattr(model.config, "eos_token_id", None)
+        stops = {*stop_ids, *([] if eos is None else [eos] if isinstance(eos, int) else eos)}
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        early = (response_index(batch) < min_new_tokens).nonzero()[:, 0]
+        ids = torch.tensor(sorted(stops), dtype=torch.int64, device=logits.device)
+        banned[early[:, None], ids[None]] = True
+    return sampled_logps(logits, targets, temperature, top_k, top_p, banned)
 
 
 def sampler_logps(model: Any, batch: Batch, config: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """`policy_logps` with the sampling fields of `config` (an `RLConfig`)."""
-    return policy_logps(model, batch, config.temperature, config.top_k, config.top_p)
+    return policy_logps(
+        model,
+        batch,
+        config.temperature,
+        config.top_k,
+        config.top_p,
+        config.min_new_tokens,
+        tuple(config.stop_token_ids),
+    )
+
+
+def response_index(batch: Batch) -> torch.Tensor:
+    """Each target token's place in its response ``[n]`` (0 for the first), packed or not."""
+    lm = batch["loss_mask"].long()
+    before = lm.cumsum(-1) - lm  # response tokens before it in its row
+    if "segment" in batch:  # packed: less those of the row's earlier samples
+        segment = batch["segment"]
+        first = torch.full((int(segment.max()) + 1,), 2**62, device=lm.device)
+        first = first.scatter_reduce(0, segment.flatten(), before.flatten(), "amin")
+        before = before - first[segment]
+    return tokens({**batch, "before": before}, "before")
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -95,14 +95,22 @@ def kept(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 
 
 def sampled_logps(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, top_k: int, top_p: float
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    banned: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(target) ``[n]`` under the distribution the sampler drew from: `logits` ``[n,
-    V]`` divided by the temperature, cut to top-k / top-p (`kept`) and renormalized; and
-    those processed logits ``[n, V]`` (-inf where cut). The target always counts as kept:
-    it was drawn, and float noise between engine and learner at the nucleus' edge must
-    not make its probability 0. Without truncation this is the plain log-softmax."""
+    V]`` with the `banned` tokens ``[n, V]`` removed (the stop ids within min new tokens),
+    divided by the temperature, cut to top-k / top-p (`kept`) and renormalized; and those
+    processed logits ``[n, V]`` (-inf where cut). The target always counts as kept by the
+    cut: it was drawn, and float noise between engine and learner at the nucleus' edge
+    must not make its probability 0. Without any of these this is the plain log-softmax."""
     scores = logits / temperature
+    if banned is not None:
+        scores = scores.masked_fill(banned, -math.inf)
     if top_k or top_p < 1.0:
         keep = kept(scores, top_k, top_p)
         keep[torch.arange(len(targets), device=keep.device), targets] = True

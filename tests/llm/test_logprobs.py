@@ -71,9 +71,10 @@ def config(**fields) -> GRPOConfig:
 
 
 def test_engine_and_learner_agree_under_top_k_and_top_p_so_the_weights_are_1():
-    """The HF engine's log-probs with temperature 0.7, top-k 6, top-p 0.8 are the naive
-    truncated ones of the model's logits; the learner recomputing them (same weights)
-    finds the same, so every importance weight is 1 and nothing is rejected."""
+    """The HF engine's log-probs with temperature 0.7, top-k 6, top-p 0.8 and 3 min new
+    tokens are the naive truncated ones of the model's logits (eos banned from a
+    response's first 3 tokens); the learner recomputing them (same weights) finds the
+    same, so every importance weight is 1 and nothing is rejected."""
     from rlkit.envs.text import tasks as sort
     from rlkit.envs.text.data import Format
     from rlkit.envs.text.prompts import collate_prompts, prompts
@@ -83,11 +84,14 @@ def test_engine_and_learner_agree_under_top_k_and_top_p_so_the_weights_are_1():
     data = prompts(sort.prompts(4, seed=0), Format(tok), "prompt")
     prompt_batch = collate_prompts(data, torch.arange(4), tok.pad_token_id)
     cfg = config(temperature=0.7, top_k=6, top_p=0.8, recompute_logps="on", is_mask="sequence")
+    cfg.min_new_tokens = 3
     gen = HFGenerator(cfg)
     batch = gen.generate(prompt_batch)
     mask = batch["loss_mask"]
     with torch.no_grad():
         logits, targets, _ = target_logits(gen.model, batch)
+    place = (mask.long().cumsum(1) - 1)[:, 1:][mask[:, 1:]]  # each target's place in its response
+    logits[place < 3, gen.tokenizer.eos_token_id] = -math.inf
     want = [
         naive(row, int(t), 0.7, 6, 0.8) for row, t in zip(logits.tolist(), targets, strict=True)
     ]
