@@ -41,6 +41,9 @@ class StepResult:
     """Episodes that ended during the step: their "return" and "length", and any other
     per-episode values (a multi-agent env's per-agent returns), each one list over the
     episodes; the trainer logs the mean of the last 100 as ``episode_<key>``."""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """The step's sample table, one row per sample (`rlkit.samples`: prompt, response,
+    rewards, ...), which the trainer writes to the run; empty for an env algorithm."""
 
 
 class Algorithm(ABC):

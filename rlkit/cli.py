@@ -219,6 +219,17 @@ def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int
     return 0
 
 
+def cmd_samples(run_dir: str, step: int | None) -> int:
+    """Print a step's sample table (`rlkit.samples`): the last step's by default."""
+    from pathlib import Path
+
+    from rlkit import samples
+
+    chosen, rows = samples.read(Path(run_dir), step)
+    print(samples.text(chosen, rows))
+    return 0
+
+
 def cmd_list() -> int:
     from rlkit.algorithms import ALGORITHMS
     from rlkit.dataflow import EXECUTORS, POLICIES
@@ -302,6 +313,9 @@ def build_parser() -> _Parser:
         "--video", action="store_true", help="record the first episode as MP4 (RUN_DIR/videos)"
     )
     ev.add_argument("--video-length", type=int, default=500, help="frames to record at most")
+    shown = sub.add_parser("samples", help="print a step's sample table (RL on prompts)")
+    shown.add_argument("run_dir")
+    shown.add_argument("--step", type=int, default=None, help="the step (default: the last)")
     sub.add_parser("list", help="algorithms, presets, env short names, policies, executors, extras")
     data = sub.add_parser("data", help="datasets: rlkit data example KIND DIR")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -346,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_resume(args.run_dir, args.total_steps)
         if args.command == "data":
             return cmd_data_example(args.kind, args.directory)
+        if args.command == "samples":
+            return cmd_samples(args.run_dir, args.step)
         if args.command == "eval":
             return cmd_eval(args.run_dir, args.episodes, args.video, args.video_length)
         return cmd_list()

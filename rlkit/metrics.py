@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rlkit import samples
 from rlkit.checkpoint import atomic_write
 from rlkit.errors import CheckpointError
 
@@ -35,6 +36,10 @@ class MetricsLogger:
             self.columns = self._truncate(resume_step)
         elif self.csv_path.exists():
             self.csv_path.unlink()
+        if resume_step is not None:
+            samples.keep_until(self.run_dir, resume_step)
+        else:
+            (self.run_dir / samples.SAMPLES_NAME).unlink(missing_ok=True)
         purge = resume_step + 1 if resume_step is not None else None
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
         self.wandb: Any = None
@@ -73,6 +78,17 @@ class MetricsLogger:
                 self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+    def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """A step's sample table (`rlkit.samples`): JSONL, TensorBoard text, a W&B table."""
+        samples.append(self.run_dir, step, rows)
+        self.tb.add_text("samples", samples.markdown(rows), step)
+        if self.wandb is not None:
+            import wandb
+
+            columns: list[str | int] = ["step", *samples.COLUMNS]
+            data = [[step, *(_wandb_cell(r.get(c)) for c in samples.COLUMNS)] for r in rows]
+            self.wandb.log({"samples": wandb.Table(columns=columns, data=data)}, step=step)
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
         assert self.columns is not None
@@ -137,6 +153,11 @@ def _float(text: str) -> float | None:
 
 def _fmt(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
+
+
+def _wandb_cell(value: Any) -> Any:
+    """A table cell W&B takes: numbers, strings and bools as they are, anything else as text."""
+    return value if isinstance(value, (int, float, str, bool)) else samples.cell(value)
 
 
 def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bool) -> Any:

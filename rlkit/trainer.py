@@ -365,6 +365,8 @@ class Trainer:
                 check_finite(result.metrics, self.step + result.steps, cfg)  # diverged?
                 self.step += result.steps
                 self.iteration += 1
+                if result.samples:
+                    logger.log_samples(self.step, result.samples)
                 for key, values in result.episodes.items():
                     self.window(key).extend(values)
                 self.episodes += len(result.episodes.get("return", ()))

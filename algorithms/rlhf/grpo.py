@@ -20,18 +20,20 @@ groups with nothing to learn from), not in ``objective``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from rlkit.algorithms.base import ALGORITHMS
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS, OUTCOME_ADVANTAGES
+from rlkit.algorithms.rlhf.losses import POLICY_LOSSES, PolicyInputs, PolicyLoss
 from rlkit.algorithms.rlhf.rl_config import RLConfig
-from rlkit.algorithms.rlhf.rl_roles import entropy, policy_logps, tokens
+from rlkit.algorithms.rlhf.rl_roles import entropy, sampler_logps, samples_of, tokens
 from rlkit.algorithms.rlhf.rl_template import RLStage
 from rlkit.batch import Batch
 from rlkit.config import BaseConfig, check
+from rlkit.limits import NON_NEGATIVE, Range
 
 TOKEN_STATS = ("policy_loss", "kl", "entropy", "clip_fraction", "ratio")
 """Per-token sums of the loss, divided by the token count when logged."""
@@ -46,7 +48,18 @@ class GRPOConfig(RLConfig):
     scale_rewards: bool = True
     """Divide by the group's (reinforce++: the batch's) reward std; off for Dr. GRPO."""
     loss_aggregation: Literal["token-mean", "sequence-mean", "dr-grpo"] = "token-mean"
-    """How token losses make the step's loss: token-mean, sequence-mean or dr-grpo."""
+    """How token losses make the step's loss: token-mean, sequence-mean or dr-grpo (a
+    --loss-type other than grpo sets its own)."""
+    loss_type: str = "grpo"
+    """The policy loss (`losses.py`): grpo, dapo, dr_grpo, gspo or cispo."""
+    overlong_buffer: int = field(default=0, metadata={"range": Range(low=0, high=2**31 - 1)})
+    """DAPO's soft overlong penalty: a response within this many tokens of
+    --max-new-tokens loses up to --overlong-penalty reward, linearly (0: none)."""
+    overlong_penalty: float = field(default=1.0, metadata={"range": NON_NEGATIVE})
+    """The reward lost by a response that reaches --max-new-tokens (--overlong-buffer)."""
+    overlong_filter: bool = False
+    """DAPO's overlong filtering: truncated responses (no stop before --max-new-tokens)
+    leave the loss."""
 
     def validate(self) -> None:
         super().validate()
@@ -56,6 +69,16 @@ class GRPOConfig(RLConfig):
             f"must be one of {OUTCOME_ADVANTAGES.names()}",
         )
         check(self.advantage != "rloo" or self.group_size > 1, "group_size", "rloo needs 2 or more")
+        check(
+            self.loss_type in POLICY_LOSSES,
+            "loss_type",
+            f"must be one of {POLICY_LOSSES.names()}",
+        )
+        check(
+            self.overlong_buffer < self.max_new_tokens,
+            "overlong_buffer",
+            f"must be below --max-new-tokens {self.max_new_tokens}",
+        )
 
 
 @ALGORITHMS.register("grpo")
@@ -65,29 +88,31 @@ class GRPO(RLStage):
 
     @staticmethod
     def advantages(config: Any, batch: Batch, kl_coef: float) -> Batch:
+        reward = batch["reward"] + overlong_penalty(config, batch["response_length"])
         adv = OUTCOME_ADVANTAGES.get(config.advantage)(
-            batch["reward"], config.group_size, config.scale_rewards
+            reward, config.group_size, config.scale_rewards
         )
         mask = batch["loss_mask"]
+        if config.overlong_filter:
+            mask = mask & ~batch["truncated"][:, None]
         lengths = batch["response_length"].float().clamp(min=1)
+        aggregation = POLICY_LOSSES.get(config.loss_type).aggregation or config.loss_aggregation
         units = {
             "token-mean": lengths,
             "sequence-mean": torch.ones_like(lengths),
             "dr-grpo": torch.full_like(lengths, float(config.max_new_tokens)),
-        }[config.loss_aggregation]
-        per_token = (
-            1 / lengths if config.loss_aggregation == "sequence-mean" else torch.ones_like(lengths)
-        )
+        }[aggregation]
+        per_token = 1 / lengths if aggregation == "sequence-mean" else torch.ones_like(lengths)
         return {
             **batch,
             "advantages": adv[:, None] * mask,
             "token_weight": per_token[:, None] * mask,
-            "units": units,
+            "units": units * ~batch["truncated"] if config.overlong_filter else units,
         }
 
     @staticmethod
     def loss(config: Any, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return surrogate(config, model, batch, config.kl_coef)
+        return surrogate(config, model, batch, config.kl_coef, POLICY_LOSSES.get(config.loss_type))
 
     @staticmethod
     def learner_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -95,32 +120,42 @@ class GRPO(RLStage):
 
 
 def surrogate(
-    config: Any, model: Any, batch: Batch, kl_coef: float
+    config: Any, model: Any, batch: Batch, kl_coef: float, policy_loss: PolicyLoss | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The clipped surrogate plus `kl_coef` x the KL to the reference, per token, weighed
-    by ``token_weight`` and summed; and the per-token sums to log."""
-    logp, logits = policy_logps(model, batch, config.temperature)
-    adv, weight = tokens(batch, "advantages"), tokens(batch, "token_weight")
-    ratio = (logp - tokens(batch, "logps")).exp()
+    """The policy loss (`policy_loss`, by default GRPO's clipped ratio: `losses.py`) plus
+    `kl_coef` x the KL to the reference, per token, weighed by ``token_weight`` and summed;
+    and the per-token sums to log."""
+    logp, logits = sampler_logps(model, batch, config)
     low, high = config.clip_bounds()
-    clipped = ratio.clamp(1 - low, 1 + high)
-    policy = torch.max(-adv * ratio, -adv * clipped)
-    if "tis_weight" in batch:  # truncated importance sampling: engine vs learner (rl_roles.py)
+    inputs = PolicyInputs(
+        logp, tokens(batch, "logps"), tokens(batch, "advantages"), samples_of(batch), low, high
+    )
+    term = (policy_loss or POLICY_LOSSES.get("grpo")).term(inputs)
+    policy = term.loss
+    if "tis_weight" in batch:  # importance sampling: engine vs learner (rl_roles.py)
         policy = policy * tokens(batch, "tis_weight")
     kl = KL_ESTIMATORS.get(config.kl_estimator)(logp, tokens(batch, "ref_logps"))
-    loss = ((policy + kl_coef * kl) * weight).sum()
+    loss = ((policy + kl_coef * kl) * tokens(batch, "token_weight")).sum()
     with torch.no_grad():
         stats = {
             "policy_loss": policy.sum(),
             "kl": kl.sum(),
             "entropy": entropy(logits).sum(),
-            "clip_fraction": torch.where(ratio > 1, ratio - 1 > high, 1 - ratio > low)
-            .float()
-            .sum(),
-            "ratio": ratio.sum(),
+            "clip_fraction": term.clipped.float().sum(),
+            "ratio": term.ratio.sum(),
             "targets": torch.tensor(float(len(logp)), device=logp.device),
         }
     return loss, stats
+
+
+def overlong_penalty(config: Any, lengths: torch.Tensor) -> torch.Tensor:
+    """DAPO's soft overlong punishment ``[N]``: 0 up to max_new_tokens - buffer tokens, then
+    down linearly to -penalty at max_new_tokens (all 0 without ``--overlong-buffer``)."""
+    if not config.overlong_buffer:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    start = config.max_new_tokens - config.overlong_buffer
+    over = (lengths.float() - start).clamp(min=0) / config.overlong_buffer
+    return -config.overlong_penalty * over.clamp(max=1.0)
 
 
 def token_means(metrics: dict[str, float]) -> dict[str, float]:

@@ -33,12 +33,29 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
     """Samples per optimizer step; 0: every sample of the step (one optimizer step per pass)."""
     ppo_epochs: int = field(default=1, metadata=_range(Range(low=1, high=1_000)))
     """Passes of minibatch steps over each step's samples."""
+    max_tokens_per_micro_batch: int = field(
+        default=0, metadata=_range(Range(low=0, high=2**31 - 1))
+    )
+    """Form the update's micro-batches by a token budget instead of --micro-batch samples:
+    samples packed end to end, at most this many tokens each, no attention across them
+    (0: off)."""
     kl_coef: float = field(default=0.04, metadata=_range(NON_NEGATIVE))
     """Weight of the KL to the reference (0: none; the KL is still logged)."""
     kl_estimator: str = "k3"
     """Per-token KL estimator: k1, k2 or k3."""
     clip_coef: float = field(default=0.2, metadata=_range(POSITIVE))
     """Clip the probability ratio to [1 - clip_coef, 1 + clip_coef]."""
+    clip_low: float = field(default=0.0, metadata=_range(NON_NEGATIVE))
+    """The lower side of the clip range, [1 - clip_low, ...] (0: --clip-coef)."""
+    clip_high: float = field(default=0.0, metadata=_range(NON_NEGATIVE))
+    """The upper side of the clip range, [..., 1 + clip_high] (0: --clip-coef); DAPO's
+    clip-higher: 0.28 with --clip-low 0.2."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: drop the groups whose rewards are all equal (nothing to
+    learn) and sample more prompts until the step has --prompts-per-step groups."""
+    sampling_rounds: int = field(default=4, metadata=_range(Range(low=1, high=1_000)))
+    """With --dynamic-sampling, the most rounds of prompts a step draws; a step still short
+    then trains on the informative groups it has."""
     recompute_logps: Literal["auto", "on", "off"] = "auto"
     """The learner recomputes pi_old's log-probs rather than trusting the engine's (the
     mismatch is logged): auto (with --generator vllm), on, off."""
@@ -47,6 +64,14 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
     weighed by min(pi_old / pi_engine, --tis-cap)."""
     tis_cap: float = field(default=2.0, metadata=_range(Range(low=1, high=1e6)))
     """The cap of the truncated importance weight."""
+    is_mask: Literal["off", "token", "sequence"] = "off"
+    """Masked importance sampling when log-probs are recomputed: drop from the loss each
+    token (token) or each whole sample (sequence: the geometric mean of its tokens' ratios)
+    whose ratio pi_old / pi_engine leaves [--is-low, --is-high]; off: none."""
+    is_low: float = field(default=0.5, metadata=_range(Range(low=0, high=1)))
+    """The lower edge of the accepted band of importance ratios (--is-mask)."""
+    is_high: float = field(default=2.0, metadata=_range(Range(low=1, high=1e6)))
+    """The upper edge of the accepted band of importance ratios (--is-mask)."""
 
     def validate(self) -> None:
         super().validate()  # first: ranges; the arithmetic below divides by some of them
@@ -76,6 +101,17 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
                 "(each takes whole groups); use a multiple of it",
             )
         check(
+            self.is_mask == "off" or self.recomputes(),
+            "is_mask",
+            "weighs the engine's samples against the learner's recomputed log-probs: "
+            "add --recompute-logps on (automatic with --generator vllm)",
+        )
+        check(
+            not self.dynamic_sampling or self.group_size > 1,
+            "dynamic_sampling",
+            "needs --group-size 2 or more (a group of one has no variance)",
+        )
+        check(
             self.kl_estimator in KL_ESTIMATORS,
             "kl_estimator",
             f"must be one of {KL_ESTIMATORS.names()}",
@@ -98,9 +134,9 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
         return self.step_minibatch()
 
     def clip_bounds(self) -> tuple[float, float]:
-        """The ratio's clip range [1 - low, 1 + high]: symmetric, --clip-coef (a variant
-        may widen the upper side: DAPO's clip-higher)."""
-        return self.clip_coef, self.clip_coef
+        """The ratio's clip range [1 - low, 1 + high]: --clip-low and --clip-high, each
+        --clip-coef unless given (DAPO's clip-higher widens the upper side)."""
+        return self.clip_low or self.clip_coef, self.clip_high or self.clip_coef
 
     def samples(self) -> int:
         """Samples per step: prompts_per_step x group_size."""

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit import batch as B
+from rlkit.algorithms.rlhf.packing import token_micro_batches
 from rlkit.algorithms.rlhf.roles import LLMLearner, micro_batches
 from rlkit.batch import Batch
 from rlkit.device import autocast, use_threads
-from rlkit.llm.logprobs import target_logits, token_logps
+from rlkit.llm.logprobs import sampled_logps, target_logits
 from rlkit.llm.models import load_model
 from rlkit.llm.offload import Offload, peak_memory_gb
 from rlkit.roles import Metrics, Scorer
@@ -40,6 +41,16 @@ def tokens(batch: Batch, key: str) -> torch.Tensor:
     return batch[key][:, 1:width][targets_of(batch)]
 
 
+def samples_of(batch: Batch) -> torch.Tensor:
+    """The sample each target token belongs to ``[n]`` int64: its row, or in a packed
+    micro-batch (several samples to a row) the per-token ``segment`` field."""
+    if "segment" in batch:
+        return tokens(batch, "segment")
+    where = targets_of(batch)
+    rows = torch.arange(where.shape[0], device=where.device)
+    return rows[:, None].expand_as(where)[where]
+
+
 def placed(flat: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Values of the target tokens ``[n]`` as a per-token field ``[N, T]`` (the inverse of
     `tokens`)."""
@@ -48,18 +59,88 @@ def placed(flat: torch.Tensor, batch: Batch) -> torch.Tensor:
     return out
 
 
-def policy_logps(model: Any, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(token) ``[n]`` of the target tokens under `model`, of its logits divided by
-    `temperature` (as the generator sampled), and those logits ``[n, V]``."""
+def policy_logps(
+    model: Any,
+    batch: Batch,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_new_tokens: int = 0,
+    stop_ids: tuple[int, ...] = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(token) ``[n]`` of the target tokens under `model`, in the distribution the
+    generator sampled from (the `stop_ids` and the model's eos banned within a response's
+    first `min_new_tokens`, logits divided by `temperature`, cut to `top_k` / `top_p`:
+    `logprobs.sampled_logps`), so that the importance ratio compares like with like; and
+    those processed logits ``[n, V]`` (-inf where cut)."""
     logits, targets, _ = target_logits(model, batch)
-    logits = logits / temperature
-    return token_logps(logits, targets), logits
+    banned = None
+    if min_new_tokens:
+        eos = getattr(model.config, "eos_token_id", None)
+        stops = {*stop_ids, *([] if eos is None else [eos] if isinstance(eos, int) else eos)}
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        early = (response_index(batch) < min_new_tokens).nonzero()[:, 0]
+        ids = torch.tensor(sorted(stops), dtype=torch.int64, device=logits.device)
+        banned[early[:, None], ids[None]] = True
+    return sampled_logps(logits, targets, temperature, top_k, top_p, banned)
+
+
+def sampler_logps(model: Any, batch: Batch, config: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """`policy_logps` with the sampling fields of `config` (an `RLConfig`)."""
+    return policy_logps(
+        model,
+        batch,
+        config.temperature,
+        config.top_k,
+        config.top_p,
+        config.min_new_tokens,
+        tuple(config.stop_token_ids),
+    )
+
+
+def response_index(batch: Batch) -> torch.Tensor:
+    """Each target token's place in its response ``[n]`` (0 for the first), packed or not."""
+    lm = batch["loss_mask"].long()
+    before = lm.cumsum(-1) - lm  # response tokens before it in its row
+    if "segment" in batch:  # packed: less those of the row's earlier samples
+        segment = batch["segment"]
+        first = torch.full((int(segment.max()) + 1,), 2**62, device=lm.device)
+        first = first.scatter_reduce(0, segment.flatten(), before.flatten(), "amin")
+        before = before - first[segment]
+    return tokens({**batch, "before": before}, "before")
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """The entropy of each row's softmax ``[n]``."""
-    logp = torch.log_softmax(logits, -1)
-    return -(logp.exp() * logp).sum(-1)
+    """The entropy of each row's softmax ``[n]`` (rows may hold -inf: cut tokens)."""
+    return torch.special.entr(torch.softmax(logits, -1)).sum(-1)
+
+
+def importance_weights(
+    config: RLConfig, log_ratio: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weights ``[N, T]`` that correct the engine's sampling toward the learner's pi_old
+    from the per-token log-ratios log pi_old - log pi_engine ``[N, T]`` at `mask`: the
+    ratio truncated at ``--tis-cap`` (``--tis``, else 1), times 0 where ``--is-mask``
+    rejects (a token, or every token of a sample, whose ratio leaves [--is-low,
+    --is-high]); and their metrics, the rejected fraction among them."""
+    ratio = log_ratio.exp() * mask
+    weight = ratio.clamp(max=config.tis_cap) if config.tis else mask.to(ratio.dtype)
+    metrics: dict[str, float] = {}
+    if config.tis:
+        metrics["tis_clipped_fraction"] = float((ratio[mask] > config.tis_cap).float().mean())
+    if config.is_mask != "off":
+        if config.is_mask == "sequence":
+            count = mask.sum(1).clamp(min=1)
+            per_sample = ((log_ratio * mask).sum(1) / count).exp()
+            rejected = ((per_sample < config.is_low) | (per_sample > config.is_high))[:, None]
+            rejected = rejected & mask
+            metrics["is_rejected_fraction"] = float(rejected.any(1)[mask.any(1)].float().mean())
+        else:
+            rejected = ((ratio < config.is_low) | (ratio > config.is_high)) & mask
+            metrics["is_rejected_fraction"] = float(rejected[mask].float().mean())
+        weight = weight.masked_fill(rejected, 0.0)
+    metrics["tis_weight"] = float(weight[mask].mean())
+    return weight * mask, metrics
 
 
 class TokenReference(Offload, Scorer):
@@ -81,7 +162,7 @@ class TokenReference(Offload, Scorer):
         with torch.inference_mode(), self.on_device():
             for mb in micro_batches(on_device, self.config.micro_batch):
                 with autocast(self.device, self.config.precision):
-                    logps, _ = policy_logps(self.model, mb, self.config.temperature)
+                    logps, _ = sampler_logps(self.model, mb, self.config)
                 parts.append((mb, logps.float().cpu()))
         out = torch.zeros(batch["input_ids"].shape)  # outside inference mode: a plain tensor
         start = 0
@@ -147,12 +228,17 @@ class PolicyLearner(Offload, LLMLearner):
             **peak_memory_gb(self.device),
         }
 
+    def micro_batches(self, batch: Batch) -> list[Batch]:
+        """With ``--max-tokens-per-micro-batch``, packed micro-batches (`packing.py`)."""
+        budget = self.config.max_tokens_per_micro_batch
+        return token_micro_batches(batch, budget) if budget else super().micro_batches(batch)
+
     @torch.no_grad()
     def recompute(self, batch: Batch) -> tuple[Batch, dict[str, float]]:
         """The responses' log-probs under the learner's own weights (those that were pushed
         to the engine that sampled them) as pi_old ``logps``, the engine's kept as
-        ``engine_logps``; with ``--tis`` the truncated importance weights ``tis_weight``
-        ``[N, T]`` = min(pi_old / pi_engine, ``--tis-cap``); and the mismatch's metrics."""
+        ``engine_logps``; with ``--tis`` or ``--is-mask`` the importance weights
+        ``tis_weight`` ``[N, T]`` (`importance_weights`); and the mismatch's metrics."""
         cfg = self.config
         engine, mask = batch["logps"], batch["loss_mask"]
         old = torch.zeros_like(engine)
@@ -161,25 +247,21 @@ class PolicyLearner(Offload, LLMLearner):
             start = 0
             for mb in micro_batches(on_device, cfg.micro_batch):
                 with autocast(self.device, cfg.precision):
-                    logps, _ = policy_logps(self.model, mb, cfg.temperature)
+                    logps, _ = sampler_logps(self.model, mb, cfg)
                 n, width = mb["input_ids"].shape
                 old[start : start + n, :width] = placed(logps.float(), mb).cpu()
                 start += n
-        diff = (old - engine)[mask]
         out = {**batch, "logps": old, "engine_logps": engine}
+        diff = (old - engine)[mask]
         if not diff.numel():
             return out, {}
         metrics = {
             "logp_diff_mean": float(diff.abs().mean()),
             "logp_diff_max": float(diff.abs().max()),
         }
-        if cfg.tis:
-            ratio = diff.exp()
-            weight = torch.zeros_like(engine)
-            weight[mask] = ratio.clamp(max=cfg.tis_cap)
-            out["tis_weight"] = weight
-            metrics["tis_weight"] = float(weight[mask].mean())
-            metrics["tis_clipped_fraction"] = float((ratio > cfg.tis_cap).float().mean())
+        if cfg.tis or cfg.is_mask != "off":
+            out["tis_weight"], correction = importance_weights(cfg, old - engine, mask)
+            metrics.update(correction)
         return out, metrics
 
     def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:

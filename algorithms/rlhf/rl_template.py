@@ -27,13 +27,15 @@ step's units as `LLMLearner` wants) and the means it logs (`learner_metrics`); G
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 
 from rlkit.algorithms.base import Algorithm, StepResult
+from rlkit.algorithms.rlhf.dynamic import Drawn, Score, data, dynamic_sampling
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
@@ -42,7 +44,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
-from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
+from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 from rlkit.envs.families import Env
 from rlkit.envs.text.data import Format
 from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
@@ -94,14 +96,6 @@ EVAL_TO_REWARD = edge(
     "eval_to_reward", "generator", "reward", Pattern.GATHER, HFGenerator.greedy, RewardScorer.score
 )
 """Held-out prompts answered greedily, and their rewards."""
-
-
-class Score(NamedTuple):
-    """A scorer's delivery of a step's responses, and the edge that joins it into the
-    learner's update (`RLStage.score` returns them by the scorer's name)."""
-
-    into: Edge[Any, Any]
-    delivery: Delivery[Any]
 
 
 HYBRID = "hybrid"
@@ -236,18 +230,34 @@ class RLStage(LLMAlgorithm):
     # -- the driver --------------------------------------------------------------------
     def train_step(self) -> StepResult:
         cfg = self.config
-        batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
+        drawn = self.draw()
+        metrics = self.learn(drawn.responses, drawn.scored) if drawn.groups else {}
+        table = self.sample_table(drawn.responses, drawn.scored["reward"].delivery)
+        self.version += 1
+        self.runtime.carry(WEIGHTS.bind(self.version))
+        metrics.update(self.sample_metrics(drawn.responses, drawn.scored["reward"].delivery))
+        metrics.update(drawn.metrics)
+        self.after_step(metrics)
+        return StepResult(cfg.samples(), metrics, samples=table)
+
+    def sample_round(self) -> tuple[Delivery[Any], dict[str, Score]]:
+        """One step's worth of prompts, sampled and scored."""
+        batch = self.collate(self.train, self.sampler.take(self.config.prompts_per_step))
         responses = self.runtime.carry(PROMPTS, batch)
         if self.stale(responses):  # a generator restarted (Ray) with its initial weights
             self.runtime.carry(WEIGHTS.bind(self.version))
             responses = self.runtime.carry(PROMPTS, batch)
-        scored = self.score(responses)
-        metrics = self.learn(responses, scored)
-        self.version += 1
-        self.runtime.carry(WEIGHTS.bind(self.version))
-        metrics.update(self.sample_metrics(responses, scored["reward"].delivery))
-        self.after_step(metrics)
-        return StepResult(cfg.samples(), metrics)
+        return responses, self.score(responses)
+
+    def draw(self) -> Drawn:
+        """The step's samples: one round, or with ``--dynamic-sampling`` rounds until
+        prompts_per_step groups with differing rewards are in (at most
+        ``--sampling-rounds``), the others dropped (`dynamic.py`)."""
+        cfg = self.config
+        if not cfg.dynamic_sampling:
+            responses, scored = self.sample_round()
+            return Drawn(responses, scored, cfg.prompts_per_step, {})
+        return dynamic_sampling(self.sample_round, cfg, cfg.learners)
 
     def stale(self, responses: Delivery[Any]) -> bool:
         """Whether any response was sampled by weights older than the last push."""
@@ -266,6 +276,30 @@ class RLStage(LLMAlgorithm):
             "reference": Score(FROM_REFERENCE, self.runtime.pass_on(TO_REFERENCE, responses)),
             "reward": Score(FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
         }
+
+    def sample_table(
+        self, responses: Delivery[Any], rewards: Delivery[Any]
+    ) -> list[dict[str, Any]]:
+        """The step's samples as rows for a person to read (`rlkit.samples`); staleness is
+        the policy versions a sample lags the weights the learner has now."""
+        r, made = data(rewards), data(responses)
+        names = [s.rpartition(":")[2] for s in self.config.reward]
+        names += ["reward_model"] if self.config.reward_model else []
+        each = [[None if math.isnan(v) else v for v in row] for row in r["rewards"].tolist()]
+        gold = r["gold"].tolist() if "gold" in r else [None] * len(each)
+        return [
+            {
+                "prompt": made["prompt"][i],
+                "response": made["completion"][i],
+                "reward": float(r["reward"][i]),
+                "rewards": dict(zip(names, each[i], strict=False)),
+                "gold": gold[i],
+                "length": int(made["response_length"][i]),
+                "staleness": int(self.version - made["version"][i]),
+                "truncated": bool(made["truncated"][i]),
+            }
+            for i in range(len(each))
+        ]
 
     def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
         """Reward, gold reward, response length, truncation, zero-variance groups."""

@@ -126,7 +126,7 @@ class LLMLearner(LearnerBase):
         scale = world / total.clamp(min=1)
         self.set_lr(cfg.lr, cfg.lr_schedule, cfg.warmup_steps)
         sums: dict[str, torch.Tensor] = {}
-        for mb in micro_batches(batch, cfg.micro_batch):
+        for mb in self.micro_batches(batch):
             with self.autocast():
                 loss, stats = self.algorithm.loss(cfg, self.model, mb)
             (loss * scale.float()).backward()
@@ -145,6 +145,11 @@ class LLMLearner(LearnerBase):
         metrics: dict[str, Any] = dict(zip(names, values, strict=True))
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
+
+    def micro_batches(self, batch: Batch) -> list[Batch]:
+        """The slices of an update's share that are forward and backward at once: rows of
+        ``--micro-batch`` samples (the policy learner may pack them by a token budget)."""
+        return micro_batches(batch, self.config.micro_batch)
 
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> dict[str, float]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -89,6 +89,17 @@ def forward_arguments(model: Any) -> dict[str, Any]:
     return out
 
 
+class Decoded(NamedTuple):
+    """What `decode` drew: the new tokens ``[N, T]`` (pad after a row's stop id), the raw
+    logits that chose them ``[N, T, V]`` float32, and each token's log-probability under
+    the processed distribution it was drawn from ``[N, T]`` (min new tokens, temperature,
+    top-k, top-p applied: the sampler's own, the pi_old of the importance ratio)."""
+
+    tokens: torch.Tensor
+    logits: torch.Tensor
+    logps: torch.Tensor
+
+
 @torch.no_grad()
 def decode(
     model: Any,
@@ -97,11 +108,10 @@ def decode(
     sampling: Sampling,
     copies: int = 1,
     stop: Stop | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Decoded:
     """`copies` continuations of each left-padded prompt ``[P, L]`` (rows ``i * copies`` to
-    ``(i + 1) * copies - 1`` continue prompt i): the new tokens ``[P * copies, T]`` (pad
-    after a row's stop id) and the raw logits that chose them ``[P * copies, T, V]``
-    float32, T <= max_new_tokens (fewer once every row has stopped)."""
+    ``(i + 1) * copies - 1`` continue prompt i), N = P * copies rows, T <= max_new_tokens
+    (fewer once every row has stopped): see `Decoded`."""
     real = attention_mask.long()
     positions = (real.cumsum(-1) - 1).masked_fill(real == 0, 0)
     ids = input_ids.repeat_interleave(copies, 0)
@@ -117,6 +127,7 @@ def decode(
     kwargs = forward_arguments(model)
     step_ids, step_positions = ids, positions
     logits: list[torch.Tensor] = []
+    logps: list[torch.Tensor] = []
     while True:
         if mask is not None:
             kwargs["attention_mask"] = mask
@@ -137,6 +148,7 @@ def decode(
             tokens = tokens * unfinished + sampling.pad_id * (1 - unfinished)
         ids = torch.cat([ids, tokens[:, None]], -1)
         logits.append(raw)
+        logps.append(torch.log_softmax(scores, -1).gather(-1, tokens[:, None])[:, 0])
         if stops is not None:
             unfinished = unfinished & ~torch.isin(tokens, stops)
         if stop is not None:
@@ -147,4 +159,4 @@ def decode(
         step_positions = step_positions[:, -1:] + 1
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones((n, 1))], -1)
-    return ids[:, length:], torch.stack(logits, 1)
+    return Decoded(ids[:, length:], torch.stack(logits, 1), torch.stack(logps, 1))

@@ -12,7 +12,8 @@ the token layout of `batches.py` (prompt, then response, right padded, T tokens)
     mask            [N, T] bool    real tokens
     loss_mask       [N, T] bool    response tokens (the targets)
     logps           [N, T] float   log pi_old(token) at response tokens (0 elsewhere),
-                                   of the logits divided by the temperature
+                                   under the distribution the sampler drew from
+                                   (temperature, top-k, top-p: `decode.Decoded`)
     version         [N] int64      the weights' version that sampled it
     response_length [N] int64
     truncated       [N] bool       no stop before max_new_tokens
@@ -77,12 +78,12 @@ class HFGenerator(Offload, Generator):
 
     def generate(self, prompts: Batch) -> Batch:
         """`group_size` samples of every prompt (fields in the module docstring)."""
-        cfg, g = self.config, self.config.group_size
+        g = self.config.group_size
         with torch.inference_mode(), self.on_device():
             ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
             with torch.random.fork_rng(devices=self.cuda()):
                 self.set_rng_state(self.rng)
-                response, logits = decode(
+                drawn = decode(
                     self.model,
                     ids.to(self.device),
                     mask.to(self.device),
@@ -91,24 +92,20 @@ class HFGenerator(Offload, Generator):
                     stop=self.stop_string_hit if self.stop_criterion else None,
                 )
                 self.rng = self.rng_state()
-            response = response.cpu()
-            logps = torch.log_softmax(logits.cpu() / cfg.temperature, -1)
-            logps = logps.gather(-1, response[..., None])[..., 0]
-        return self.layout(prompts, response, logps, g)
+        return self.layout(prompts, drawn.tokens.cpu(), drawn.logps.cpu(), g)
 
     def greedy(self, prompts: Batch) -> Batch:
         """The greedy response of each prompt (evaluation), laid out as `generate`'s
         samples with one per prompt (``logps`` left 0)."""
         with torch.inference_mode(), self.on_device():
             ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            response, _ = decode(
+            response = decode(
                 self.model,
                 ids.to(self.device),
                 mask.to(self.device),
                 self.sampling(greedy=True),
                 stop=self.stop_string_hit if self.stop_criterion else None,
-            )
-            response = response.cpu()
+            ).tokens.cpu()
         return self.layout(prompts, response, torch.zeros(response.shape), 1)
 
     def sampling(self, greedy: bool) -> Sampling:

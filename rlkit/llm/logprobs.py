@@ -12,6 +12,7 @@ take the full path.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -73,3 +74,45 @@ def sequence_logps(model: Any, batch: Batch) -> torch.Tensor:
     out = torch.zeros(shape.numel(), device=logits.device, dtype=logits.dtype)
     out.index_add_(0, rows, token_logps(logits, targets))
     return out.view(shape)
+
+
+@torch.no_grad()
+def kept(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Which tokens of each row of `scores` ``[n, V]`` (temperature applied) the sampler
+    could draw: top-k, then the nucleus of mass top-p of what is left, as transformers'
+    `TopKLogitsWarper` and `TopPLogitsWarper` cut (ascending sort, the tokens whose
+    cumulative probability is at most 1 - top_p dropped, the most likely always kept) and
+    as vLLM's sampler does before its ``processed_logprobs``. ``[n, V]`` bool."""
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    if top_k and top_k < scores.shape[-1]:
+        keep = scores >= scores.topk(top_k, -1).values[..., -1:]
+    if top_p < 1.0:
+        ordered, order = scores.masked_fill(~keep, -math.inf).sort(-1)
+        dropped = ordered.softmax(-1).cumsum(-1) <= 1 - top_p
+        dropped[..., -1] = False
+        keep = keep & ~dropped.scatter(-1, order, dropped)
+    return keep
+
+
+def sampled_logps(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    banned: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) ``[n]`` under the distribution the sampler drew from: `logits` ``[n,
+    V]`` with the `banned` tokens ``[n, V]`` removed (the stop ids within min new tokens),
+    divided by the temperature, cut to top-k / top-p (`kept`) and renormalized; and those
+    processed logits ``[n, V]`` (-inf where cut). The target always counts as kept by the
+    cut: it was drawn, and float noise between engine and learner at the nucleus' edge
+    must not make its probability 0. Without any of these this is the plain log-softmax."""
+    scores = logits / temperature
+    if banned is not None:
+        scores = scores.masked_fill(banned, -math.inf)
+    if top_k or top_p < 1.0:
+        keep = kept(scores, top_k, top_p)
+        keep[torch.arange(len(targets), device=keep.device), targets] = True
+        scores = scores.masked_fill(~keep, -math.inf)
+    return token_logps(scores, targets), scores

@@ -1,19 +1,23 @@
 """DAPO (Yu et al. 2025, "DAPO: an open-source LLM reinforcement learning system at
 scale"), written as a user outside rlkit would: one file on the RL-on-prompts shape, a
-variant of GRPO that changes its config and two static functions.
+variant of GRPO that changes its config's defaults and one static function.
 
     rlkit run tests/user_algorithms/dapo.py:DAPO --prompts P.jsonl --reward MOD:FN
 
-What it changes against GRPO:
+(rlkit has DAPO built in as flags of GRPO: ``rlkit run grpo --loss-type dapo
+--clip-high 0.28 --dynamic-sampling true --overlong-buffer 4 --kl-coef 0``, docs/rlhf.md;
+this file stays the example of writing such a variant yourself.) What it changes:
 - **clip-higher**: the ratio is clipped to [1 - clip_coef, 1 + clip_high], a wider upper
   side so that unlikely tokens with a positive advantage can grow (entropy collapse);
-- **dynamic sampling's filter**: groups whose rewards are all equal (all right or all
+- **the zero-variance filter**: groups whose rewards are all equal (all right or all
   wrong) teach nothing; they leave the loss and its token count, so the informative
-  groups carry the step (the paper also refills the batch by sampling more prompts);
+  groups carry the step (the paper also refills the batch by sampling more prompts:
+  GRPO's ``--dynamic-sampling``, a driver-side policy);
 - **token-level loss**: every response token of the step counts once (GRPO's
   ``--loss-aggregation token-mean``, the default);
-- **overlong reward shaping**: a response within ``--overlong-buffer`` tokens of
-  ``--max-new-tokens`` loses up to ``--overlong-penalty`` reward, linearly;
+- **overlong reward shaping** on by default: a response within ``--overlong-buffer``
+  tokens of ``--max-new-tokens`` loses up to ``--overlong-penalty`` reward, linearly
+  (GRPO's shaping, `overlong_penalty`);
 - **no KL** to the reference (``--kl-coef 0``).
 """
 
@@ -24,9 +28,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig
+from rlkit.algorithms.rlhf.grpo import GRPO, GRPOConfig, overlong_penalty
 from rlkit.batch import Batch
-from rlkit.config import BaseConfig, check
+from rlkit.config import BaseConfig
 
 
 @dataclass
@@ -40,31 +44,6 @@ class DAPOConfig(GRPOConfig):
     """The upper side of the ratio's clip range: [1 - clip_coef, 1 + clip_high]."""
     overlong_buffer: int = 4
     """Tokens before --max-new-tokens where the overlong penalty ramps up (0: none)."""
-    overlong_penalty: float = 1.0
-    """The reward lost by a response that reaches --max-new-tokens."""
-
-    def validate(self) -> None:
-        super().validate()
-        check(self.clip_high > 0, "clip_high", "must be positive")
-        check(
-            0 <= self.overlong_buffer < self.max_new_tokens,
-            "overlong_buffer",
-            f"must be in [0, --max-new-tokens {self.max_new_tokens})",
-        )
-        check(self.overlong_penalty >= 0, "overlong_penalty", "must be >= 0")
-
-    def clip_bounds(self) -> tuple[float, float]:
-        return self.clip_coef, self.clip_high
-
-
-def overlong_penalty(config: DAPOConfig, lengths: torch.Tensor) -> torch.Tensor:
-    """``[N]`` reward shaping: 0 up to max_new_tokens - buffer tokens, then down linearly
-    to -penalty at max_new_tokens."""
-    if config.overlong_buffer == 0:
-        return torch.zeros_like(lengths, dtype=torch.float32)
-    start = config.max_new_tokens - config.overlong_buffer
-    over = (lengths.float() - start).clamp(min=0) / config.overlong_buffer
-    return -config.overlong_penalty * over.clamp(max=1.0)
 
 
 def informative(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -80,8 +59,8 @@ class DAPO(GRPO):
 
     @staticmethod
     def advantages(config: Any, batch: Batch, kl_coef: float) -> Batch:
+        out = GRPO.advantages(config, batch, kl_coef)  # the rewards shaped for overlength
         reward = batch["reward"] + overlong_penalty(config, batch["response_length"])
-        out = GRPO.advantages(config, {**batch, "reward": reward}, kl_coef)
         keep = informative(reward, config.group_size)
         out["advantages"] = out["advantages"] * keep[:, None]
         out["token_weight"] = out["token_weight"] * keep[:, None]

@@ -112,6 +112,33 @@ def test_sampled_log_probs_are_the_learners_within_tolerance(engine):
         assert batch[key].shape == (n,) and float(batch[key][0]) >= 0
 
 
+def test_log_probs_under_top_k_and_top_p_are_those_of_the_truncated_distribution(engine):
+    """vLLM's ``processed_logprobs`` with top-k 6 and top-p 0.8 are those of the truncated,
+    renormalized distribution it sampled from, and the learner's `policy_logps` with the
+    same sampling fields finds them (the importance ratio compares like with like); the
+    full distribution's differ."""
+    import dataclasses
+
+    weights = scrambled(2)
+    engine.set_weights(weights, 1)
+    plain = engine.config
+    engine.config = dataclasses.replace(plain, top_k=6, top_p=0.8)
+    try:
+        batch = engine.generate(prompt_batch())
+    finally:
+        engine.config = plain
+    model = load_model("tiny", "causal", 0, engine.pad())
+    load_into(model, weights)
+    mask = batch["loss_mask"]
+    with torch.no_grad():
+        truncated, _ = policy_logps(model.eval(), batch, 0.7, 6, 0.8)
+        full, _ = policy_logps(model, batch, 0.7)
+    diff = (placed(truncated, batch) - batch["logps"])[mask].abs()
+    print(f"engine vs learner (top-k 6, top-p 0.8): max {diff.max():.2e}")
+    assert diff.max() <= LOGP_TOLERANCE
+    assert (placed(full, batch) - batch["logps"])[mask].abs().max() > 1e-2
+
+
 def test_sampling_is_reproducible_from_the_roles_state(engine):
     engine.set_weights(scrambled(3), 1)
     state = engine.state_dict()

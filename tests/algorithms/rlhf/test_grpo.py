@@ -115,6 +115,8 @@ def same_runs(a: Path, b: Path) -> None:
         return [{k: v for k, v in r.items() if k not in ("time", "sps")} for r in rows(run)]
 
     assert table(a) == table(b)
+    samples = [(run / "samples.jsonl").read_text() for run in (a, b)]
+    assert samples[0] == samples[1]  # the sample table too: the resume dropped nothing twice
     wa, wb = (load_file(run / "model" / "model.safetensors") for run in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 

@@ -144,3 +144,80 @@ def test_only_the_vllm_engine_recomputes_by_default():
     assert not config().recomputes()
     assert config(recompute_logps="on").recomputes()
     assert not config(generator="hf", recompute_logps="off").recomputes()
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "gspo", "cispo"])
+def test_each_loss_type_through_grpo_is_its_formula_with_its_aggregation(prompt_batch, loss_type):
+    """GRPO's loss with --loss-type (clip range [1 - 0.2, 1 + 0.28]) against a per-sample
+    loop: DAPO's clipped ratio as a token mean, GSPO's one ratio per sample as a mean of
+    sample means, CISPO's -clip(r) A log pi as a token mean."""
+    cfg = config(loss_type=loss_type, clip_high=0.28, kl_coef=0.0)
+    batch = GRPO.advantages(cfg, joined(cfg, prompt_batch), 0.0)
+    model = load_model("tiny", "causal", cfg.seed + 5, 0)  # not the sampler: ratios != 1
+    loss, _ = GRPO.loss(cfg, model, batch)
+    got = loss / GRPO.units(batch)
+    logps, _ = policy_logps(model, batch, cfg.temperature)
+    full = placed(logps, batch)
+    per_sample = []
+    for i in range(len(batch["reward"])):
+        m = batch["loss_mask"][i]
+        lp, old, adv = full[i][m], batch["logps"][i][m], batch["advantages"][i][m]
+        if loss_type == "gspo":
+            s = (lp - old).mean().exp()
+            per_sample.append(torch.max(-adv[0] * s, -adv[0] * s.clamp(0.8, 1.28)).expand(len(lp)))
+        elif loss_type == "cispo":
+            per_sample.append(-(lp - old).exp().clamp(0.8, 1.28) * adv * lp)
+        else:
+            ratio = (lp - old).exp()
+            per_sample.append(torch.max(-adv * ratio, -adv * ratio.clamp(0.8, 1.28)))
+    if loss_type == "gspo":
+        want = torch.stack([t.mean() for t in per_sample]).mean()
+    else:
+        want = torch.cat(per_sample).mean()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_overlong_shaping_and_filtering_enter_the_advantages(prompt_batch):
+    """DAPO's soft overlong penalty lowers the rewards of responses within --overlong-buffer
+    tokens of --max-new-tokens before the group advantages; --overlong-filter takes the
+    truncated responses out of the loss and its token count."""
+    cfg = config(overlong_buffer=4, overlong_penalty=1.0, overlong_filter=True)
+    batch = joined(cfg, prompt_batch)
+    batch["response_length"] = torch.tensor([10, 8, 6, 2] * 4)  # penalties 1, 0.5, 0, 0
+    batch["truncated"] = torch.tensor([True, False, False, False] * 4)
+    out = GRPO.advantages(cfg, batch, 0.0)
+    shaped = batch["reward"] - torch.tensor([1.0, 0.5, 0.0, 0.0] * 4)
+    from rlkit.algorithms.rlhf.estimators import grpo
+
+    want = grpo(shaped, 4)[:, None] * batch["loss_mask"] * ~batch["truncated"][:, None]
+    torch.testing.assert_close(out["advantages"], want)
+    assert out["units"][::4].eq(0).all() and out["units"][1::4].gt(0).all()
+    assert not out["token_weight"][::4].any()
+
+
+def test_token_budget_micro_batches_give_the_padded_loss(prompt_batch):
+    """--max-tokens-per-micro-batch packs samples end to end in rows of at most that many
+    tokens, positions restarting at each: the learner's step (loss and gradients) equals
+    the padded one's, and the packed log-probs are the padded ones (no attention leaks
+    across samples)."""
+    from rlkit.algorithms.rlhf.packing import token_micro_batches
+
+    cfg = config(micro_batch=16)
+    batch = GRPO.advantages(cfg, joined(cfg, prompt_batch), 0.0)
+    lengths = batch["mask"].sum(1)
+    packed = token_micro_batches(batch, 40)
+    assert len(packed) > 1 and all(p["input_ids"].shape[1] <= 40 for p in packed)
+    assert sum(int(p["mask"].sum()) for p in packed) == int(lengths.sum())
+    assert sum(p["input_ids"].shape[1] for p in packed) == int(lengths.sum())  # no pads
+    model = load_model("tiny", "causal", cfg.seed, 0)
+    padded, _ = policy_logps(model, batch, 1.0)
+    joined_logps = torch.cat([policy_logps(model, p, 1.0)[0] for p in packed])
+    torch.testing.assert_close(joined_logps, padded, atol=1e-5, rtol=1e-5)
+    results = []
+    for fields in ({"micro_batch": 16}, {"max_tokens_per_micro_batch": 40}):
+        learner = PolicyLearner(GRPO, config(**fields), 0, 10)
+        metrics = GRPO.learner_metrics(learner.learn(joined(cfg, prompt_batch)))
+        results.append((metrics["objective"], first_moments(learner)))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
