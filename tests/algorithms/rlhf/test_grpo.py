@@ -154,6 +154,15 @@ def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(
     assert len(rows(whole)) == 6 and all(float(r["grad_norm"]) > 0 for r in rows(whole))
     assert sum(bool(r["eval_reward"]) for r in rows(whole)) == 3
     same_runs(whole, cut)
+    capsys.readouterr()
+    assert main(["eval", str(whole), "--show", "2"]) == 0  # held-out prompts, answers, rewards
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in shown[:3]] == ["[1] prompt", "    answer", shown[2]]
+    assert (
+        shown[2].startswith("    reward ")
+        and "(shorter " in shown[2]
+        and shown[3].startswith("[2]")
+    )
 
 
 BAD_REWARDS = {
