@@ -162,13 +162,13 @@ def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bo
 
 
 CURVES = (
-    ("reward", ("reward", "gold_reward", "eval_reward", "eval_gold_reward")),
-    ("KL to the reference", ("kl",)),
-    ("loss", ("loss", "objective", "eval_loss")),
-    ("accuracy", ("accuracy", "eval_accuracy")),
+    ("reward", ("reward", "gold_reward", "eval_reward", "eval_gold_reward", "accuracy")),
+    ("loss and KL", ("loss", "objective", "eval_loss", "kl")),
 )
-"""The panels of a learning curve on data (LLM stages): the reward a stage optimizes and
-the gold beside it, the KL it pays, its loss; each panel drawn when its columns exist."""
+"""The panels of a learning curve on data (LLM stages): the reward a stage optimizes (a
+reward model's accuracy) and the gold beside it; its loss and the KL it pays. Each panel
+is drawn when its columns exist; two at most, since every run draws its curve (a panel
+costs about 0.3 s of matplotlib)."""
 
 
 def _series(rows: list[dict[str, str]], key: str) -> list[tuple[float, float]]:
@@ -207,7 +207,7 @@ def plot_learning_curve(csv_path: Path, png_path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("environment steps" if on_env or not rows else "samples")
     axes[0].set_title(csv_path.parent.name)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.1, hspace=0.25)
     fig.savefig(png_path)
     plt.close(fig)
     return png_path

@@ -115,4 +115,4 @@ def test_an_llm_stage_s_curve_plots_what_it_optimizes(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
     assert plot_learning_curve(csv_path, tmp_path / "curve.png") == tmp_path / "curve.png"
-    assert plotted == ["reward", "gold_reward", "kl", "objective"]
+    assert plotted == ["reward", "gold_reward", "objective", "kl"]
