@@ -178,7 +178,7 @@ def cmd_resume(run_dir: str, total_steps: str | None, argv: Sequence[str] = ()) 
     from rlkit.trainer import Trainer, load_run, save_config
 
     algo_cls, config = load_run(Path(run_dir))
-    _, values = _parse_config_args(f"rlkit resume {run_dir}", algo_cls, argv)
+    _, values = _parse_config_args(f"rlkit run {algo_cls.name}", algo_cls, argv)  # its flags
     if total_steps is not None:  # converted as `rlkit run` converts it (1e6 is fine)
         config.total_steps = convert("total_steps", int, total_steps)
     before = config.to_dict()
