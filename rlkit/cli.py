@@ -2,8 +2,8 @@
 
     rlkit run ppo --env Humanoid [--preset NAME] [--FIELD VALUE ...]
     rlkit run path/to/file.py:Class --env CartPole     (or module:Class, or --algo SPEC)
-    rlkit resume RUN_DIR
-    rlkit eval RUN_DIR [--episodes N] [--video]
+    rlkit resume RUN_DIR [--torch-threads N --device D --log-every N --eval-every N ...]
+    rlkit eval RUN_DIR [--episodes N] [--video] [--show N]
     rlkit plan ppo --env Humanoid [--FIELD VALUE ...]
     rlkit list
 
@@ -169,16 +169,50 @@ def cmd_plan(algo: str, argv: Sequence[str]) -> int:
     return 0
 
 
-def cmd_resume(run_dir: str, total_steps: str | None) -> int:
+def cmd_resume(run_dir: str, total_steps: str | None, argv: Sequence[str] = ()) -> int:
+    """Continue a run; `argv` may change its runtime-only settings (`RUNTIME_ONLY`), and
+    any other flag is refused in one line naming it, before anything is written."""
     from pathlib import Path
 
-    from rlkit.config import convert
-    from rlkit.trainer import Trainer, load_run
+    from rlkit.config import RUNTIME_ONLY, apply_overrides, convert, flag
+    from rlkit.trainer import Trainer, load_run, save_config
 
     algo_cls, config = load_run(Path(run_dir))
+    _, values = _parse_config_args(f"rlkit run {algo_cls.name}", algo_cls, argv)  # its flags
     if total_steps is not None:  # converted as `rlkit run` converts it (1e6 is fine)
         config.total_steps = convert("total_steps", int, total_steps)
-    return Trainer(algo_cls, config, Path(run_dir)).run(resume=True)
+    before = config.to_dict()
+    apply_overrides(config, values)
+    changed = [k for k in values if config.to_dict()[k] != before[k]]
+    refused = [k for k in changed if k not in RUNTIME_ONLY]
+    if refused:
+        raise ConfigError(
+            f"rlkit resume: {', '.join('--' + flag(k) for k in refused)} cannot change on "
+            f"resume (the run would not continue the same training); resume may change "
+            f"{', '.join('--' + flag(k) for k in RUNTIME_ONLY)}; start a new run with rlkit run"
+        )
+    trainer = Trainer(algo_cls, config, Path(run_dir))  # validates the changed settings
+    if changed:
+        save_config(Path(run_dir), algo_cls.name, config)
+    return trainer.run(resume=True)
+
+
+def cmd_show(run_dir: str, n: int) -> int:
+    """`rlkit eval RUN --show N`: prompts, the greedy answers and their rewards."""
+    from pathlib import Path
+
+    from rlkit.evaluate import show
+
+    if n < 1:
+        raise ConfigError("--show must be at least 1")
+    for i, a in enumerate(show(Path(run_dir), n), 1):
+        prompt = a.prompt if isinstance(a.prompt, str) else a.prompt[-1]["content"]
+        parts = ", ".join(f"{k} {v:.3g}" for k, v in a.rewards.items())
+        gold = "" if a.gold is None else f"  gold {a.gold:.3g}"
+        print(f"[{i}] prompt: {prompt!r}")
+        print(f"    answer: {a.answer!r}")
+        print(f"    reward {a.reward:.3g} ({parts}){gold}", flush=True)
+    return 0
 
 
 def cmd_eval(run_dir: str, episodes: int, video: bool, video_length: int) -> int:
@@ -303,7 +337,11 @@ def build_parser() -> _Parser:
         "plan", help="print ALGO's graph, plan and placement; trains nothing", add_help=False
     )
     plan.add_argument("algorithm")
-    resume = sub.add_parser("resume", help="continue a run from its checkpoint")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a run from its checkpoint; may change runtime-only settings "
+        "(--torch-threads, --device, --log-every, --eval-every, --wandb ...)",
+    )
     resume.add_argument("run_dir")
     resume.add_argument("--total-steps", default=None, help="raise the step budget")
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
@@ -316,6 +354,13 @@ def build_parser() -> _Parser:
     shown = sub.add_parser("samples", help="print a step's sample table (RL on prompts)")
     shown.add_argument("run_dir")
     shown.add_argument("--step", type=int, default=None, help="the step (default: the last)")
+    ev.add_argument(
+        "--show",
+        type=int,
+        default=None,
+        metavar="N",
+        help="RL stages on prompts: print N held-out prompts, the greedy answers and rewards",
+    )
     sub.add_parser("list", help="algorithms, presets, env short names, policies, executors, extras")
     data = sub.add_parser("data", help="datasets: rlkit data example KIND DIR")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -354,14 +399,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("run", "plan"):
             handler = cmd_run if args.command == "run" else cmd_plan
             return handler(args.algorithm, rest)
+        if args.command == "resume":
+            return cmd_resume(args.run_dir, args.total_steps, rest)
         if rest:
             raise ConfigError(f"rlkit {args.command}: unexpected argument {rest[0]!r}")
-        if args.command == "resume":
-            return cmd_resume(args.run_dir, args.total_steps)
         if args.command == "data":
             return cmd_data_example(args.kind, args.directory)
         if args.command == "samples":
             return cmd_samples(args.run_dir, args.step)
+        if args.command == "eval" and args.show is not None:
+            return cmd_show(args.run_dir, args.show)
         if args.command == "eval":
             return cmd_eval(args.run_dir, args.episodes, args.video, args.video_length)
         return cmd_list()

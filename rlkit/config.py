@@ -60,6 +60,24 @@ SECTIONS = (
 """The order of ``--help``'s sections: what a user needs first, first."""
 
 
+PATH: dict[str, Any] = {"path": True}
+"""Field metadata of a setting that may name a local file or directory (a model, data):
+the run's config.yaml stores it absolute, so a resume works from any directory."""
+
+RUNTIME_ONLY = (
+    "total_steps",
+    "torch_threads",
+    "device",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "wandb",
+    "wandb_project",
+)
+"""Settings ``rlkit resume`` may change: how and where a run computes and reports, never
+what it trains (a changed learning rate or dataset would not continue the same run)."""
+
+
 @dataclass
 class RunFields(Group):
     """What to train for how long, and where its run directory goes."""

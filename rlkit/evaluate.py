@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rlkit import checkpoint, evaluation
-from rlkit.errors import CheckpointError
+from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation import EpisodeDone, Playback
 from rlkit.trainer import load_run
 
@@ -77,3 +78,21 @@ def evaluate(
         )
     )
     return result
+
+
+def show(run_dir: Path, n: int) -> list[Any]:
+    """`rlkit eval RUN --show N`: the first `n` held-out prompts of an RL stage's run, the
+    checkpoint's greedy answers and their rewards (`RLStage.answers`)."""
+    from rlkit.algorithms.rlhf.rl_template import RLStage
+
+    run_dir = Path(run_dir)
+    algo_cls, config = load_run(run_dir)
+    if not issubclass(algo_cls, RLStage):
+        raise ConfigError(
+            f"--show: {algo_cls.name} has no rewards to show; it applies to the RL stages "
+            "on prompts (grpo, rlhf-ppo)"
+        )
+    state = checkpoint.load(run_dir / checkpoint.CHECKPOINT, algo_cls.name)
+    algorithm = algo_cls.create(config)
+    assert isinstance(algorithm, RLStage)
+    return list(algorithm.answers(state["state"], n))

@@ -182,31 +182,53 @@ def _start_wandb(run_dir: Path, config: dict[str, Any], project: str, resume: bo
     )
 
 
+CURVES = (
+    ("reward", ("reward", "gold_reward", "eval_reward", "eval_gold_reward", "accuracy")),
+    ("loss and KL", ("loss", "objective", "eval_loss", "kl")),
+)
+"""The panels of a learning curve on data (LLM stages): the reward a stage optimizes (a
+reward model's accuracy) and the gold beside it; its loss and the KL it pays. Each panel
+is drawn when its columns exist; two at most, since every run draws its curve (a panel
+costs about 0.3 s of matplotlib)."""
+
+
+def _series(rows: list[dict[str, str]], key: str) -> list[tuple[float, float]]:
+    return [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "nan")]
+
+
 def plot_learning_curve(csv_path: Path, png_path: Path) -> Path | None:
-    """Episode return against env steps, from the metrics CSV."""
+    """Episode return against env steps (an algorithm on an env), or what an LLM stage
+    optimizes (`CURVES`) against samples, from the metrics CSV."""
     if not csv_path.exists():
         return None
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    points = [
-        (float(r["step"]), float(r["episode_return"]))
-        for r in rows
-        if r.get("episode_return") not in (None, "", "nan")
-    ]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if points:
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (mean of last 100)")
-    ax.set_title(csv_path.parent.name)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    on_env = bool(rows) and "episode_return" in rows[0]
+    panels = [
+        (title, [(k, _series(rows, k)) for k in keys if _series(rows, k)]) for title, keys in CURVES
+    ]
+    panels = [p for p in panels if p[1]]
+    if on_env or not panels:
+        panels = [("episode return (mean of last 100)", [("", _series(rows, "episode_return"))])]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 + 1.8 * len(panels)), dpi=100)
+    axes = axes if len(panels) > 1 else [axes]
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for name, points in series:
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, label=name or None)
+        if any(name for name, _ in series):
+            ax.legend(fontsize=8)
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("environment steps" if on_env or not rows else "samples")
+    axes[0].set_title(csv_path.parent.name)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.1, hspace=0.25)
     fig.savefig(png_path)
     plt.close(fig)
     return png_path

@@ -14,6 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 
+def rate_text(rate: float) -> str:
+    """A rate for people: whole numbers from 100 up, three significant digits below (an
+    LLM stage's 0.4 samples/s is not "0")."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
 class ProgressReporter:
     def __init__(
         self,
@@ -34,13 +40,13 @@ class ProgressReporter:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed:,}/{task.total:,} " + unit),
-                TextColumn("{task.fields[sps]:>7,.0f} " + unit + "/s"),
+                TextColumn("{task.fields[rate]:>7} " + unit + "/s"),
                 TextColumn(label + " {task.fields[ret]}"),
                 TimeRemainingColumn(),
                 console=self.console,
             )
             self.task = self.bar.add_task(
-                "training", total=total, completed=start, sps=0.0, ret="-"
+                "training", total=total, completed=start, rate="-", ret="-"
             )
             self.bar.start()
 
@@ -58,12 +64,14 @@ class ProgressReporter:
             else f"{episode_return:.{1 if self.unit == 'steps' else 3}f}"
         )
         if self.bar is not None:
-            self.bar.update(self.task, total=self.total, completed=step, sps=sps, ret=ret)
+            self.bar.update(
+                self.task, total=self.total, completed=step, rate=rate_text(sps), ret=ret
+            )
         elif now - self.last_print >= self.every or step >= self.total:
             self.last_print = now
             eta = max(0.0, (self.total - step) / sps) if sps > 0 else float("inf")
             print(
-                f"{self.unit.removesuffix('s')} {step:,}/{self.total:,}  {sps:,.0f} {self.unit}/s  "
+                f"{self.unit.removesuffix('s')} {step:,}/{self.total:,}  {rate_text(sps)} {self.unit}/s  "
                 f"{self.label} {ret}  eta {eta:,.0f}s",
                 flush=True,
             )

@@ -9,7 +9,10 @@ which the next stage takes as its model (or reward model)::
 
 Keyword arguments are the stage's config fields (the flags of ``rlkit run STAGE``, with
 underscores: ``kl_coef=0.1`` is ``--kl-coef 0.1``); paths may be `Path`s, lists stand for
-comma-separated flags. Each run is the one the CLI makes (run directory under ``out``,
+comma-separated flags. Rewards may be Python callables, as TRL's ``reward_funcs`` are
+(``reward=[correct, fmt]``, ``gold_reward=exact``): one importable again is stored in the
+run's config as ``module:function`` (a resume finds it); a script's own function or a
+closure serves this process only (a resume from the command line asks for a module). Each run is the one the CLI makes (run directory under ``out``,
 logs, checkpoint, ``model/``); bad input raises the `rlkit.errors` exception the CLI would
 print, and a run stopped by Ctrl-C raises `TrainingError` (resume it with
 ``rlkit resume RUN_DIR``).
@@ -58,7 +61,8 @@ def dpo(data: str | Path, **fields: Any) -> Path:
 
 
 def grpo(prompts: str | Path, **fields: Any) -> Path:
-    """GRPO on prompts with rule rewards (``reward="module:function"``) and/or a reward model."""
+    """GRPO on prompts with rule rewards (``reward=[fn]`` or ``"module:function"``) and/or a
+    reward model."""
     return train("grpo", prompts=prompts, **fields)
 
 
@@ -68,8 +72,12 @@ def ppo(prompts: str | Path, **fields: Any) -> Path:
 
 
 def _value(v: Any) -> Any:
+    from rlkit.envs.text.rewards import spec_of
+
     if isinstance(v, Path):
         return str(v)
     if isinstance(v, (list, tuple)):
-        return tuple(str(x) if isinstance(x, Path) else x for x in v)
+        return tuple(_value(x) for x in v)
+    if callable(v) and not isinstance(v, type):
+        return spec_of(v)
     return v

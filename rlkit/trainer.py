@@ -12,8 +12,11 @@ optimizer, environment states and logs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from rlkit.errors import CheckpointError, ConfigError, RegistryError
 from rlkit.extras import require
 from rlkit.metrics import CSV_NAME, MetricsLogger, read_rows
 from rlkit.plugins import resolve
+from rlkit.progress import rate_text
 from rlkit.run_dir import create as create_run_dir
 
 CONFIG_NAME = "config.yaml"
@@ -120,14 +124,32 @@ def new_run_dir(algo_cls: type[Algorithm], config: BaseConfig) -> Path:
 
 
 def save_config(run_dir: Path, algo: str, config: BaseConfig) -> None:
+    """The run's `config.yaml`, its local paths absolute (`absolute_paths`), so that
+    ``rlkit resume`` and ``rlkit eval`` work from any working directory."""
     from rlkit.plugins import SOURCES
 
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+    values.update(absolute_paths(config))
     record: dict[str, Any] = {"algorithm": algo}
     if algo.lower() in SOURCES:  # a plugin: where resume and eval find it again
         record["source"] = SOURCES[algo.lower()]
     text = yaml.safe_dump({**record, "config": values}, sort_keys=False)
     checkpoint.atomic_write(run_dir / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+
+
+def absolute_paths(config: BaseConfig) -> dict[str, str]:
+    """The config's path fields (``metadata={"path": True}``: --model, --data, --prompts
+    ...) that name a file or directory here, made absolute; names (``tiny``, a hub id)
+    and absolute paths stay as they are."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not f.metadata.get("path") or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute() and path.exists():
+            out[f.name] = str(path.resolve())
+    return out
 
 
 def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
@@ -175,6 +197,24 @@ def load_run(run_dir: Path) -> tuple[type[Algorithm], BaseConfig]:
     return algo_cls, config
 
 
+def free_cores() -> float:
+    """Cores this process may use that the machine's load (1-minute average) leaves free."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0.0, (cores or 1) - os.getloadavg()[0])
+
+
+def thread_warning(threads: int, free: float) -> str | None:
+    """A line when ``--torch-threads`` asks for more threads than there are free cores:
+    torch's threads then wait on each other and a step gets several times slower."""
+    if threads <= 1 or threads <= free + 0.5:
+        return None
+    return (
+        f"--torch-threads {threads} but only {free:.1f} cores are free (the load takes the "
+        "rest): threads will wait on each other and steps slow down several times; "
+        f"use --torch-threads {max(1, int(free + 0.5))}"
+    )
+
+
 class Trainer:
     def __init__(
         self, algo_cls: type[Algorithm], config: BaseConfig, run_dir: Path | None = None
@@ -194,6 +234,9 @@ class Trainer:
         self.runtime: Runtime | None = None
         self.pending: dict[str, tuple[float, int]] = {}  # metric (sum, count) since the last row
         self._stop = False
+        self.time_before = 0.0
+        """Seconds trained before this process (a resumed run's ``time`` continues)."""
+        self.t0 = time.perf_counter()
 
     # -- state -----------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
@@ -206,6 +249,7 @@ class Trainer:
             "next_log": self.next_log,
             "next_eval": self.next_eval,
             "pending": dict(self.pending),
+            "time": self.elapsed(),
         }
 
     def _load_trainer_state(self, s: dict[str, Any]) -> None:
@@ -219,6 +263,11 @@ class Trainer:
         self.episodes = s["episodes"]
         self.next_log, self.pending = s["next_log"], dict(s["pending"])
         self.next_eval = s["next_eval"]
+        self.time_before = float(s.get("time", 0.0))  # absent in older checkpoints
+
+    def elapsed(self) -> float:
+        """Seconds of training, across resumes (the metrics' ``time``)."""
+        return self.time_before + time.perf_counter() - self.t0
 
     def window(self, key: str) -> deque[float]:
         return self.windows.setdefault(key, deque(maxlen=100))
@@ -272,6 +321,9 @@ class Trainer:
             save_config(self.run_dir, self.algo_cls.name, cfg)
         assert self.run_dir is not None
         print(f"run directory: {self.run_dir}", flush=True)
+        warning = thread_warning(getattr(cfg, "torch_threads", 1), free_cores())
+        if warning:
+            print(f"rlkit: warning: {warning}", file=sys.stderr, flush=True)
         print(self.built.placement.table(), flush=True)
         runtime: Runtime = self.built.executor.start(self.built.placement)
         self.runtime = runtime
@@ -289,11 +341,11 @@ class Trainer:
                 cfg.wandb_project,
                 resume_step=self.step if resume else None,
             )
-            t0, start_step = time.perf_counter(), self.step
-            self._loop(logger, t0)
+            self.t0, start_step = time.perf_counter(), self.step
+            self._loop(logger)
             self.save_checkpoint()
             algo.export(self.run_dir)
-            self._print_throughput(self.step - start_step, time.perf_counter() - t0)
+            self._print_throughput(self.step - start_step, time.perf_counter() - self.t0)
             if self._stop:
                 print(
                     f"interrupted at step {self.step:,}; checkpoint saved.\n"
@@ -317,7 +369,7 @@ class Trainer:
     def _print_throughput(self, done: int, elapsed: float) -> None:
         unit = self.built.algorithm.unit
         print(
-            f"{done:,} {unit} in {elapsed:,.1f}s ({done / max(elapsed, 1e-9):,.0f} {unit}/s)",
+            f"{done:,} {unit} in {elapsed:,.1f}s ({rate_text(done / max(elapsed, 1e-9))} {unit}/s)",
             flush=True,
         )
 
@@ -351,7 +403,7 @@ class Trainer:
         )
         return True
 
-    def _loop(self, logger: MetricsLogger, t0: float) -> None:
+    def _loop(self, logger: MetricsLogger) -> None:
         """Driver steps until the budget is spent, Ctrl-C, or --target-return: each one
         checked for divergence, counted, shown, logged, evaluated and checkpointed when due."""
         from rlkit.progress import ProgressReporter
@@ -382,7 +434,7 @@ class Trainer:
                 due = cfg.eval_every and self.step >= self.next_eval
                 evaluation = self._evaluate() if due else {}
                 if evaluation or not cfg.log_every or self.step >= min(self.next_log, budget):
-                    self._log_row(logger, time.perf_counter() - t0, sps, evaluation)
+                    self._log_row(logger, self.elapsed(), sps, evaluation)
                 if evaluation.get("eval_return", -math.inf) >= cfg.early_stop():
                     print(
                         f"evaluation return {evaluation['eval_return']:.1f} reached "

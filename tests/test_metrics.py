@@ -94,3 +94,25 @@ def test_resume_keeps_rows_up_to_the_step(tmp_path: Path):
     logger.tb.close()
     assert path.read_text().splitlines() == ["step,loss,new", "1,0.5,", "2,0.25,", "3,0.2,1.0"]
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_an_llm_stage_s_curve_plots_what_it_optimizes(tmp_path: Path, monkeypatch):
+    """Reward, gold, KL and loss against samples (no episode return in an LLM stage)."""
+    import matplotlib.axes
+
+    from rlkit.metrics import plot_learning_curve
+
+    csv_path = tmp_path / CSV_NAME
+    csv_path.write_text(
+        "step,reward,gold_reward,kl,objective,time\n64,0.1,0.2,0.0,0.0,1\n128,0.3,0.4,0.1,0.0,2\n"
+    )
+    plotted: list[str] = []
+    original = matplotlib.axes.Axes.plot
+
+    def plot(self, *args, label=None, **kwargs):
+        plotted.append(label)
+        return original(self, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    assert plot_learning_curve(csv_path, tmp_path / "curve.png") == tmp_path / "curve.png"
+    assert plotted == ["reward", "gold_reward", "objective", "kl"]

@@ -38,3 +38,22 @@ def test_the_bar_total_grows_to_a_last_step_past_the_budget(monkeypatch):
     reporter.close()
     task = reporter.bar.tasks[0]
     assert task.completed == task.total == 7 * STEP
+
+
+def test_slow_rates_are_not_shown_as_zero():
+    """An LLM stage's 0.4 samples/s shows as such, not "0"."""
+    from rlkit.progress import rate_text
+
+    assert [rate_text(r) for r in (0.4, 0.0423, 12.5, 1234.4)] == ["0.4", "0.0423", "12.5", "1,234"]
+
+
+def test_more_threads_than_free_cores_is_warned_about():
+    from rlkit.trainer import thread_warning
+
+    assert thread_warning(1, 0.2) is None and thread_warning(2, 1.8) is None
+    warning = thread_warning(4, 1.2)
+    assert (
+        warning is not None
+        and "--torch-threads 4" in warning
+        and "use --torch-threads 1" in warning
+    )

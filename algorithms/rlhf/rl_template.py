@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -48,7 +48,8 @@ from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edg
 from rlkit.envs.families import Env
 from rlkit.envs.text.data import Format
 from rlkit.envs.text.prompts import Prompts, collate_prompts, prompts
-from rlkit.envs.text.rewards import RewardScorer, answer_metrics, load_function
+from rlkit.envs.text.reward_args import TrainerState, logged_metrics
+from rlkit.envs.text.rewards import RewardScorer, answer_metrics, load_function, reward_names
 from rlkit.errors import ConfigError
 from rlkit.llm.engines import GENERATORS, engine_note
 from rlkit.llm.generator import HFGenerator
@@ -96,6 +97,19 @@ EVAL_TO_REWARD = edge(
     "eval_to_reward", "generator", "reward", Pattern.GATHER, HFGenerator.greedy, RewardScorer.score
 )
 """Held-out prompts answered greedily, and their rewards."""
+
+
+class Answer(NamedTuple):
+    """A prompt, the checkpoint's greedy answer to it and its rewards (`rlkit eval --show`)."""
+
+    prompt: Any
+    """As the data holds it: text or messages."""
+    answer: str
+    reward: float
+    """The weighted sum trained on."""
+    rewards: dict[str, float]
+    """Each reward by its function's name."""
+    gold: float | None
 
 
 HYBRID = "hybrid"
@@ -274,7 +288,9 @@ class RLStage(LLMAlgorithm):
         """Each scorer's score of a step's responses, by the scorer's name."""
         return {
             "reference": Score(FROM_REFERENCE, self.runtime.pass_on(TO_REFERENCE, responses)),
-            "reward": Score(FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
+            "reward": Score(
+                FROM_REWARD, self.runtime.pass_on(TO_REWARD.bind(self.trainer_state()), responses)
+            ),
         }
 
     def sample_table(
@@ -283,8 +299,7 @@ class RLStage(LLMAlgorithm):
         """The step's samples as rows for a person to read (`rlkit.samples`); staleness is
         the policy versions a sample lags the weights the learner has now."""
         r, made = data(rewards), data(responses)
-        names = [s.rpartition(":")[2] for s in self.config.reward]
-        names += ["reward_model"] if self.config.reward_model else []
+        names = reward_names(self.config.reward, bool(self.config.reward_model))
         each = [[None if math.isnan(v) else v for v in row] for row in r["rewards"].tolist()]
         gold = r["gold"].tolist() if "gold" in r else [None] * len(each)
         return [
@@ -300,6 +315,11 @@ class RLStage(LLMAlgorithm):
             }
             for i in range(len(each))
         ]
+    def trainer_state(self) -> TrainerState:
+        """The progress reward functions get as ``trainer_state`` (TRL's convention)."""
+        samples = self.version * self.config.samples()
+        per_epoch = max(1, len(self.train) * self.config.group_size)
+        return TrainerState(self.version, self.steps(), samples / per_epoch, samples)
 
     def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
         """Reward, gold reward, response length, truncation, zero-variance groups."""
@@ -318,9 +338,10 @@ class RLStage(LLMAlgorithm):
             out["gold_reward"] = float(r["gold"].mean())
         out.update({k: float(made[k].mean()) for k in TIMINGS if k in made})
         if r["rewards"].shape[1] > 1:
-            for i, v in enumerate(r["rewards"].nan_to_num().mean(0).tolist()):
-                out[f"reward_{i}"] = v
-        return out
+            names = reward_names(cfg.reward, bool(cfg.reward_model))
+            for name, v in zip(names, r["rewards"].nan_to_num().mean(0).tolist(), strict=True):
+                out[f"reward_{name}"] = v
+        return {**out, **logged_metrics(r)}
 
     def judge(self, state: dict[str, Any] | None) -> Callable[[Batch], dict[str, float]]:
         """Greedy answers to a batch of prompts, judged by the rewards (`answer_metrics`):
@@ -337,6 +358,27 @@ class RLStage(LLMAlgorithm):
             return answer_metrics([RewardScorer(self.config).score(answers)], [answers])
 
         return offline
+
+    def answers(self, state: dict[str, Any], n: int) -> list[Answer]:
+        """The first `n` held-out prompts (training prompts when none are held out), the
+        checkpoint's greedy answers to them and their rewards."""
+        data = self.held_out if self.held_out is not None else self.train
+        learner = self.restored(PolicyLearner, state)
+        generator = HFGenerator(self.config)
+        generator.set_weights(learner.get_weights(), 0)
+        made: Any = generator.greedy(self.collate(data, torch.arange(min(n, len(data)))))
+        scores = RewardScorer(self.config).score(made, self.trainer_state())
+        names = reward_names(self.config.reward, bool(self.config.reward_model))
+        return [
+            Answer(
+                made["prompt"][i],
+                made["completion"][i],
+                float(scores["reward"][i]),
+                dict(zip(names, scores["rewards"][i].tolist(), strict=True)),
+                float(scores["gold"][i]) if "gold" in scores else None,
+            )
+            for i in range(len(made["completion"]))
+        ]
 
     def judge_in_run(self, batch: Batch) -> dict[str, float]:
         """Greedy answers of the running generators, scored by the run's reward scorer."""

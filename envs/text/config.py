@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlkit.config import Group
+from rlkit.config import PATH, Group
 from rlkit.limits import FINITE
 
 
@@ -43,10 +43,10 @@ class DataFields(Group):
 
     section = "data"
 
-    data: str = ""
+    data: str = field(default="", metadata=PATH)
     """Training data: a .jsonl/.json, .parquet or .csv file, a datasets save_to_disk
     directory, or a name datasets.load_dataset takes."""
-    eval_data: str = ""
+    eval_data: str = field(default="", metadata=PATH)
     """Held-out data (same format as --data); empty: --eval-fraction of --data."""
 
 
@@ -56,15 +56,15 @@ class PromptFields(Group):
 
     section = "environment"
 
-    prompts: str = ""
+    prompts: str = field(default="", metadata=PATH)
     """Prompts: a .jsonl/.json, .parquet or .csv file, a datasets directory or name; its
     other columns reach the reward functions."""
-    eval_prompts: str = ""
+    eval_prompts: str = field(default="", metadata=PATH)
     """Held-out prompts for --eval-every (same format); empty: --eval-fraction of --prompts."""
     reward: tuple[str, ...] = field(default=(), metadata={"metavar": "MODULE:FUNCTION,..."})
     """Rule rewards, comma separated: module:function or path.py[:function], called with
     prompts, completions, completion_ids and the data's other columns; one float or None each."""
-    reward_model: str = ""
+    reward_model: str = field(default="", metadata=PATH)
     """A learned reward: an rm run directory or a Hugging Face one-label classifier."""
     reward_weights: tuple[float, ...] = field(default=(), metadata={"range": FINITE})
     """Weight of each reward (the --reward functions, then --reward-model); empty: all 1."""

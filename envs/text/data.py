@@ -12,6 +12,12 @@ Two shapes of example:
     pairs       RM and DPO: ``prompt`` + ``chosen`` + ``rejected``; the prompt's ids and
                 the ids of each response
 
+TRL's dataset formats load as they are (`TRL_COLUMNS`): prompt/completion rows (a
+``completion`` column where ``response`` is asked for), language-modeling ``text`` rows
+(SFT; every token trained), and preferences with an implicit prompt (``chosen`` and
+``rejected`` whole conversations or texts, no ``prompt`` column: the prompt is their
+common beginning, `implicit_prompt`); each plain or conversational.
+
 Chat templates (``--chat-template auto``): chat data is rendered with the tokenizer's
 template; plain prompts too when the tokenizer has one (as a user turn, the response as
 the assistant's), so a fine-tune sees what inference will. Each response ends with the
@@ -247,9 +253,24 @@ class Sequences:
         return len(self.ids)
 
 
+TRL_COLUMNS = {"response": ("completion",)}
+"""A column's TRL name, used when the data lacks the column asked for (and the flag kept
+its default): TRL's prompt/completion format is rlkit's prompt/response."""
+
+
+def column_in(rows: Rows, column: str) -> str:
+    """`column`, or its TRL name (`TRL_COLUMNS`) when the rows have that instead."""
+    if column in rows[0]:
+        return column
+    return next((c for c in TRL_COLUMNS.get(column, ()) if c in rows[0]), column)
+
+
 def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str) -> Sequences:
-    """SFT examples from ``messages`` (chat) or ``prompt`` + ``response`` columns."""
+    """SFT examples from ``messages`` (chat), ``prompt`` + ``response`` (or TRL's
+    ``completion``) columns, or TRL's language-modeling ``text`` (every token trained)."""
     chat = messages in rows[0]
+    response = column_in(rows, response)
+    text_only = not chat and prompt not in rows[0] and "text" in rows[0]
     out = Sequences()
     for number, row in enumerate(rows, 1):
         if chat:
@@ -258,6 +279,8 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
                 raise ConfigError(f"{fmt.where} row {number}: {messages!r} must be messages")
             fmt.templated(convo)  # refused without a template
             parts = fmt.segments(convo)
+        elif text_only:
+            parts = _language_modeling(fmt, _text(row, "text", fmt.where, number))
         else:
             p = _text(row, prompt, fmt.where, number)
             r = _text(row, response, fmt.where, number)
@@ -278,6 +301,14 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
             "--truncation-side left"
         )
     return out
+
+
+def _language_modeling(fmt: Format, text: Text) -> list[tuple[list[int], bool]]:
+    """A ``text`` row: every token trained (a conversation: its rendering)."""
+    if isinstance(text, list):
+        fmt.templated(text)
+        return [(fmt.with_eos(fmt.ids(fmt.render(text, generation=False))), True)]
+    return [(fmt.with_eos(fmt.ids(text, special=True)), True)]
 
 
 def _prompt_response(fmt: Format, prompt: Text, response: Text) -> list[tuple[list[int], bool]]:
@@ -312,12 +343,17 @@ class Pairs:
 
 
 def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> Pairs:
-    """Preference pairs from ``prompt`` + ``chosen`` + ``rejected`` columns."""
+    """Preference pairs from ``prompt`` + ``chosen`` + ``rejected`` columns, or, with no
+    prompt column, TRL's implicit-prompt preferences (`implicit_prompt`)."""
     out = Pairs()
+    implicit = prompt not in rows[0] and chosen in rows[0] and rejected in rows[0]
     for number, row in enumerate(rows, 1):
-        p = _text(row, prompt, fmt.where, number)
         c = _text(row, chosen, fmt.where, number)
         r = _text(row, rejected, fmt.where, number)
+        if implicit:
+            p, c, r = implicit_prompt(c, r, f"{fmt.where} row {number}")
+        else:
+            p = _text(row, prompt, fmt.where, number)
         p_ids, c_ids = _split_ids(fmt, p, c)
         _, r_ids = _split_ids(fmt, p, r)
         cut = _truncate_pair(p_ids, c_ids, r_ids, fmt)
@@ -334,6 +370,38 @@ def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> P
             "--truncation-side left"
         )
     return out
+
+
+def implicit_prompt(chosen: Text, rejected: Text, where: str) -> tuple[Text, Text, Text]:
+    """(prompt, chosen response, rejected response) of a preference whose prompt is inside
+    both answers: for conversations the messages they share up to the last one before the
+    answers part (the answers start with an assistant turn); for texts the characters they
+    share, cut back to the last whitespace so an answer starts at a word."""
+    if isinstance(chosen, list) and isinstance(rejected, list):
+        n = 0
+        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+            n += 1
+        while n > 0 and chosen[n].get("role") != "assistant":
+            n -= 1  # the answers start at an assistant turn
+        if n == 0:
+            raise ConfigError(
+                f"{where}: 'chosen' and 'rejected' share no prompt before an assistant turn; "
+                "give a 'prompt' column (--prompt-column NAME)"
+            )
+        return chosen[:n], chosen[n:], rejected[n:]
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        n = 0
+        while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+            n += 1
+        while n > 0 and not chosen[n - 1].isspace():
+            n -= 1
+        if n == 0:
+            raise ConfigError(
+                f"{where}: 'chosen' and 'rejected' share no prompt text; give a 'prompt' "
+                "column (--prompt-column NAME)"
+            )
+        return chosen[:n], chosen[n:], rejected[n:]
+    raise ConfigError(f"{where}: 'chosen' and 'rejected' must both be texts or both messages")
 
 
 def _split_ids(fmt: Format, prompt: Text, response: Text) -> tuple[list[int], list[int]]:

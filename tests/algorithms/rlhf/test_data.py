@@ -212,3 +212,69 @@ def test_data_is_required_and_missing_files_are_named(tmp_path, capsys):
     assert "--data is required" in one_error_line(capsys)
     assert main(["run", "sft", "--data", str(tmp_path / "no.jsonl")]) == 2
     assert "no.jsonl: no such file" in one_error_line(capsys)
+
+
+def _chat(*turns: str) -> list[dict[str, str]]:
+    roles = ("user", "assistant")
+    return [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
+
+
+TRL_FORMATS = {
+    # stage kind -> TRL format name -> rows (as TRL's docs write them)
+    "sft": {
+        "prompt/completion": [{"prompt": "abc", "completion": "cba"}],
+        "conversational prompt/completion": [
+            {"prompt": _chat("abc"), "completion": [{"role": "assistant", "content": "cba"}]}
+        ],
+        "language modeling": [{"text": "abc cba"}],
+        "conversational language modeling": [{"messages": _chat("abc", "cba")}],
+    },
+    "pairs": {
+        "explicit prompt": [{"prompt": "abc ", "chosen": "cba", "rejected": "bca"}],
+        "implicit prompt": [{"chosen": "abc cba", "rejected": "abc bca"}],
+        "conversational explicit prompt": [
+            {
+                "prompt": _chat("abc"),
+                "chosen": [{"role": "assistant", "content": "cba"}],
+                "rejected": [{"role": "assistant", "content": "bca"}],
+            }
+        ],
+        "conversational implicit prompt": [
+            {"chosen": _chat("abc", "cba"), "rejected": _chat("abc", "bca")}
+        ],
+    },
+    "prompts": {
+        "prompt-only": [{"prompt": "abc", "answer": "cba"}],
+        "conversational prompt-only": [{"prompt": _chat("abc"), "answer": "cba"}],
+        "prompt/completion": [{"prompt": "abc", "completion": "cba"}],
+    },
+}
+
+
+@pytest.mark.parametrize("template", ["off", "auto"])
+def test_trl_dataset_formats_load_for_each_stage(template):
+    """Every TRL format loads as it is for the stages that take it (SFT; RM and DPO share
+    the pairs; GRPO and PPO the prompts), plain and conversational; an implicit prompt is
+    the answers' shared beginning, so both responses start where they differ."""
+    from rlkit.envs.text.prompts import prompts
+
+    fmt = Format(load_tokenizer("tiny"), chat_template=template)
+    for name, rows in TRL_FORMATS["sft"].items():
+        if template == "off" and "conversational" in name:
+            continue
+        data = sequences(rows, fmt, "prompt", "response", "messages")
+        assert len(data) == 1 and any(data.loss[0]), name
+    for name, rows in TRL_FORMATS["pairs"].items():
+        if template == "off" and "conversational" in name:
+            continue
+        data = pairs(rows, fmt, "prompt", "chosen", "rejected")
+        assert data.chosen[0] != data.rejected[0], name
+        assert data.prompt[0] and len(data.chosen[0]) == len(data.rejected[0]), name
+    explicit = pairs(TRL_FORMATS["pairs"]["explicit prompt"], fmt, "prompt", "chosen", "rejected")
+    implicit = pairs(TRL_FORMATS["pairs"]["implicit prompt"], fmt, "prompt", "chosen", "rejected")
+    assert (implicit.prompt, implicit.chosen) == (explicit.prompt, explicit.chosen)
+    for name, rows in TRL_FORMATS["prompts"].items():
+        if template == "off" and "conversational" in name:
+            continue
+        made = prompts(rows, fmt, "prompt")
+        assert len(made) == 1 and made.ids[0] and made.prompt[0] == rows[0]["prompt"], name

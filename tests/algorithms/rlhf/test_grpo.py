@@ -87,25 +87,42 @@ def shorter(prompts, completions, **columns):
 """
 
 
-def interrupted_and_resumed(tmp_path: Path, algo: str, flags: list[str], ctrl_c_in_step, k: int):
-    """The run of `flags` whole, and the same run with Ctrl-C in step `k`, then resumed:
-    their run directories. The reward (shorter is better) differs between samples, so
-    every step moves the weights."""
+def interrupted_and_resumed(
+    tmp_path: Path, algo: str, flags: list[str], ctrl_c_in_step, k: int, monkeypatch, capsys
+):
+    """The run of `flags` whole, and the same run with Ctrl-C in step `k`, then resumed
+    with ``rlkit resume`` from another working directory: their run directories. Both are
+    started in `tmp_path` with relative paths (prompts, reward file, out), which the run's
+    config must store so that the resume finds them. The reward (shorter is better)
+    differs between samples, so every step moves the weights."""
     from rlkit.algorithms import ALGORITHMS
     from rlkit.trainer import Trainer, make_config
 
-    fn = tmp_path / "shorter.py"
-    fn.write_text(SHORTER)
+    monkeypatch.chdir(tmp_path)
+    Path("shorter.py").write_text(SHORTER)
     algo_cls = ALGORITHMS.get(algo)
-    fields = {"reward": f"{fn}:shorter", "out": str(tmp_path), "device": "cpu"}
+    fields = {"reward": "shorter.py:shorter", "out": "runs", "device": "cpu"}
     for i in range(0, len(flags), 2):
         fields[flags[i].removeprefix("--").replace("-", "_")] = flags[i + 1]
     whole = make_config(algo_cls, "", None, {**fields, "name": "whole"})
     assert Trainer(algo_cls, whole).run() == 0
     cut = make_config(algo_cls, "", None, {**fields, "name": "cut"})
     assert Trainer(ctrl_c_in_step(algo_cls, k), cut).run() == 130
-    assert Trainer(algo_cls, cut, tmp_path / "cut").run(resume=True) == 0
-    return tmp_path / "whole", tmp_path / "cut"
+    before = rows(tmp_path / "runs" / "cut")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = str(Path("..") / "runs" / "cut")
+    capsys.readouterr()
+    assert main(["resume", run, "--lr", "0.1", "--torch-threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr cannot change on resume" in err[0], err
+    assert main(["resume", run, "--torch-threads", "1", "--checkpoint-every", "48"]) == 0
+    after = rows(tmp_path / "runs" / "cut")
+    assert float(after[len(before)]["time"]) >= float(before[-1]["time"])  # time goes on
+    saved = (tmp_path / "runs" / "cut" / "config.yaml").read_text()
+    assert f"prompts: {tmp_path / 'digits.jsonl'}" in saved and "checkpoint_every: 48" in saved
+    return tmp_path / "runs" / "whole", tmp_path / "runs" / "cut"
 
 
 def same_runs(a: Path, b: Path) -> None:
@@ -121,18 +138,33 @@ def same_runs(a: Path, b: Path) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(tmp_path, ctrl_c_in_step):
+def test_ctrl_c_and_resume_continue_exactly_with_the_prompt_stream(
+    tmp_path, ctrl_c_in_step, monkeypatch, capsys
+):
     """16 prompts, 4 held out, 4 a step (3 steps an epoch), 2 epochs, eval every 32
     samples; Ctrl-C in step 4 (one prompt batch into the second epoch's shuffled order).
-    Resumed, it is the run that was never interrupted: every row and the final weights."""
-    data = digits(tmp_path, 16)
-    flags = ["--prompts", str(data), "--prompts-per-step", "4", "--group-size", "4"]
+    Resumed from another working directory (`interrupted_and_resumed`), with a runtime
+    setting changed and a training one refused, it is the run that was never interrupted:
+    every row and the final weights."""
+    digits(tmp_path, 16)
+    flags = ["--prompts", "digits.jsonl", "--prompts-per-step", "4", "--group-size", "4"]
     flags += ["--max-new-tokens", "6", "--lr", "1e-3", "--epochs", "2", "--eval-fraction", "0.25"]
     flags += ["--eval-every", "32", "--checkpoint-every", "1000"]
-    whole, cut = interrupted_and_resumed(tmp_path, "grpo", flags, ctrl_c_in_step, 4)
+    whole, cut = interrupted_and_resumed(
+        tmp_path, "grpo", flags, ctrl_c_in_step, 4, monkeypatch, capsys
+    )
     assert len(rows(whole)) == 6 and all(float(r["grad_norm"]) > 0 for r in rows(whole))
     assert sum(bool(r["eval_reward"]) for r in rows(whole)) == 3
     same_runs(whole, cut)
+    capsys.readouterr()
+    assert main(["eval", str(whole), "--show", "2"]) == 0  # held-out prompts, answers, rewards
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in shown[:3]] == ["[1] prompt", "    answer", shown[2]]
+    assert (
+        shown[2].startswith("    reward ")
+        and "(shorter " in shown[2]
+        and shown[3].startswith("[2]")
+    )
 
 
 BAD_REWARDS = {
