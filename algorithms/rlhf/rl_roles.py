@@ -172,6 +172,8 @@ class PolicyLearner(Offload, LLMLearner):
         metrics = {
             "logp_diff_mean": float(diff.abs().mean()),
             "logp_diff_max": float(diff.abs().max()),
+            # KL(engine || learner), k3 on the engine's own samples: >= 0, 0 when they agree
+            "mismatch_kl": float((diff.exp() - 1 - diff).mean()),
         }
         if cfg.tis:
             ratio = diff.exp()

@@ -35,6 +35,7 @@ import torch
 
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
+from rlkit.algorithms.rlhf.in_flight import InFlightRollouts
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMAlgorithm
@@ -42,6 +43,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
+from rlkit.dataflow.distributed import IN_FLIGHT
 from rlkit.dataflow.graph import Edge, Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 from rlkit.envs.families import Env
 from rlkit.envs.text.data import Format
@@ -122,6 +124,8 @@ class RLStage(LLMAlgorithm):
         self.env = env
         super().__init__(config)
         self.version = 0
+        self.rollouts: InFlightRollouts | None = None
+        """The requests in flight when the plan carries the prompts so (--policy async)."""
 
     @classmethod
     def trains_on(cls) -> str:
@@ -231,10 +235,14 @@ class RLStage(LLMAlgorithm):
         return g
 
     def setup(self) -> None:
+        if self.runtime.plan.transport(PROMPTS.name) == IN_FLIGHT:
+            self.rollouts = InFlightRollouts(self, self.runtime.declared(PROMPTS))
         self.runtime.carry(WEIGHTS.bind(self.version))
 
     # -- the driver --------------------------------------------------------------------
     def train_step(self) -> StepResult:
+        if self.rollouts is not None:
+            return self.step_in_flight(self.rollouts)
         cfg = self.config
         batch = self.collate(self.train, self.sampler.take(cfg.prompts_per_step))
         responses = self.runtime.carry(PROMPTS, batch)
@@ -245,9 +253,25 @@ class RLStage(LLMAlgorithm):
         metrics = self.learn(responses, scored)
         self.version += 1
         self.runtime.carry(WEIGHTS.bind(self.version))
-        metrics.update(self.sample_metrics(responses, scored["reward"].delivery))
+        metrics.update(self.sample_metrics(responses, scored["reward"].delivery, self.version - 1))
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics)
+
+    def step_in_flight(self, rollouts: InFlightRollouts) -> StepResult:
+        """The step under --policy async: the same scoring, learning and weight push on
+        samples the generators made ahead (`in_flight.py`), with the async metrics."""
+        metrics = rollouts.step(self.learn_on)
+        self.version += 1
+        self.runtime.carry(WEIGHTS.bind(self.version))
+        self.after_step(metrics)
+        return StepResult(self.config.samples(), metrics)
+
+    def learn_on(self, responses: Delivery[Any]) -> dict[str, float]:
+        """Score `responses`, learn on them: the metrics (of learning and of the samples)."""
+        scored = self.score(responses)
+        metrics = self.learn(responses, scored)
+        metrics.update(self.sample_metrics(responses, scored["reward"].delivery, self.version))
+        return metrics
 
     def stale(self, responses: Delivery[Any]) -> bool:
         """Whether any response was sampled by weights older than the last push."""
@@ -267,8 +291,11 @@ class RLStage(LLMAlgorithm):
             "reward": Score(FROM_REWARD, self.runtime.pass_on(TO_REWARD, responses)),
         }
 
-    def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
-        """Reward, gold reward, response length, truncation, zero-variance groups."""
+    def sample_metrics(
+        self, responses: Delivery[Any], rewards: Delivery[Any], trained_at: int
+    ) -> dict[str, float]:
+        """Reward, gold reward, response length, truncation, zero-variance groups, and the
+        lag of the samples' weights behind `trained_at`, the version that learns on them."""
         cfg = self.config
         r = merge(unpack(rewards.results)[0])
         made = merge(unpack(responses.results)[0])
@@ -278,7 +305,7 @@ class RLStage(LLMAlgorithm):
             "zero_variance_groups": zero_variance_fraction(r["reward"], cfg.group_size),
             "response_length": float(made["response_length"].float().mean()),
             "truncated_fraction": float(made["truncated"].float().mean()),
-            "policy_lag": float(self.version - 1 - made["version"].float().mean()),
+            "policy_lag": float(trained_at - made["version"].float().mean()),
         }
         if "gold" in r:
             out["gold_reward"] = float(r["gold"].mean())
@@ -312,11 +339,16 @@ class RLStage(LLMAlgorithm):
         )
 
     def driver_state(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "version": self.version}
+        state = {"sampler": self.sampler.state_dict(), "version": self.version}
+        if self.rollouts is not None:
+            state["in_flight"] = self.rollouts.state_dict()
+        return state
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.version = int(state["version"])
+        if self.rollouts is not None and "in_flight" in state:
+            self.rollouts.load_state_dict(state["in_flight"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A checkpoint's state, then the restored policy's weights to the generators."""
