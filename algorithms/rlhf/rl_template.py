@@ -371,6 +371,14 @@ class RLStage(LLMAlgorithm):
                 f"  generators {cfg.generators}: {cfg.prompts_per_step // cfg.generators} prompts "
                 f"({cfg.samples() // cfg.generators} samples) each, at most {cfg.max_new_tokens} new tokens",
                 f"  engine: {engine_note(cfg)}",
+                *(
+                    [
+                        f"  async: requests up to max_staleness {cfg.max_staleness} steps ahead, "
+                        f"weights pushed between chunks of {cfg.decode_chunk} decode steps"
+                    ]
+                    if cfg.policy == "async"
+                    else []
+                ),
                 f"  data: {len(self.train):,} prompts, {held:,} held out",
                 f"  budget: {self.budget():,} samples"
                 + (

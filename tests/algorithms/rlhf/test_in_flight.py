@@ -36,17 +36,17 @@ def trained_counts(run: Path) -> torch.Tensor:
 
 
 def test_a_bound_of_0_is_the_synchronous_run_and_2_runs_ahead(tmp_path):
-    """24 prompts, 6 steps of 4 x 4 samples. --max-staleness 0: every row of the synchronous
+    """16 prompts, 4 steps of 4 x 4 samples. --max-staleness 0: every row of the synchronous
     run (the async metrics besides), and the same final weights. --max-staleness 2 with
     2-token decode chunks: tokens sampled by older weights than the learner's, responses
     that span versions, and never a sample more than 2 versions behind."""
-    data = digits(tmp_path, 24)
+    data = digits(tmp_path, 16)
     sync = rl_run(tmp_path / "runs", "grpo", "sync", data, *SMALL)
     zero = rl_run(
         tmp_path / "runs", "grpo", "k0", data, *SMALL, "--policy", "async", "--max-staleness", "0"
     )
     a, b = rows(sync), rows(zero)
-    assert len(a) == len(b) == 6
+    assert len(a) == len(b) == 4
     for ra, rb in zip(a, b, strict=True):
         assert {k: v for k, v in ra.items() if k not in ("time", "sps")} == {
             k: rb[k] for k in ra if k not in ("time", "sps")
@@ -108,35 +108,35 @@ ASYNC += ["--epochs", "1"]
 
 
 def test_sigint_mid_flight_then_resume_trains_every_prompt_once(tmp_path, ctrl_c_in_step):
-    """32 prompts, 8 steps of 4, K = 2: Ctrl-C in step 3 leaves requests in flight and
-    finished ones untrained in the checkpoint; resumed, every prompt is trained once."""
+    """16 prompts, 4 steps of 4, K = 2: Ctrl-C in step 2 leaves requests in flight (or
+    finished and untrained) in the checkpoint; resumed, every prompt is trained once."""
     from rlkit.algorithms import ALGORITHMS
     from rlkit.trainer import Trainer, make_config
 
-    data = digits(tmp_path, 32)
+    data = digits(tmp_path, 16)
     algo = ALGORITHMS.get("grpo")
     fields = {"prompts": str(data), "out": str(tmp_path), "device": "cpu", "name": "cut"}
     for i in range(0, len(ASYNC), 2):
         fields[ASYNC[i].removeprefix("--").replace("-", "_")] = ASYNC[i + 1]
     cut = make_config(algo, "", None, fields)
-    assert Trainer(ctrl_c_in_step(algo, 3), cut).run() == 130
+    assert Trainer(ctrl_c_in_step(algo, 2), cut).run() == 130
     state = checkpoint.load(tmp_path / "cut" / checkpoint.CHECKPOINT, "grpo")["state"]
     held = state["driver"]["in_flight"]
-    assert sorted(held["prompts"]) == [3, 4]  # the next step's and the one after, started
+    assert sorted(held["prompts"]) == [2, 3]  # the next step's and the one after, started
     flying = {r["ticket"] for r in state["fragments"]["generator"][0]["requests"]}
     done = {t for t, parts in held["finished"].items() if all(p is not None for p in parts)}
-    assert flying | done == {3, 4} and flying  # each held: in flight, or finished
-    assert int(trained_counts(tmp_path / "cut").sum()) == 12
+    assert flying | done == {2, 3} and flying  # each held: in flight, or finished
+    assert int(trained_counts(tmp_path / "cut").sum()) == 8
     assert Trainer(algo, cut, tmp_path / "cut").run(resume=True) == 0
-    assert trained_counts(tmp_path / "cut").tolist() == [1] * 32
+    assert trained_counts(tmp_path / "cut").tolist() == [1] * 16
 
 
 def test_sigkill_mid_flight_then_resume_trains_every_prompt_once(tmp_path):
-    """The same run as a process, killed (SIGKILL) right after a periodic checkpoint (every
-    2 steps), then `rlkit resume`: every prompt of the epoch trained exactly once."""
-    data = digits(tmp_path, 32)
+    """The same run as a process, killed (SIGKILL) right after its first periodic
+    checkpoint (every step), then `rlkit resume`: every prompt trained exactly once."""
+    data = digits(tmp_path, 16)
     out = tmp_path / "runs"
-    flags = [a if a != "1000" else "32" for a in ASYNC]
+    flags = [a if a != "1000" else "16" for a in ASYNC]
     args = ["run", "grpo", "--prompts", str(data), "--device", "cpu", "--out", str(out)]
     cmd = [sys.executable, "-m", "rlkit.cli", *args, "--name", "k", *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,6 +148,6 @@ def test_sigkill_mid_flight_then_resume_trains_every_prompt_once(tmp_path):
     proc.wait()
     assert saved.exists(), "no checkpoint before the kill"
     before = trained_counts(out / "k")
-    assert 0 < int(before.sum()) < 32, before
+    assert 0 < int(before.sum()) < 16, before
     assert main(["resume", str(out / "k")]) == 0
-    assert trained_counts(out / "k").tolist() == [1] * 32
+    assert trained_counts(out / "k").tolist() == [1] * 16
