@@ -151,6 +151,10 @@ class Group(Generic[T]):
         """`method` on replica i with `args[i]`; results in replica order."""
         return self.group.call_each(method.__name__, args)
 
+    def on(self, replica: int, method: Callable[Concatenate[T, ...], R], *args: Any) -> R:
+        """`method` on replica `replica` only."""
+        return cast(R, self.group.call_one_async(replica, method.__name__, *args).wait())
+
     def one(self, method: Callable[Concatenate[T, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """`method` on replica 0."""
         return cast(R, self.group.one(method.__name__, *args, **kwargs))

@@ -71,8 +71,9 @@ class InFlightRollouts:
             self.generators.call_each(InFlight.start, [(p, ticket) for p in parts])
             self.finished[ticket] = [None] * self.generators.size
 
-    def advance(self) -> None:
-        """One chunk of decode steps on every generator; what finished, kept by ticket."""
+    def advance(self) -> int:
+        """One chunk of decode steps on every generator; what finished, kept by ticket (how
+        many requests finished)."""
         t0 = time.perf_counter()
         done: list[list[Finished]] = self.generators.call(
             InFlight.advance, self.stage.config.decode_chunk
@@ -82,6 +83,21 @@ class InFlightRollouts:
             for f in finished:
                 if f.ticket in self.finished:  # else a request past the budget's end
                     self.finished[f.ticket][replica] = f.samples
+        return sum(len(finished) for finished in done)
+
+    def recover(self) -> None:
+        """Start again the parts of requests that a generator no longer holds (a worker
+        restarted with its initial state): their prompts are the driver's, so nothing is
+        lost and none is trained twice."""
+        flying = self.generators.call(InFlight.in_flight)
+        for ticket, parts in self.finished.items():
+            lost = [r for r, p in enumerate(parts) if p is None and ticket not in flying[r]]
+            if not lost:
+                continue
+            batch = self.stage.collate(self.stage.train, self.prompts[ticket])
+            split = split_prompts(batch, self.generators.size)
+            for r in lost:
+                self.generators.on(r, InFlight.start, split[r], ticket)
 
     def ready(self, ticket: int) -> bool:
         return all(p is not None for p in self.finished.get(ticket, [None]))
@@ -97,7 +113,8 @@ class InFlightRollouts:
         ticket = stage.version
         self.fill()
         while not self.ready(ticket):
-            self.advance()
+            if not self.advance():
+                self.recover()
         parts = [p for p in self.finished.pop(ticket) if p is not None]
         idx = self.prompts.pop(ticket)
         samples = Delivery(self.edge, merge(parts), [], parts)

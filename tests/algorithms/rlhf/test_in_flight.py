@@ -131,6 +131,34 @@ def test_sigint_mid_flight_then_resume_trains_every_prompt_once(tmp_path, ctrl_c
     assert trained_counts(tmp_path / "cut").tolist() == [1] * 16
 
 
+def test_requests_a_generator_lost_are_started_again(tmp_path):
+    """A generator that no longer holds its requests (as a restarted Ray worker, back at
+    its initial state) after step 2: the driver starts them again from the prompts it
+    kept, and every prompt is still trained exactly once."""
+    from rlkit.algorithms import ALGORITHMS
+    from rlkit.trainer import Trainer, make_config
+
+    grpo = ALGORITHMS.get("grpo")
+
+    class Forgetful(grpo):  # type: ignore[misc, valid-type]
+        name = grpo.name
+
+        def train_step(self):
+            out = super().train_step()
+            if self.version == 2:
+                generator = self.runtime.groups["generator"].instances[0]
+                assert generator.requests  # there was something to lose
+                generator.requests.clear()
+            return out
+
+    fields = {"prompts": str(digits(tmp_path, 16)), "out": str(tmp_path), "device": "cpu"}
+    for i in range(0, len(ASYNC), 2):
+        fields[ASYNC[i].removeprefix("--").replace("-", "_")] = ASYNC[i + 1]
+    config = make_config(Forgetful, "", None, {**fields, "name": "lost"})
+    assert Trainer(Forgetful, config).run() == 0
+    assert trained_counts(tmp_path / "lost").tolist() == [1] * 16
+
+
 def test_sigkill_mid_flight_then_resume_trains_every_prompt_once(tmp_path):
     """The same run as a process, killed (SIGKILL) right after its first periodic
     checkpoint (every step), then `rlkit resume`: every prompt trained exactly once."""
