@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from rlkit.dataflow.graph import DRIVER, Edge, Fragment, LogicalGraph, Pattern
 from rlkit.dataflow.plan import Plan, Transport, Worker
-from rlkit.dataflow.policies import POLICIES, DistributionPolicy, PolicyOptions
+from rlkit.dataflow.policies import POLICIES, DistributionPolicy, LocalPolicy, PolicyOptions
 from rlkit.errors import ConfigError
+from rlkit.roles import Generator, InFlight
 
 STRATEGIES = ("PACK", "SPREAD")
 
@@ -169,6 +170,59 @@ class AsyncActorPolicy(DistributionPolicy):
                 t.how = "queue"
             elif t.edge.pattern is Pattern.BROADCAST and t.edge.dst in streaming:
                 t.how = "object-store"  # queued for each actor, applied between its chunks
+        return plan
+
+
+IN_FLIGHT = "in-flight"
+"""The transport of an edge whose requests the driver decodes a few steps at a time."""
+
+
+def in_flight_edges(graph: LogicalGraph) -> list[Edge]:
+    """The graph's prompt edges an incremental engine can carry in flight: from the
+    driver, scattered, into a `InFlight` role's sampling method."""
+    return [
+        e
+        for e in graph.edges
+        if e.src == DRIVER
+        and e.pattern is Pattern.SCATTER
+        and issubclass(graph.fragments[e.dst].role, InFlight)
+        and e.consume == Generator.generate.__name__
+    ]
+
+
+@POLICIES.register("async")
+class AsyncPolicy(DistributionPolicy):
+    """RL on prompts with the generators sampling while the learner learns: the same graph,
+    its prompt edge carried in flight (the driver starts requests, decodes them a few steps
+    at a time and pushes weights in between, at most ``--max-staleness`` versions behind;
+    `algorithms/rlhf/in_flight.py`). Under the local executor every fragment is in this
+    process as under `local` (the same calls in a fixed order: reproducible); on Ray each
+    generator is a worker and the other fragments share one, the learner's, so sampling
+    and learning run at the same time. Needs an engine that decodes incrementally (the
+    HF engine) and one learner."""
+
+    def compile(self, graph: LogicalGraph, options: PolicyOptions) -> Plan:
+        edges = in_flight_edges(graph)
+        if not edges:
+            raise ConfigError(
+                f"policy async: graph {graph.name} has no prompt edge into an engine that decodes "
+                "in steps (RL on prompts with --generator hf); for off-policy actors use "
+                "--policy async-actor"
+            )
+        _refuse_several_learners(self.name, graph, options)
+        if options.executor == "local":
+            plan = LocalPolicy().compile(graph, options)
+        else:
+            sampler = graph.fragments[edges[0].dst]
+            rest = [f for f in graph.fragments.values() if f is not sampler]
+            workers: list[Worker] = [*_replica_workers(sampler)]
+            workers.append(ColocatePolicy._group_worker("learner", rest))
+            replicas = {name: f.replicas for name, f in graph.fragments.items()}
+            plan = Plan(graph, self.name, workers, _transports(graph, workers), replicas)
+        plan.policy = self.name
+        for t in plan.transports:
+            if t.edge in edges:
+                t.how = IN_FLIGHT
         return plan
 
 

@@ -22,8 +22,9 @@ R = TypeVar("R")
 class Pending:
     """Results of a group call that may still be running (see `WorkerGroup.call_async`)."""
 
-    def __init__(self, wait: Any, refs: Sequence[Any] = ()) -> None:
+    def __init__(self, wait: Any, refs: Sequence[Any] = (), poll: Any = None) -> None:
         self._wait = wait
+        self._poll = poll
         self._results: Any = None
         self._done = False
         self.refs = list(refs)
@@ -39,6 +40,10 @@ class Pending:
     def finished(self) -> bool:
         """True once `wait()` has returned (the results are kept)."""
         return self._done
+
+    def ready(self) -> bool:
+        """Whether `wait()` would return at once (it has, or the calls have ended)."""
+        return self._done or (self._poll is not None and bool(self._poll()))
 
     def wait(self) -> Any:
         """Block until every replica answered; results in replica order (one result for
@@ -139,6 +144,16 @@ class Group(Generic[T]):
     ) -> list[R]:
         """`method` on every replica; results in replica order."""
         return self.group.call(method.__name__, *args, **kwargs)
+
+    def call_each(
+        self, method: Callable[Concatenate[T, ...], R], args: Sequence[tuple[Any, ...]]
+    ) -> list[R]:
+        """`method` on replica i with `args[i]`; results in replica order."""
+        return self.group.call_each(method.__name__, args)
+
+    def on(self, replica: int, method: Callable[Concatenate[T, ...], R], *args: Any) -> R:
+        """`method` on replica `replica` only."""
+        return cast(R, self.group.call_one_async(replica, method.__name__, *args).wait())
 
     def one(self, method: Callable[Concatenate[T, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """`method` on replica 0."""

@@ -21,6 +21,8 @@ class PolicyOptions:
 
     actors: int = 1
     learners: int = 1
+    executor: str = "local"
+    """The executor the plan will run under (a policy may lay workers out for it)."""
 
 
 class DistributionPolicy(ABC):

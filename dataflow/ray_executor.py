@@ -36,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -283,6 +284,14 @@ class RayGroup(WorkerGroup):
         return list(ray.get([h.handle.pid.remote() for h in self.hosts]))
 
 
+def _outcome(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """(True, fn's result) or (False, the exception it raised): a thread's outcome."""
+    try:
+        return True, fn(*args)
+    except BaseException as e:  # re-raised in the driver by Pending.wait
+        return False, e
+
+
 def _is_small(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
@@ -311,6 +320,22 @@ class RayRuntime(Runtime):
         self._formed: set[str] = set()
         self._broken: set[str] = set()
         """Broadcast edges whose group lost a member to a restart: object store from then on."""
+
+    def concurrently(self, fn: Callable[..., T], *args: Any) -> Pending:
+        """`fn(*args)` in a thread of the driver: its calls wait on other processes while
+        the driver's own calls go on (see `Runtime.concurrently`)."""
+        box: list[Any] = []
+        thread = threading.Thread(target=lambda: box.append(_outcome(fn, *args)), daemon=True)
+        thread.start()
+
+        def wait() -> Any:
+            thread.join()
+            ok, value = box[0]
+            if not ok:
+                raise value
+            return value
+
+        return Pending(wait, poll=lambda: not thread.is_alive())
 
     def restarts(self) -> int:
         """Host actors restarted since the start (each death of a worker process counts once)."""

@@ -56,6 +56,14 @@ class Runtime:
             raise TypeError(f"fragment {fragment} holds {declared.__name__}, not {role.__name__}")
         return Group(self.groups[fragment])
 
+    def concurrently(self, fn: Callable[..., T], *args: Any) -> Pending:
+        """`fn(*args)` (a driver function that carries edges) running beside the driver's
+        next calls where the workers run in parallel, so that roles in other processes work
+        at the same time (the learner learning while the generators sample, `--policy
+        async`); `wait()` gives its result. In one process it runs now, to the end: the same
+        calls in a fixed order, so a run is reproducible."""
+        return Pending.done(fn(*args))
+
     def restarts(self) -> int:
         """Worker processes restarted since the start (always 0 in one process)."""
         return 0

@@ -113,7 +113,8 @@ class PlacementFields(Group):
     policy: str = "auto"
     """Distribution policy: auto (local with --executor local; multi-actor, or dp-learner
     with --learners > 1, on ray), local, multi-actor, async-actor (off-policy actors stream
-    into the replay buffer), dp-learner, colocate, ddp (each worker one actor and one
+    into the replay buffer), async (RL on prompts: generators sample while the learner
+    learns, --max-staleness), dp-learner, colocate, ddp (each worker one actor and one
     learner replica: --actors = --learners)."""
     address: str = ""
     """Ray cluster to join with --executor ray: auto, ray://HOST:PORT, or empty to start one here."""

@@ -118,6 +118,24 @@ class Generator(Role):
     def set_weights(self, weights: Weights, version: int) -> None: ...
 
 
+class InFlight(Generator):
+    """A rollout engine whose requests are decoded a few steps at a time, so that weights
+    pushed between two calls land between decode steps of the requests in flight (the
+    `async` distribution policy needs it; a response may then span policy versions)."""
+
+    @abstractmethod
+    def start(self, prompts: Batch, ticket: int) -> None:
+        """Begin sampling responses to `prompts` as request `ticket`."""
+
+    @abstractmethod
+    def advance(self, steps: int) -> list[Any]:
+        """Up to `steps` decode steps of every request in flight; the finished requests."""
+
+    @abstractmethod
+    def in_flight(self) -> list[int]:
+        """The tickets of the requests in flight, oldest first."""
+
+
 class Scorer(Role):
     """RLHF scoring role: a reward model, a reference model, or a rule function."""
 

@@ -69,7 +69,7 @@ def build(algo_cls: type[Algorithm], config: BaseConfig) -> Built:
         raise ConfigError("--learners > 1 needs learners in parallel processes: use --executor ray")
     executor.check_device(config.device)
     algorithm = algo_cls.create(config)
-    options = PolicyOptions(actors=config.actor_replicas(), learners=config.learners)
+    options = PolicyOptions(config.actor_replicas(), config.learners, config.executor)
     policy = config.policy
     if policy == "auto":  # one process for the local executor; a worker per replica on Ray
         if config.executor == "local":

@@ -9,7 +9,7 @@ from typing import Literal
 
 from rlkit.algorithms.rlhf.estimators import KL_ESTIMATORS
 from rlkit.algorithms.rlhf.template import LLMBase
-from rlkit.config import check
+from rlkit.config import Group, check
 from rlkit.envs.text.config import PromptFields
 from rlkit.envs.text.rewards import absolute
 from rlkit.limits import COUNT, NON_NEGATIVE, POSITIVE, Range
@@ -21,7 +21,21 @@ def _range(rng: Range) -> dict[str, Range]:
 
 
 @dataclass
-class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
+class AsyncFields(Group):
+    """Sampling while the learner learns (``--policy async``, `in_flight.py`)."""
+
+    section = "asynchrony"
+
+    max_staleness: int = field(default=1, metadata=_range(Range(low=0, high=1_000)))
+    """With --policy async: how many policy versions a sample may lag the learner that
+    trains on it (its oldest token's); 0 is the synchronous run exactly."""
+    decode_chunk: int = field(default=4, metadata=_range(Range(low=1, high=1_000_000)))
+    """With --policy async: decode steps per generator call; weight pushes land between
+    two such calls, so a response may span versions."""
+
+
+@dataclass
+class RLConfig(AsyncFields, GenerationFields, PromptFields, OffloadFields, LLMBase):
     """Fields of every RL stage on prompts: the text environment (prompts and rewards),
     generation, the batch vocabulary, the clipped objective and the KL to the reference."""
 
@@ -58,7 +72,8 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
     then trains on the informative groups it has."""
     recompute_logps: Literal["auto", "on", "off"] = "auto"
     """The learner recomputes pi_old's log-probs rather than trusting the engine's (the
-    mismatch is logged): auto (with --generator vllm), on, off."""
+    mismatch is logged): auto (with --generator vllm, or --policy async with
+    --max-staleness above 0), on, off."""
     tis: bool = True
     """Truncated importance sampling when log-probs are recomputed: each token's policy loss
     weighed by min(pi_old / pi_engine, --tis-cap)."""
@@ -112,6 +127,11 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
             "needs --group-size 2 or more (a group of one has no variance)",
         )
         check(
+            not (self.dynamic_sampling and self.policy == "async"),
+            "dynamic_sampling",
+            "is a synchronous step's edge policy; not with --policy async (drop one of them)",
+        )
+        check(
             self.kl_estimator in KL_ESTIMATORS,
             "kl_estimator",
             f"must be one of {KL_ESTIMATORS.names()}",
@@ -149,5 +169,9 @@ class RLConfig(GenerationFields, PromptFields, OffloadFields, LLMBase):
     def recomputes(self) -> bool:
         """Whether the learner recomputes pi_old's log-probs (``--recompute-logps``)."""
         return self.recompute_logps == "on" or (
-            self.recompute_logps == "auto" and self.generator != "hf"
+            self.recompute_logps == "auto" and (self.generator != "hf" or self.runs_ahead())
         )
+
+    def runs_ahead(self) -> bool:
+        """Whether samples may be older than the learner (async with a positive bound)."""
+        return self.policy == "async" and self.max_staleness > 0

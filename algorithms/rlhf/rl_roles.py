@@ -258,6 +258,8 @@ class PolicyLearner(Offload, LLMLearner):
         metrics = {
             "logp_diff_mean": float(diff.abs().mean()),
             "logp_diff_max": float(diff.abs().max()),
+            # KL(engine || learner), k3 on the engine's own samples: >= 0, 0 when they agree
+            "mismatch_kl": float((diff.exp() - 1 - diff).mean()),
         }
         if cfg.tis or cfg.is_mask != "off":
             out["tis_weight"], correction = importance_weights(cfg, old - engine, mask)

@@ -37,6 +37,7 @@ import torch
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.rlhf.dynamic import Drawn, Score, data, dynamic_sampling
 from rlkit.algorithms.rlhf.estimators import zero_variance_fraction
+from rlkit.algorithms.rlhf.in_flight import InFlightRollouts, Learned
 from rlkit.algorithms.rlhf.rl_config import RLConfig
 from rlkit.algorithms.rlhf.rl_roles import PolicyLearner, TokenReference
 from rlkit.algorithms.rlhf.template import LLMAlgorithm
@@ -44,6 +45,7 @@ from rlkit.batch import Batch
 from rlkit.config import BaseConfig
 from rlkit.dataflow.carry import Delivery, merge, unpack
 from rlkit.dataflow.collectives import GRADIENTS
+from rlkit.dataflow.distributed import IN_FLIGHT
 from rlkit.dataflow.graph import Fragment, LogicalGraph, Pattern, Resources, edge, from_driver
 from rlkit.envs.families import Env
 from rlkit.envs.text.data import Format
@@ -130,6 +132,8 @@ class RLStage(LLMAlgorithm):
         self.env = env
         super().__init__(config)
         self.version = 0
+        self.rollouts: InFlightRollouts | None = None
+        """The requests in flight when the plan carries the prompts so (--policy async)."""
 
     @classmethod
     def trains_on(cls) -> str:
@@ -239,17 +243,22 @@ class RLStage(LLMAlgorithm):
         return g
 
     def setup(self) -> None:
+        if self.runtime.plan.transport(PROMPTS.name) == IN_FLIGHT:
+            self.rollouts = InFlightRollouts(self, self.runtime.declared(PROMPTS))
         self.runtime.carry(WEIGHTS.bind(self.version))
 
     # -- the driver --------------------------------------------------------------------
     def train_step(self) -> StepResult:
+        if self.rollouts is not None:
+            return self.step_in_flight(self.rollouts)
         cfg = self.config
         drawn = self.draw()
         metrics = self.learn(drawn.responses, drawn.scored) if drawn.groups else {}
-        table = self.sample_table(drawn.responses, drawn.scored["reward"].delivery)
+        rewards = drawn.scored["reward"].delivery
+        table = self.sample_table(drawn.responses, rewards, self.version)
         self.version += 1
         self.runtime.carry(WEIGHTS.bind(self.version))
-        metrics.update(self.sample_metrics(drawn.responses, drawn.scored["reward"].delivery))
+        metrics.update(self.sample_metrics(drawn.responses, rewards, self.version - 1))
         metrics.update(drawn.metrics)
         self.after_step(metrics)
         return StepResult(cfg.samples(), metrics, samples=table)
@@ -273,6 +282,24 @@ class RLStage(LLMAlgorithm):
             return Drawn(responses, scored, cfg.prompts_per_step, {})
         return dynamic_sampling(self.sample_round, cfg, cfg.learners)
 
+    def step_in_flight(self, rollouts: InFlightRollouts) -> StepResult:
+        """The step under --policy async: the same scoring, learning and weight push on
+        samples the generators made ahead (`in_flight.py`), with the async metrics."""
+        learned = rollouts.step(self.learn_on)
+        self.version += 1
+        self.runtime.carry(WEIGHTS.bind(self.version))
+        self.after_step(learned.metrics)
+        return StepResult(self.config.samples(), learned.metrics, samples=learned.table)
+
+    def learn_on(self, responses: Delivery[Any]) -> Learned:
+        """Score `responses`, learn on them: the metrics (of learning and of the samples)
+        and the sample table."""
+        scored = self.score(responses)
+        metrics = self.learn(responses, scored)
+        rewards = scored["reward"].delivery
+        metrics.update(self.sample_metrics(responses, rewards, self.version))
+        return Learned(metrics, self.sample_table(responses, rewards, self.version))
+
     def stale(self, responses: Delivery[Any]) -> bool:
         """Whether any response was sampled by weights older than the last push."""
         made = merge(unpack(responses.results)[0])
@@ -294,10 +321,11 @@ class RLStage(LLMAlgorithm):
         }
 
     def sample_table(
-        self, responses: Delivery[Any], rewards: Delivery[Any]
+        self, responses: Delivery[Any], rewards: Delivery[Any], trained_at: int
     ) -> list[dict[str, Any]]:
         """The step's samples as rows for a person to read (`rlkit.samples`); staleness is
-        the policy versions a sample lags the weights the learner has now."""
+        the policy versions a sample (its oldest token) lags `trained_at`, the version that
+        learns on it."""
         r, made = data(rewards), data(responses)
         names = reward_names(self.config.reward, bool(self.config.reward_model))
         each = [[None if math.isnan(v) else v for v in row] for row in r["rewards"].tolist()]
@@ -310,19 +338,24 @@ class RLStage(LLMAlgorithm):
                 "rewards": dict(zip(names, each[i], strict=False)),
                 "gold": gold[i],
                 "length": int(made["response_length"][i]),
-                "staleness": int(self.version - made["version"][i]),
+                "staleness": int(trained_at - made["version"][i]),
                 "truncated": bool(made["truncated"][i]),
             }
             for i in range(len(each))
         ]
+
     def trainer_state(self) -> TrainerState:
         """The progress reward functions get as ``trainer_state`` (TRL's convention)."""
         samples = self.version * self.config.samples()
         per_epoch = max(1, len(self.train) * self.config.group_size)
         return TrainerState(self.version, self.steps(), samples / per_epoch, samples)
 
-    def sample_metrics(self, responses: Delivery[Any], rewards: Delivery[Any]) -> dict[str, float]:
-        """Reward, gold reward, response length, truncation, zero-variance groups."""
+
+    def sample_metrics(
+        self, responses: Delivery[Any], rewards: Delivery[Any], trained_at: int
+    ) -> dict[str, float]:
+        """Reward, gold reward, response length, truncation, zero-variance groups, and the
+        lag of the samples' weights behind `trained_at`, the version that learns on them."""
         cfg = self.config
         r = merge(unpack(rewards.results)[0])
         made = merge(unpack(responses.results)[0])
@@ -332,7 +365,7 @@ class RLStage(LLMAlgorithm):
             "zero_variance_groups": zero_variance_fraction(r["reward"], cfg.group_size),
             "response_length": float(made["response_length"].float().mean()),
             "truncated_fraction": float(made["truncated"].float().mean()),
-            "policy_lag": float(self.version - 1 - made["version"].float().mean()),
+            "policy_lag": float(trained_at - made["version"].float().mean()),
         }
         if "gold" in r:
             out["gold_reward"] = float(r["gold"].mean())
@@ -388,11 +421,16 @@ class RLStage(LLMAlgorithm):
         )
 
     def driver_state(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "version": self.version}
+        state = {"sampler": self.sampler.state_dict(), "version": self.version}
+        if self.rollouts is not None:
+            state["in_flight"] = self.rollouts.state_dict()
+        return state
 
     def load_driver_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.version = int(state["version"])
+        if self.rollouts is not None and "in_flight" in state:
+            self.rollouts.load_state_dict(state["in_flight"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A checkpoint's state, then the restored policy's weights to the generators."""
@@ -415,6 +453,14 @@ class RLStage(LLMAlgorithm):
                 f"  generators {cfg.generators}: {cfg.prompts_per_step // cfg.generators} prompts "
                 f"({cfg.samples() // cfg.generators} samples) each, at most {cfg.max_new_tokens} new tokens",
                 f"  engine: {engine_note(cfg)}",
+                *(
+                    [
+                        f"  async: requests up to max_staleness {cfg.max_staleness} steps ahead, "
+                        f"weights pushed between chunks of {cfg.decode_chunk} decode steps"
+                    ]
+                    if cfg.policy == "async"
+                    else []
+                ),
                 f"  data: {len(self.train):,} prompts, {held:,} held out",
                 f"  budget: {self.budget():,} samples"
                 + (

@@ -100,6 +100,120 @@ class Decoded(NamedTuple):
     logps: torch.Tensor
 
 
+class Decoding:
+    """`decode`'s loop as a value: the state of one batch of requests between decode steps,
+    so that a driver can advance it a few tokens at a time, hand the engine new weights in
+    between (in-flight weight updates: a response may span policy versions), and checkpoint
+    it mid-way (`state_dict`: the tokens so far; the KV cache is rebuilt by one forward on
+    load). Advanced to the end in one go it is `decode`, call for call."""
+
+    def __init__(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sampling: Sampling,
+        copies: int = 1,
+        stop: Stop | None = None,
+    ) -> None:
+        real = attention_mask.long()
+        positions = (real.cumsum(-1) - 1).masked_fill(real == 0, 0)
+        self.ids = input_ids.repeat_interleave(copies, 0)
+        self.positions = positions.repeat_interleave(copies, 0)
+        padded = not bool((real == 1).all())
+        self.mask: torch.Tensor | None = (
+            attention_mask.long().repeat_interleave(copies, 0) if padded else None
+        )
+        self.model, self.sampling, self.stop = model, sampling, stop
+        self.length = self.ids.shape[1]
+        device, n = self.ids.device, self.ids.shape[0]
+        self.processors = sampling.processors(self.length, device)
+        self.stops = torch.tensor(sampling.stop_ids, device=device) if sampling.stop_ids else None
+        self.unfinished = torch.ones(n, dtype=torch.long, device=device)
+        self.kwargs = forward_arguments(model)
+        self.step_ids, self.step_positions = self.ids, self.positions
+        self.logits: list[torch.Tensor] = []
+        self.logps: list[torch.Tensor] = []
+        """Each token's log-probability under the processed distribution it was drawn from."""
+        self.done = False
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One token for every row (pad for rows that have stopped)."""
+        sampling = self.sampling
+        if self.mask is not None:
+            self.kwargs["attention_mask"] = self.mask
+        out = self.model(
+            input_ids=self.step_ids,
+            position_ids=self.step_positions,
+            use_cache=True,
+            return_dict=True,
+            **self.kwargs,
+        )
+        raw = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        scores = self.processors(self.ids, raw)  # type: ignore[arg-type]  # a LongTensor
+        if sampling.do_sample:
+            tokens = torch.multinomial(torch.softmax(scores, -1), num_samples=1).squeeze(1)
+        else:
+            tokens = torch.argmax(scores, -1)
+        if self.stops is not None:
+            tokens = tokens * self.unfinished + sampling.pad_id * (1 - self.unfinished)
+        self.ids = torch.cat([self.ids, tokens[:, None]], -1)
+        self.logits.append(raw)
+        self.logps.append(torch.log_softmax(scores, -1).gather(-1, tokens[:, None])[:, 0])
+        if self.stops is not None:
+            self.unfinished = self.unfinished & ~torch.isin(tokens, self.stops)
+        if self.stop is not None:
+            self.unfinished = self.unfinished & ~self.stop(self.ids)
+        if len(self.logits) >= sampling.max_new_tokens or int(self.unfinished.max()) == 0:
+            self.done = True
+            return
+        self.step_ids = tokens[:, None]
+        self.step_positions = self.step_positions[:, -1:] + 1
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], -1)
+
+    def result(self) -> Decoded:
+        """The new tokens ``[N, t]``, the raw logits that chose them and their log-probs."""
+        return Decoded(
+            self.ids[:, self.length :], torch.stack(self.logits, 1), torch.stack(self.logps, 1)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tokens so far and what the next step needs (no KV cache: see `load_state_dict`)."""
+        return {
+            "ids": self.ids.cpu(),
+            "mask": None if self.mask is None else self.mask.cpu(),
+            "positions": self.step_positions.cpu(),
+            "unfinished": self.unfinished.cpu(),
+            "logits": [x.cpu() for x in self.logits],
+            "logps": [x.cpu() for x in self.logps],
+            "done": self.done,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict`: the next step feeds the whole sequence so far (its
+        KV cache rebuilt under the weights the engine holds now) and samples on from there."""
+        device = self.ids.device
+        self.ids = state["ids"].to(device)
+        self.mask = None if state["mask"] is None else state["mask"].to(device)
+        self.unfinished = state["unfinished"].to(device)
+        self.logits = [x.to(device) for x in state["logits"]]
+        self.logps = [x.to(device) for x in state["logps"]]
+        self.done = bool(state["done"])
+        if self.logits and not self.done:
+            last = state["positions"].to(device)
+            width = self.ids.shape[1]
+            self.step_ids = self.ids
+            self.step_positions = (
+                torch.cat(
+                    [self.positions, last - torch.arange(width - self.length - 1, -1, -1)[None]], -1
+                )
+                if width > self.length
+                else self.positions
+            )
+
+
 @torch.no_grad()
 def decode(
     model: Any,
@@ -112,51 +226,7 @@ def decode(
     """`copies` continuations of each left-padded prompt ``[P, L]`` (rows ``i * copies`` to
     ``(i + 1) * copies - 1`` continue prompt i), N = P * copies rows, T <= max_new_tokens
     (fewer once every row has stopped): see `Decoded`."""
-    real = attention_mask.long()
-    positions = (real.cumsum(-1) - 1).masked_fill(real == 0, 0)
-    ids = input_ids.repeat_interleave(copies, 0)
-    positions = positions.repeat_interleave(copies, 0)
-    padded = not bool((real == 1).all())
-    mask: torch.Tensor | None = (
-        attention_mask.long().repeat_interleave(copies, 0) if padded else None
-    )
-    device, n, length = ids.device, ids.shape[0], ids.shape[1]
-    processors = sampling.processors(length, device)
-    stops = torch.tensor(sampling.stop_ids, device=device) if sampling.stop_ids else None
-    unfinished = torch.ones(n, dtype=torch.long, device=device)
-    kwargs = forward_arguments(model)
-    step_ids, step_positions = ids, positions
-    logits: list[torch.Tensor] = []
-    logps: list[torch.Tensor] = []
-    while True:
-        if mask is not None:
-            kwargs["attention_mask"] = mask
-        out = model(
-            input_ids=step_ids,
-            position_ids=step_positions,
-            use_cache=True,
-            return_dict=True,
-            **kwargs,
-        )
-        raw = out.logits[:, -1].to(copy=True, dtype=torch.float32)
-        scores = processors(ids, raw)  # type: ignore[arg-type]  # a LongTensor
-        if sampling.do_sample:
-            tokens = torch.multinomial(torch.softmax(scores, -1), num_samples=1).squeeze(1)
-        else:
-            tokens = torch.argmax(scores, -1)
-        if stops is not None:
-            tokens = tokens * unfinished + sampling.pad_id * (1 - unfinished)
-        ids = torch.cat([ids, tokens[:, None]], -1)
-        logits.append(raw)
-        logps.append(torch.log_softmax(scores, -1).gather(-1, tokens[:, None])[:, 0])
-        if stops is not None:
-            unfinished = unfinished & ~torch.isin(tokens, stops)
-        if stop is not None:
-            unfinished = unfinished & ~stop(ids)
-        if len(logits) >= sampling.max_new_tokens or int(unfinished.max()) == 0:
-            break
-        step_ids = tokens[:, None]
-        step_positions = step_positions[:, -1:] + 1
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones((n, 1))], -1)
-    return Decoded(ids[:, length:], torch.stack(logits, 1), torch.stack(logps, 1))
+    state = Decoding(model, input_ids, attention_mask, sampling, copies, stop)
+    while not state.done:
+        state.step()
+    return state.result()

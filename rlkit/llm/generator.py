@@ -26,22 +26,43 @@ state), so a run is reproducible and resumes exactly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from rlkit.batch import Batch
 from rlkit.device import use_threads
-from rlkit.llm.decode import Sampling, decode
+from rlkit.llm.decode import Decoding, Sampling, decode
 from rlkit.llm.models import load_into, load_model, load_tokenizer
 from rlkit.llm.offload import Offload
-from rlkit.roles import Generator, Weights
+from rlkit.roles import InFlight, Weights
 
 if TYPE_CHECKING:
     from rlkit.llm.rollout import RolloutConfig
 
 
-class HFGenerator(Offload, Generator):
+class Finished(NamedTuple):
+    """A request `HFGenerator.advance` finished: the driver's ticket for it and its samples
+    (`generate`'s fields, plus ``token_version`` ``[N, T]``: the weights' version that
+    sampled each response token, and ``version`` the oldest of them)."""
+
+    ticket: int
+    samples: Batch
+
+
+@dataclass
+class Request:
+    """A batch of prompts being decoded a few steps at a time (`HFGenerator.start`)."""
+
+    ticket: int
+    prompts: Batch
+    decoding: Decoding
+    versions: list[int]
+    """The weights' version of each decode step so far."""
+
+
+class HFGenerator(Offload, InFlight):
     """A copy of the policy that samples responses; takes the learner's weights."""
 
     def __init__(
@@ -54,6 +75,8 @@ class HFGenerator(Offload, Generator):
         model = load_model(config.model, "causal", config.seed, self.tokenizer.pad_token_id)
         self.model: Any = model.to(self.home()).eval().requires_grad_(False)
         self.version = 0
+        self.requests: list[Request] = []
+        """Requests in flight (`start`, `advance`), oldest first."""
         with torch.random.fork_rng(devices=self.cuda()):
             torch.manual_seed(config.seed + 7_919 * (replica + 1))
             self.rng = self.rng_state()
@@ -93,6 +116,59 @@ class HFGenerator(Offload, Generator):
                 )
                 self.rng = self.rng_state()
         return self.layout(prompts, drawn.tokens.cpu(), drawn.logps.cpu(), g)
+
+    # -- in-flight requests: decoded a few steps at a time, weights changing in between -----
+    def start(self, prompts: Batch, ticket: int) -> None:
+        """Begin `group_size` samples of every prompt as request `ticket`; `advance` decodes it."""
+        with torch.inference_mode(), self.on_device():
+            ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
+            decoding = Decoding(
+                self.model,
+                ids.to(self.device),
+                mask.to(self.device),
+                self.sampling(greedy=False),
+                copies=self.config.group_size,
+                stop=self.stop_string_hit if self.stop_criterion else None,
+            )
+        self.requests.append(Request(ticket, prompts, decoding, []))
+
+    def advance(self, steps: int) -> list[Finished]:
+        """Up to `steps` decode steps of every request in flight, the oldest first, with the
+        weights held now (a push between two calls lands between decode steps); the
+        requests that finished, laid out as `generate`'s samples."""
+        done: list[Finished] = []
+        with torch.inference_mode(), self.on_device(), torch.random.fork_rng(devices=self.cuda()):
+            self.set_rng_state(self.rng)
+            for request in list(self.requests):
+                for _ in range(steps):
+                    if request.decoding.done:
+                        break
+                    request.decoding.step()
+                    request.versions.append(self.version)
+                if request.decoding.done:
+                    self.requests.remove(request)
+                    done.append(Finished(request.ticket, self.finish(request)))
+            self.rng = self.rng_state()
+        return done
+
+    def in_flight(self) -> list[int]:
+        """The tickets of the requests in flight, oldest first."""
+        return [r.ticket for r in self.requests]
+
+    def finish(self, request: Request) -> Batch:
+        """A finished request's samples, each response token tagged with its version."""
+        drawn = request.decoding.result()
+        out = self.layout(
+            request.prompts, drawn.tokens.cpu(), drawn.logps.cpu(), self.config.group_size
+        )
+        lengths = out["response_length"]
+        p_len = out["loss_mask"].int().argmax(1)
+        at = torch.arange(out["input_ids"].shape[1])[None]
+        step = (at - p_len[:, None]).clamp(0, len(request.versions) - 1)
+        versions = torch.tensor(request.versions, dtype=torch.int64).expand(len(lengths), -1)
+        out["token_version"] = torch.where(out["loss_mask"], versions.gather(1, step), 0)
+        out["version"] = torch.full_like(lengths, request.versions[0])
+        return out
 
     def greedy(self, prompts: Batch) -> Batch:
         """The greedy response of each prompt (evaluation), laid out as `generate`'s
@@ -210,11 +286,26 @@ class HFGenerator(Offload, Generator):
             torch.cuda.set_rng_state(s, d)
 
     def state_dict(self) -> dict[str, Any]:
-        """The sampling stream and the version (the weights come with the next push)."""
-        return {"rng": self.rng, "version": self.version}
+        """The sampling stream, the version (the weights come with the next push) and the
+        requests in flight: their prompts and the tokens so far, nothing lost."""
+        requests = [
+            {
+                "ticket": r.ticket,
+                "prompts": r.prompts,
+                "decoding": r.decoding.state_dict(),
+                "versions": list(r.versions),
+            }
+            for r in self.requests
+        ]
+        return {"rng": self.rng, "version": self.version, "requests": requests}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng, self.version = state["rng"], int(state["version"])
+        self.requests = []
+        for saved in state.get("requests", []):
+            self.start(saved["prompts"], int(saved["ticket"]))
+            self.requests[-1].decoding.load_state_dict(saved["decoding"])
+            self.requests[-1].versions = list(saved["versions"])
 
 
 def left_padded(

@@ -113,3 +113,28 @@ def test_stop_strings_end_rows_where_generate_ends_them():
     assert_same(ours, theirs)
     texts = [TOK.decode(r) for r in ours[0].tolist()]
     assert any("5" in t for t in texts)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_decoding_saved_mid_way_continues_where_it_stopped(padded):
+    """`Decoding` (a request in flight under --policy async) saved after 3 of 8 greedy
+    steps and loaded into a fresh one, its KV cache rebuilt by one forward over the
+    tokens so far: the same tokens as decoding straight through, and logits equal to
+    float rounding."""
+    from rlkit.llm.decode import Decoding
+
+    mask = mask_of(padded)
+    s = Sampling(max_new_tokens=8, do_sample=False, pad_id=PAD)
+    ids = PROMPTS.masked_fill(~mask, PAD)
+    whole = decode(MODEL, ids, mask, s, copies=2)
+    first = Decoding(MODEL, ids, mask, s, copies=2)
+    for _ in range(3):
+        first.step()
+    second = Decoding(MODEL, ids, mask, s, copies=2)
+    second.load_state_dict(first.state_dict())
+    while not second.done:
+        second.step()
+    resumed = second.result()
+    assert torch.equal(resumed.tokens, whole.tokens)
+    assert torch.allclose(resumed.logits, whole.logits, atol=1e-4)
+    assert torch.allclose(resumed.logps, whole.logps, atol=1e-4)

@@ -129,3 +129,41 @@ def test_plan_prints_the_ray_placement_and_refuses_an_infeasible_one(ray_local, 
     assert main([*base, "--policy", "multi-actor", "--generators", "8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "generator" in err[0], err
+
+
+@pytest.mark.slow
+def test_async_on_ray_samples_while_learning_and_trains_every_prompt_once(ray_local, tmp_path):
+    """grpo --policy async --max-staleness 1 on Ray: a generator worker and a learner worker
+    (reference, reward and learner), sampling while learning (a driver thread); 16
+    prompts, 4 steps of 4: no sample more than 1 version behind, some tokens sampled by
+    older weights, every prompt trained exactly once. (Resume is tested in one process,
+    test_in_flight.py: the checkpoint is the same.)"""
+    from rlkit import checkpoint
+
+    data = tasks.write_jsonl(tmp_path / "p.jsonl", tasks.prompts(16, seed=0))
+    fields = {
+        "prompts": str(data),
+        "reward": ("rlkit.envs.text.tasks:sorted_exact",),
+        "prompts_per_step": 4,
+        "group_size": 4,
+        "max_new_tokens": 6,
+        "lr": 1e-3,
+        "epochs": 1,
+        "device": "cpu",
+        "out": str(tmp_path),
+        "name": "async",
+        "executor": "ray",
+        "policy": "async",
+        "max_staleness": 1,
+        "decode_chunk": 2,
+    }
+    algo = ALGORITHMS.get("grpo")
+    trainer = Trainer(algo, make_config(algo, "", None, fields))
+    placement = trainer.built.placement.table()
+    assert "generator[0]" in placement and "reference[0], reward[0], learner[0]" in placement
+    assert trainer.run() == 0
+    rows = table(tmp_path / "async")
+    assert len(rows) == 4 and all(float(r["staleness_max"]) <= 1 for r in rows)
+    assert any(float(r["off_policy_tokens"]) > 0 for r in rows)
+    state = checkpoint.load(tmp_path / "async" / checkpoint.CHECKPOINT, "grpo")["state"]
+    assert state["driver"]["in_flight"]["trained"].tolist() == [1] * 16
