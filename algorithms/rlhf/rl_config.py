@@ -115,22 +115,7 @@ class RLConfig(AsyncFields, GenerationFields, PromptFields, OffloadFields, LLMBa
                 f"{self.prompts_per_step} prompts cannot be shared by --{what} {count} "
                 "(each takes whole groups); use a multiple of it",
             )
-        check(
-            self.is_mask == "off" or self.recomputes(),
-            "is_mask",
-            "weighs the engine's samples against the learner's recomputed log-probs: "
-            "add --recompute-logps on (automatic with --generator vllm)",
-        )
-        check(
-            not self.dynamic_sampling or self.group_size > 1,
-            "dynamic_sampling",
-            "needs --group-size 2 or more (a group of one has no variance)",
-        )
-        check(
-            not (self.dynamic_sampling and self.policy == "async"),
-            "dynamic_sampling",
-            "is a synchronous step's edge policy; not with --policy async (drop one of them)",
-        )
+        self.check_sampling()
         check(
             self.kl_estimator in KL_ESTIMATORS,
             "kl_estimator",
@@ -165,6 +150,25 @@ class RLConfig(AsyncFields, GenerationFields, PromptFields, OffloadFields, LLMBa
     def step_minibatch(self) -> int:
         """Samples per optimizer step."""
         return self.minibatch_size or self.samples()
+
+    def check_sampling(self) -> None:
+        """The off-policy correction and dynamic sampling against the rest of the run."""
+        check(
+            self.is_mask == "off" or self.recomputes(),
+            "is_mask",
+            "weighs the engine's samples against the learner's recomputed log-probs: "
+            "add --recompute-logps on (automatic with --generator vllm)",
+        )
+        check(
+            not self.dynamic_sampling or self.group_size > 1,
+            "dynamic_sampling",
+            "needs --group-size 2 or more (a group of one has no variance)",
+        )
+        check(
+            not (self.dynamic_sampling and self.policy == "async"),
+            "dynamic_sampling",
+            "is a synchronous step's edge policy; not with --policy async (drop one of them)",
+        )
 
     def recomputes(self) -> bool:
         """Whether the learner recomputes pi_old's log-probs (``--recompute-logps``)."""
