@@ -221,6 +221,13 @@ def _text(row: dict[str, Any], column: str, where: str, number: int) -> Text:
             f"{where} row {number}: column {column!r} must be text or a list of "
             f'{{"role", "content"}} messages, got {type(value).__name__}'
         )
+    for i, m in enumerate(value if ok_chat else []):
+        if not isinstance(m["content"], str) or not isinstance(m["role"], str):
+            key = "content" if not isinstance(m["content"], str) else "role"
+            raise ConfigError(
+                f"{where} row {number}: column {column!r} message {i + 1} has a {key} of "
+                f"type {type(m[key]).__name__}; a message's role and content must be strings"
+            )
     return value
 
 
@@ -332,6 +339,12 @@ def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> P
             f"{fmt.where}: every pair is longer than --max-length {fmt.max_length} in column "
             f"{prompt!r} before its responses start; raise --max-length or use "
             "--truncation-side left"
+        )
+    if all(c == r for c, r in zip(out.chosen, out.rejected, strict=True)):
+        raise ConfigError(
+            f"{fmt.where}: in every pair column {chosen!r} equals column {rejected!r} (as "
+            "tokens, after --max-length), so there is no preference to learn; check that "
+            "--chosen-column and --rejected-column name different responses"
         )
     return out
 
