@@ -26,7 +26,8 @@ from typing import Any
 from rlkit.errors import TrainingError
 
 INTERRUPT = threading.Event()
-"""Set by the trainer on Ctrl-C: a call waiting for user code gives up at once."""
+"""Set by the trainer on the first Ctrl-C: a call waiting for user code that was running
+when it came gives up at once (KeyboardInterrupt); the second Ctrl-C raises anyway."""
 
 POLL_S = 0.05
 """How often a wait looks at `INTERRUPT` (Ctrl-C answers within this)."""
@@ -60,16 +61,18 @@ def run(call: UserCall) -> Any:
 
     thread = threading.Thread(target=target, name=f"rlkit user code {call.who}", daemon=True)
     thread.start()
-    _wait(thread, call)
+    # a Ctrl-C from before the call (during generation, say) asks for the step to finish
+    # and be saved: only one that arrives while the user's code runs abandons it
+    _wait(thread, call, abandon_on_interrupt=not INTERRUPT.is_set())
     if "error" in outcome:
         raise TrainingError(_raised(call, outcome["error"])) from None
     return outcome["value"]
 
 
-def _wait(thread: threading.Thread, call: UserCall) -> None:
+def _wait(thread: threading.Thread, call: UserCall, abandon_on_interrupt: bool) -> None:
     waited = 0.0
     while thread.is_alive():
-        if INTERRUPT.is_set():
+        if abandon_on_interrupt and INTERRUPT.is_set():
             raise KeyboardInterrupt
         if call.timeout_s and waited >= call.timeout_s:
             raise TrainingError(
