@@ -60,10 +60,11 @@ def run(call: UserCall) -> Any:
             outcome["error"] = e
 
     thread = threading.Thread(target=target, name=f"rlkit user code {call.who}", daemon=True)
-    thread.start()
     # a Ctrl-C from before the call (during generation, say) asks for the step to finish
     # and be saved: only one that arrives while the user's code runs abandons it
-    _wait(thread, call, abandon_on_interrupt=not INTERRUPT.is_set())
+    abandon = not INTERRUPT.is_set()
+    thread.start()
+    _wait(thread, call, abandon_on_interrupt=abandon)
     if "error" in outcome:
         raise TrainingError(_raised(call, outcome["error"])) from None
     return outcome["value"]

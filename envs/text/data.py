@@ -206,11 +206,13 @@ class Format:
         return [(ids, loss) for ids, loss in out if ids]
 
 
-def _text(row: dict[str, Any], column: str, where: str, number: int) -> Text:
+def _text(row: dict[str, Any], column: str, where: str, number: int, role: str = "") -> Text:
+    """The text in `column` of `row`; `role` is the flag's stem that names the column
+    (``response`` for ``--response-column``), which may differ from the column's name."""
     if column not in row:
         raise ConfigError(
             f"{where}: no column {column!r} (columns: {', '.join(map(str, row)) or 'none'}); "
-            f"map one with the column flag (e.g. --{_column_flag(column)} NAME)"
+            f"map one with --{_column_flag(role or column)} NAME"
         )
     value = row[column]
     ok_chat = isinstance(value, list) and all(
@@ -258,25 +260,33 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
     """SFT examples from ``messages`` (chat) or ``prompt`` + ``response`` columns."""
     chat = messages in rows[0]
     out = Sequences()
+    silent = 0  # examples with no response token before any truncation
     for number, row in enumerate(rows, 1):
         if chat:
-            convo = _text(row, messages, fmt.where, number)
+            convo = _text(row, messages, fmt.where, number, "messages")
             if not isinstance(convo, list):
                 raise ConfigError(f"{fmt.where} row {number}: {messages!r} must be messages")
             fmt.templated(convo)  # refused without a template
             parts = fmt.segments(convo)
         else:
-            p = _text(row, prompt, fmt.where, number)
-            r = _text(row, response, fmt.where, number)
+            p = _text(row, prompt, fmt.where, number, "prompt")
+            r = _text(row, response, fmt.where, number, "response")
             parts = _prompt_response(fmt, p, r)
         ids = [t for seg, _ in parts for t in seg]
         loss = [flag for seg, flag in parts for _ in seg]
+        silent += not any(loss)
         ids, loss = _truncate(ids, loss, fmt)
         if not any(loss):
             out.dropped += 1
             continue
         out.ids.append(ids)
         out.loss.append(loss)
+    if silent == len(rows):
+        what = "an assistant turn" if chat else f"a non-empty {response!r}"
+        raise ConfigError(
+            f"{fmt.where}: no example has {what}, so there is nothing to train on; "
+            "give examples with a response"
+        )
     if not out.ids:
         column = messages if chat else prompt
         raise ConfigError(
@@ -322,9 +332,9 @@ def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> P
     """Preference pairs from ``prompt`` + ``chosen`` + ``rejected`` columns."""
     out = Pairs()
     for number, row in enumerate(rows, 1):
-        p = _text(row, prompt, fmt.where, number)
-        c = _text(row, chosen, fmt.where, number)
-        r = _text(row, rejected, fmt.where, number)
+        p = _text(row, prompt, fmt.where, number, "prompt")
+        c = _text(row, chosen, fmt.where, number, "chosen")
+        r = _text(row, rejected, fmt.where, number, "rejected")
         p_ids, c_ids = _split_ids(fmt, p, c)
         _, r_ids = _split_ids(fmt, p, r)
         cut = _truncate_pair(p_ids, c_ids, r_ids, fmt)

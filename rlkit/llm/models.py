@@ -317,7 +317,17 @@ def check_model(spec: str, head: str, flag: str = "--model") -> None:
                 f"{flag} {spec}: {directory} has a config.json but no weights (*.safetensors "
                 "or pytorch_model*.bin); give a complete model directory"
             )
-    arches = [str(a) for a in (found.hf_config(spec) or {}).get("architectures") or []]
+    config = found.hf_config(spec) or {}
+    kind = config.get("model_type")
+    if isinstance(found, HubOrDirectory | RunDirectory) and kind is not None:
+        from transformers import CONFIG_MAPPING
+
+        if kind not in CONFIG_MAPPING:
+            raise ConfigError(
+                f"{flag} {spec}: model_type {kind!r} in its config.json is unknown to this "
+                "transformers; fix config.json or upgrade transformers"
+            )
+    arches = [str(a) for a in config.get("architectures") or []]
     causal = any(a.endswith("ForCausalLM") for a in arches)
     classifier = any(a.endswith("ForSequenceClassification") for a in arches)
     if head == "causal" and classifier and not causal:

@@ -97,7 +97,8 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_written(tmp_path
     """Each is refused with exit 2, one line naming the flag given, and no run directory:
     lengths past the tiny model's 1,024 positions, a group of one sample, pairs with no
     preference, a model of the wrong kind or without weights, flag abbreviations, chat
-    content that is not a string."""
+    content that is not a string; and messages that point the right way (the flag that
+    named a missing column; no assistant turn is not blamed on --max-length)."""
     from rlkit.llm.models import load_model, load_tokenizer
 
     for head, name in (("reward", "classifier"), ("causal", "lm"), ("causal", "no-weights")):
@@ -105,9 +106,14 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_written(tmp_path
         load_tokenizer("tiny").save_pretrained(tmp_path / name)
     for weights in (tmp_path / "no-weights").glob("*.safetensors"):
         weights.unlink()
+    unknown = tmp_path / "unknown-type"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "nonsense"}')
+    (unknown / "model.safetensors").write_bytes(b"")
     sft = write_rows(tmp_path / "sft.jsonl", [{"prompt": "ab", "response": "ba"}] * 4)
     same = write_rows(tmp_path / "same.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "b"}])
     chat = write_rows(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": 7}]}])
+    turn = write_rows(tmp_path / "turn.jsonl", [{"messages": [{"role": "user", "content": "a"}]}])
     prompts = write_rows(tmp_path / "p.jsonl", [{"prompt": "12"}])
     out = tmp_path / "runs"
     grpo = ["grpo", "--prompts", str(prompts), "--reward", "rlkit.envs.text.tasks:sorted_exact"]
@@ -125,6 +131,9 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_written(tmp_path
         (["grpo", "--data", str(prompts)], "--data does not apply to grpo; give --prompts"),
         ([*grpo, "--temp", "0.5"], "did you mean --temperature?"),
         (["sft", "--data", str(chat)], "message 1 has a content of type int"),
+        (["sft", "--data", str(sft), "--response-column", "answer"], "with --response-column"),
+        (["sft", "--data", str(turn)], "no example has an assistant turn"),
+        (["sft", "--data", str(sft), "--model", str(unknown)], "model_type 'nonsense'"),
     ]
     for args, said in cases:
         assert main(["run", *args, "--out", str(out)]) == 2, args
