@@ -190,3 +190,23 @@ def test_a_kill_during_the_export_leaves_a_loadable_model(tmp_path, capsys):
     assert model.num_parameters() > 0
     now = hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest()
     assert now != first  # the swap happened before the kill
+
+
+def test_a_corrupt_checkpoint_is_one_line_on_resume(tmp_path, capsys):
+    """A zeroed weights file in the checkpoint: resume says which file, in one line, and
+    leaves the run as it was (the exported model/ untouched)."""
+    rows = [{"prompt": w, "response": w[::-1]} for w in ("ab", "cd", "ef", "gh")]
+    data = write_rows(tmp_path / "sft.jsonl", rows)
+    flags = ["--samples-per-step", "4", "--micro-batch", "4", "--total-steps", "4"]
+    assert (
+        main(["run", "sft", "--data", str(data), "--out", str(tmp_path), "--name", "r", *flags])
+        == 0
+    )
+    run = tmp_path / "r"
+    (weights,) = (run / "checkpoint-files").glob("*/*/model/model.safetensors")
+    weights.write_bytes(bytes(weights.stat().st_size))
+    exported = (run / "model" / "model.safetensors").read_bytes()
+    assert main(["resume", str(run), "--total-steps", "8"]) == 2
+    line = one_line(capsys)
+    assert f"{weights} is corrupt" in line, line
+    assert (run / "model" / "model.safetensors").read_bytes() == exported
