@@ -174,14 +174,15 @@ class RunDirectory(ModelSource):
 
     @staticmethod
     def has_model(spec: str) -> bool:
-        """Whether the run's algorithm trains a language model (its config has --model)."""
+        """Whether the run's algorithm trains a language model: its recorded config has
+        --model (one that records none, or cannot be read, is given the benefit)."""
         import yaml
 
         try:
             config = yaml.safe_load((Path(spec) / "config.yaml").read_text())["config"]
         except (OSError, yaml.YAMLError, KeyError, TypeError):
             return True  # unreadable: the usual message
-        return isinstance(config, dict) and "model" in config
+        return not isinstance(config, dict) or not config or "model" in config
 
     def preset(self, spec: str) -> str:
         """The preset of the model the run started from (a tiny model stays tiny)."""

@@ -106,6 +106,9 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_written(tmp_path
         load_tokenizer("tiny").save_pretrained(tmp_path / name)
     for weights in (tmp_path / "no-weights").glob("*.safetensors"):
         weights.unlink()
+    mappo_run = tmp_path / "mappo-run"  # what rlkit run mappo records, no model/
+    mappo_run.mkdir()
+    (mappo_run / "config.yaml").write_text("algorithm: mappo\nconfig: {env: simple_spread}\n")
     unknown = tmp_path / "unknown-type"
     unknown.mkdir()
     (unknown / "config.json").write_text('{"model_type": "nonsense"}')
@@ -134,6 +137,7 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_written(tmp_path
         (["sft", "--data", str(sft), "--response-column", "answer"], "with --response-column"),
         (["sft", "--data", str(turn)], "no example has an assistant turn"),
         (["sft", "--data", str(sft), "--model", str(unknown)], "model_type 'nonsense'"),
+        (["sft", "--data", str(sft), "--model", str(mappo_run)], "with no language model"),
     ]
     for args, said in cases:
         assert main(["run", *args, "--out", str(out)]) == 2, args
