@@ -311,6 +311,9 @@ def check_model(spec: str, head: str, flag: str = "--model") -> None:
     from one)."""
     found = source(spec, flag)
     directory = Path(found.model_dir(spec, flag)) if isinstance(found, RunDirectory) else Path(spec)
+    config = found.hf_config(spec)
+    if config is None:
+        return  # not at hand (a hub name) or unreadable: loading it says what is wrong
     if isinstance(found, HubOrDirectory | RunDirectory) and directory.is_dir():
         weights = [*directory.glob("*.safetensors"), *directory.glob("pytorch_model*.bin")]
         if not weights:
@@ -318,7 +321,6 @@ def check_model(spec: str, head: str, flag: str = "--model") -> None:
                 f"{flag} {spec}: {directory} has a config.json but no weights (*.safetensors "
                 "or pytorch_model*.bin); give a complete model directory"
             )
-    config = found.hf_config(spec) or {}
     kind = config.get("model_type")
     if isinstance(found, HubOrDirectory | RunDirectory) and kind is not None:
         from transformers import CONFIG_MAPPING
