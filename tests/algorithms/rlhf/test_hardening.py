@@ -173,19 +173,22 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def tiny_sft_run(tmp_path: Path) -> Path:
+    """A finished SFT run of one optimizer step (4 samples): a checkpoint and a model/."""
+    rows = [{"prompt": w, "response": w[::-1]} for w in ("ab", "cd", "ef", "gh")]
+    data = write_rows(tmp_path / "sft.jsonl", rows)
+    flags = ["--samples-per-step", "4", "--micro-batch", "4", "--total-steps", "4"]
+    args = ["run", "sft", "--data", str(data), "--out", str(tmp_path), "--name", "r"]
+    assert main([*args, *flags]) == 0
+    return tmp_path / "r"
+
+
 def test_a_kill_during_the_export_leaves_a_loadable_model(tmp_path, capsys):
     """The second export of a run (its resume) is killed between its rename steps, as
     SIGKILL would: ``model/`` still loads, and is the new one."""
     import transformers
 
-    rows = [{"prompt": w, "response": w[::-1]} for w in ("ab", "cd", "ef", "gh")] * 4
-    data = write_rows(tmp_path / "sft.jsonl", rows)
-    flags = ["--samples-per-step", "4", "--micro-batch", "4", "--total-steps", "4"]
-    assert (
-        main(["run", "sft", "--data", str(data), "--out", str(tmp_path), "--name", "r", *flags])
-        == 0
-    )
-    run = tmp_path / "r"
+    run = tiny_sft_run(tmp_path)
     first = hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest()
     resume = ["resume", str(run), "--total-steps", "8"]
     done = subprocess.run([sys.executable, "-c", KILL_IN_EXPORT, *resume], capture_output=True)
@@ -199,14 +202,7 @@ def test_a_kill_during_the_export_leaves_a_loadable_model(tmp_path, capsys):
 def test_a_corrupt_checkpoint_is_one_line_on_resume(tmp_path, capsys):
     """A zeroed weights file in the checkpoint: resume says which file, in one line, and
     leaves the run as it was (the exported model/ untouched)."""
-    rows = [{"prompt": w, "response": w[::-1]} for w in ("ab", "cd", "ef", "gh")]
-    data = write_rows(tmp_path / "sft.jsonl", rows)
-    flags = ["--samples-per-step", "4", "--micro-batch", "4", "--total-steps", "4"]
-    assert (
-        main(["run", "sft", "--data", str(data), "--out", str(tmp_path), "--name", "r", *flags])
-        == 0
-    )
-    run = tmp_path / "r"
+    run = tiny_sft_run(tmp_path)
     (weights,) = (run / "checkpoint-files").glob("*/*/model/model.safetensors")
     weights.write_bytes(bytes(weights.stat().st_size))
     exported = (run / "model" / "model.safetensors").read_bytes()
