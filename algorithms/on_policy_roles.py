@@ -18,7 +18,9 @@ from rlkit.algorithms.flat_params import FlatParameters
 from rlkit.algorithms.learner import LearnerBase, seeded
 from rlkit.algorithms.networks import ActorCritic
 from rlkit.batch import Batch
+from rlkit.config import offered_fields
 from rlkit.device import use_threads
+from rlkit.divergence import remedy
 from rlkit.envs.families import parse_env_kwargs
 from rlkit.envs.normalize import RewardScaler
 from rlkit.envs.runner import EnvRunner
@@ -224,9 +226,12 @@ class OnPolicyLearner(LearnerBase):
         self.updates += 1
         metrics = {k: float(v) / steps for k, v in sums.items()}
         if not math.isfinite(metrics["loss"]):
+            # only the flags this algorithm has (MAPPO has no --norm-obs)
+            norms = "norm_obs" in offered_fields(type(cfg))
             raise TrainingError(
-                f"the loss became {metrics['loss']} at update {self.updates}: "
-                "lower --lr or enable --norm-obs/--norm-reward; the last checkpoint is intact"
+                f"the loss became {metrics['loss']} at update {self.updates}: {remedy(cfg)}"
+                + (" or enable --norm-obs/--norm-reward" if norms else "")
+                + "; the last checkpoint is intact"
             )
         var = returns.var()
         metrics["explained_variance"] = (

@@ -98,7 +98,7 @@ class Policy(nn.Module):
 
 
 def parse(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(description="CleanRL-style single-file SAC")
+    p = argparse.ArgumentParser(allow_abbrev=False, description="CleanRL-style single-file SAC")
     for f in dataclasses.fields(Args):
         default = f.default
         kind: Any = (

@@ -155,7 +155,7 @@ def bound(model: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat, the tiny model only")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="tiny,smollm2")

@@ -442,7 +442,9 @@ def previous_learning() -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--worker", default="")
     p.add_argument("--result", default="")
     p.add_argument("--steps", type=int, default=20_000, help="env steps per throughput run")

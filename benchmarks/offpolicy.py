@@ -950,7 +950,9 @@ def _current_section() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.offpolicy", description=__doc__.split("\n\n")[0]
+        allow_abbrev=False,
+        prog="python -m benchmarks.offpolicy",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "--quick",

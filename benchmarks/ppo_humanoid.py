@@ -475,7 +475,9 @@ def long_run_text(run_dir: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.ppo_humanoid", description=__doc__.split("\n\n")[0]
+        allow_abbrev=False,
+        prog="python -m benchmarks.ppo_humanoid",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "--quick", action="store_true", help=f"smoke run: {QUICK_STEPS:,} steps, 1 repeat"

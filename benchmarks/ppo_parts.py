@@ -18,7 +18,9 @@ from benchmarks.report import median
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.ppo_parts", description=__doc__.split("\n\n")[0]
+        allow_abbrev=False,
+        prog="python -m benchmarks.ppo_parts",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--repeats", type=int, default=5, help="updates measured (default 5)")
     a = p.parse_args(argv)

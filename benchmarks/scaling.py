@@ -321,7 +321,9 @@ def render(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0]
+        allow_abbrev=False,
+        prog="python -m benchmarks.scaling",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "--quick",

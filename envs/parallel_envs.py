@@ -91,6 +91,12 @@ def _import(module: str) -> Any:
             f"cannot import {module!r} for the env: no module named {e.name!r} "
             f"(pip install {package}, or check the spelling)"
         ) from None
+    except Exception as e:  # what the module raised while importing (pettingzoo.mpe: moved)
+        hint = "; mpe2's envs go by short names: --env simple_spread (rlkit list)"
+        raise EnvError(
+            f"--env: importing {module!r} failed ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]})" + (hint if "mpe" in module else "")
+        ) from None
 
 
 def load_factory(env_id: str) -> Callable[..., Any]:
@@ -137,6 +143,11 @@ def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | No
         detail = " ".join(str(e).split()) or type(e).__name__
         raise EnvError(
             f"--env-kwargs {given}: {short_name(env_id)} refuses them ({detail}){hint}"
+        ) from None
+    except (Exception, SystemExit) as e:  # user code: one line naming it, never a traceback
+        detail = " ".join(str(e).split())[:200]
+        raise EnvError(
+            f"--env {env_id}: its factory raised {type(e).__name__}: {detail}; fix the factory"
         ) from None
     if isinstance(env, ParallelEnv):
         return env

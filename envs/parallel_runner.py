@@ -62,6 +62,7 @@ class AgentEnv:
         native: bool = True,
     ) -> None:
         self.env, self.spec = env, spec
+        self.name = str((getattr(env, "metadata", None) or {}).get("name", type(env).__name__))
         self.obs, self.state, self.alive, self.masks = obs, state, alive, masks
         self.index = {a: i for i, a in enumerate(spec.agents)}
         self.widths = spec.obs_dims()
@@ -73,6 +74,13 @@ class AgentEnv:
 
     def reset(self, seed: int | None = None) -> None:
         obs, infos = self.env.reset(seed=seed)
+        missing = [a for a in self.env.agents if a not in obs]
+        if missing:
+            raise EnvError(
+                f"{self.name}: reset returned observations for {len(obs)} of its "
+                f"{len(self.env.agents)} agents (none for {', '.join(map(str, missing[:3]))}); "
+                "a parallel env's reset must observe every agent in env.agents"
+            )
         self.obs[:] = 0
         if self.masks is not None:
             self.masks[:] = True
@@ -83,15 +91,40 @@ class AgentEnv:
 
     def _read(self, obs: dict[str, Any], infos: dict[str, Any]) -> None:
         for agent, o in obs.items():
-            i = self.index[agent]
+            i = self._agent(agent)
             if isinstance(o, dict):
                 if self.masks is not None and "action_mask" in o:
                     self.masks[i, : len(o["action_mask"])] = np.asarray(o["action_mask"], bool)
                 o = o["observation"]
-            self.obs[i, : self.widths[i]] = np.asarray(o, np.float32).reshape(-1)
+            self.obs[i, : self.widths[i]] = self._observation(agent, o, self.widths[i])
             mask = (infos.get(agent) or {}).get("action_mask")
             if self.masks is not None and mask is not None:
                 self.masks[i, : len(mask)] = np.asarray(mask, bool)
+
+    def _agent(self, agent: str) -> int:
+        """The row of `agent`; EnvError for one the env did not declare up front."""
+        if agent not in self.index:
+            raise EnvError(
+                f"{self.name}: agent {agent!r} appeared mid-episode, not among the "
+                f"possible_agents {list(self.index)}; declare every agent in possible_agents"
+            )
+        return self.index[agent]
+
+    def _observation(self, agent: str, o: Any, width: int) -> np.ndarray:
+        """`agent`'s observation as a flat float32 row; EnvError for one of another size
+        than its observation space, or not finite (a nan would reach the policy)."""
+        row = np.asarray(o, np.float32).reshape(-1)
+        if row.size != width:
+            raise EnvError(
+                f"{self.name}: agent {agent!r} observed {row.size} values, its "
+                f"observation space has {width}; observations must keep their space's shape"
+            )
+        if not np.isfinite(row).all():
+            raise EnvError(
+                f"{self.name}: agent {agent!r} observed a non-finite value "
+                f"({row[~np.isfinite(row)][0]}); fix the env, nan and inf cannot be learned from"
+            )
+        return row
 
     def _read_state(self) -> None:
         if self.spec.state_from_env:
@@ -124,6 +157,11 @@ class AgentEnv:
         for agent in live:
             i = self.index[agent]
             reward[i] = rewards.get(agent, 0.0)
+            if not np.isfinite(reward[i]):
+                raise EnvError(
+                    f"{self.name}: agent {agent!r} got a reward of {reward[i]}; fix the env, "
+                    "nan and inf cannot be learned from"
+                )
             terminated[i] = bool(terms.get(agent, False))
             truncated[i] = bool(truncs.get(agent, False))
         self._read(obs, infos)

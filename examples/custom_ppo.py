@@ -71,7 +71,9 @@ class KLPenaltyPPO(PPO):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--total-steps", type=int, default=20_000, help="environment steps")
     parser.add_argument(
         "--out",

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 from rlkit import rlhf
 from rlkit.envs.text import tasks
+from rlkit.errors import RLKitError
 
 GOLD = "rlkit.envs.text.tasks:sorted_exact"
 
@@ -41,7 +43,9 @@ def gold(run: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument(
         "--out",
         default=str(Path("runs") / "rlhf-pipeline"),
@@ -87,5 +91,22 @@ def main() -> None:
     )
 
 
+def cli() -> int:
+    """`main` with the CLI's manners: bad input (a bad --out, a stage that refuses) is one
+    line on stderr and exit 2; Ctrl-C stops with 130 (each finished stage's run stays)."""
+    try:
+        main()
+    except RLKitError as e:
+        print("rlhf_pipeline: error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    except OSError as e:  # the data files: --out unwritable, or under a file
+        print(f"rlhf_pipeline: error: --out: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrlhf_pipeline: aborted", file=sys.stderr)
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -20,6 +20,7 @@ whose bytes match neither. Temp files of writers that were killed are removed by
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -84,7 +85,48 @@ def atomic_write(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put directory `new` in `target`'s place so that `target` is a whole directory at
+    every instant (the old one, then the new one): a kill at any point never leaves no
+    `target` behind. With an existing `target` the two are exchanged in one
+    ``renameat2(RENAME_EXCHANGE)`` (Linux), then the old one, now at `new`, is removed;
+    where the exchange is not supported, `target` is renamed away first (a short window
+    without it). A kill before the removal leaves the old one at `new` for the caller's
+    cleanup of stale temp directories."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+    elif not _exchange(new, target):
+        old = new.with_name(new.name + ".old")
+        os.rename(target, old)
+        os.rename(new, target)
+        new = old
+    _fsync_dir(target.parent)
+    shutil.rmtree(new, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap paths `a` and `b` atomically; False where the system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not Linux, or a libc without it (glibc < 2.28)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -28,6 +28,12 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every rlkit parser: exact flag names only (a prefix such as ``--data`` for
+    ``--data-split`` would be taken silently), errors as one `ConfigError` line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.prog}: {message}")
 
@@ -109,12 +115,19 @@ def _parse_config_args(
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         from rlkit.config import group_of
 
-        if bad.startswith("--") and group_of(bad[2:].split("=")[0].replace("-", "_")):
-            raise ConfigError(f"{bad.split('=')[0]} does not apply to {algo_cls.name}")
+        name = bad.split("=")[0]
+        data_flags = getattr(algo_cls, "data_flags", ("--data", "--eval-data"))
+        if name in ("--data", "--eval-data") and data_flags[0] != "--data":
+            instead = data_flags[name == "--eval-data"]
+            raise ConfigError(f"{name} does not apply to {algo_cls.name}; give {instead} FILE")
+        if bad.startswith("--") and group_of(name[2:].replace("-", "_")):
+            raise ConfigError(f"{name} does not apply to {algo_cls.name}")
         options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-        close = difflib.get_close_matches(bad.split("=")[0], options, n=1)
+        # a prefix (--temp) is refused, not taken: name the flags it abbreviates
+        close = [o for o in options if o.startswith(name) and len(name) > 3][:3]
+        close = close or difflib.get_close_matches(name, options, n=1)
         hint = (
-            f"; did you mean {close[0]}?"
+            f"; did you mean {' or '.join(close)}? (flags are spelled in full)"
             if close
             else f" (rlkit {prog.split()[-2]} {prog.split()[-1]} --help lists them)"
         )

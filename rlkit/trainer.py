@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from rlkit import checkpoint, evaluation
+from rlkit import checkpoint, evaluation, user_code
 from rlkit.algorithms.base import Algorithm
 from rlkit.config import BaseConfig
 from rlkit.dataflow.executor import EXECUTORS, Executor, Runtime
@@ -329,6 +329,7 @@ class Trainer:
         self.runtime = runtime
         runtime.saved_state = self._checkpointed_fragments
         logger: MetricsLogger | None = None
+        user_code.INTERRUPT.clear()
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             algo.begin(runtime)
@@ -488,6 +489,7 @@ class Trainer:
         if self._stop:  # second Ctrl-C: stop now, the last checkpoint stays as it was
             raise KeyboardInterrupt
         self._stop = True
+        user_code.INTERRUPT.set()  # user code that is running now is not waited for
         print(
             "\nCtrl-C: finishing this iteration and saving a checkpoint (Ctrl-C again to abort)",
             flush=True,

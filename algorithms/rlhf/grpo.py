@@ -68,7 +68,13 @@ class GRPOConfig(RLConfig):
             "advantage",
             f"must be one of {OUTCOME_ADVANTAGES.names()}",
         )
-        check(self.advantage != "rloo" or self.group_size > 1, "group_size", "rloo needs 2 or more")
+        check(
+            self.advantage not in ("grpo", "rloo") or self.group_size > 1,
+            "group_size",
+            f"--advantage {self.advantage} compares the samples of a prompt with each other: "
+            "one sample has advantage 0 and nothing is learned; use 2 or more, or "
+            "--advantage reinforce++",
+        )
         check(
             self.loss_type in POLICY_LOSSES,
             "loss_type",

@@ -55,6 +55,7 @@ from rlkit.envs.text.rewards import RewardScorer, answer_metrics, load_function,
 from rlkit.errors import ConfigError
 from rlkit.llm.engines import GENERATORS, engine_note
 from rlkit.llm.generator import HFGenerator
+from rlkit.llm.models import check_model
 from rlkit.llm.vllm_engine import TIMINGS
 
 PROMPTS = from_driver("prompts", "generator", Pattern.SCATTER, HFGenerator.generate)
@@ -139,6 +140,19 @@ class RLStage(LLMAlgorithm):
     def trains_on(cls) -> str:
         return "text (--prompts)"
 
+    def check_positions(self, limit: int | None) -> None:
+        """The longest prompt (as cut to --max-length) and --max-new-tokens must fit the
+        model's positions: past them generation runs on positions it never learned (and
+        a huge --max-new-tokens runs for hours)."""
+        cfg = self.config
+        longest = max(len(ids) for ids in self.train.ids)
+        if limit is not None and longest + cfg.max_new_tokens > limit:
+            raise ConfigError(
+                f"--max-new-tokens {cfg.max_new_tokens}: with the longest prompt "
+                f"({longest} tokens) it passes the {limit} token positions of {cfg.model}; "
+                f"use --max-new-tokens {max(1, limit - longest)} or less"
+            )
+
     @classmethod
     def create(cls, config: BaseConfig) -> Algorithm:
         """The stage in the text environment of its ``--prompts``; a missing prompt set or
@@ -155,6 +169,8 @@ class RLStage(LLMAlgorithm):
             load_function(spec_)
         if config.gold_reward:
             load_function(config.gold_reward, "--gold-reward")
+        if config.reward_model:
+            check_model(config.reward_model, "reward", "--reward-model")
         env = Env.of(cls.name, ("text",), config.prompts, f"split={config.data_split}")
         return cls(config, env)
 

@@ -24,7 +24,7 @@ from rlkit import batch as B
 from rlkit.algorithms.learner import LearnerBase, adam
 from rlkit.batch import Batch
 from rlkit.device import autocast, use_threads
-from rlkit.errors import ConfigError
+from rlkit.errors import CheckpointError, ConfigError
 from rlkit.llm import fsdp
 from rlkit.llm.models import fresh_model, load_into, load_model
 from rlkit.roles import Metrics, Scorer, Weights
@@ -207,7 +207,7 @@ class LLMLearner(LearnerBase):
             return
         weights: dict[str, torch.Tensor] = {}
         for f in sorted((Path(directory) / MODEL_DIR).glob("*.safetensors")):
-            weights.update(load_file(f))
+            weights.update(checkpoint_weights(f, load_file))
         if self.config.lora() is not None:
             from peft import set_peft_model_state_dict
 
@@ -292,6 +292,18 @@ class ReferenceScorer(Scorer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def checkpoint_weights(path: Path, load_file: Any) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's weights file; CheckpointError naming it when it is
+    unreadable (zeroed or cut by a failing disk), rather than safetensors' traceback."""
+    try:
+        return dict(load_file(path))
+    except Exception as e:  # safetensors raises its own SafetensorError, or OSError
+        raise CheckpointError(
+            f"{path} is corrupt ({type(e).__name__}: {' '.join(str(e).split())[:120]}); this "
+            "checkpoint cannot be resumed: start a new run from the run's model/ (--model RUN)"
+        ) from None
 
 
 def export_dir(run_dir: Path) -> tuple[Path, Path]:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 import torch
 
+from rlkit import checkpoint
 from rlkit.algorithms.base import Algorithm, StepResult
 from rlkit.algorithms.rlhf.batches import EpochSampler
 from rlkit.algorithms.rlhf.roles import LLMLearner, export_dir
@@ -43,7 +44,7 @@ from rlkit.errors import ConfigError
 from rlkit.limits import STEPS_MAX, Range
 from rlkit.llm import fsdp
 from rlkit.llm.config import LoRAFields, ModelFields, ShardFields
-from rlkit.llm.models import load_tokenizer, model_preset
+from rlkit.llm.models import check_model, load_tokenizer, model_preset, positions
 
 L = TypeVar("L", bound=LLMLearner)
 """A learner class (`LLMAlgorithm.restored`)."""
@@ -144,8 +145,11 @@ class LLMAlgorithm(Algorithm):
         if not self.sources()[0]:
             # no command in the message: `rlkit run`, `rlkit plan` and `rlkit.rlhf` get here
             raise ConfigError(f"{self.name}: {self.data_flags[0]} is required (a .jsonl file, ...)")
+        check_model(cfg.model, self.head if self.head == "causal" else "any")
+        self.check_budget()
         self.tokenizer = load_tokenizer(cfg.model)
         self.train, self.held_out = self.load_splits()
+        self.check_positions(positions(cfg.model))
         if self.held_out is not None and len(self.held_out) < cfg.learners:
             raise ConfigError(
                 f"the held-out split has {len(self.held_out)} examples, fewer than "
@@ -161,6 +165,20 @@ class LLMAlgorithm(Algorithm):
         default = cls.config_cls()
         assert isinstance(default, LLMBase)
         return model_preset(str(overrides.get("model", default.model)))
+
+    def check_budget(self) -> None:
+        """ConfigError for settings under which the stage cannot learn (checked before
+        the data is read: GRPO's group of one sample)."""
+
+    def check_positions(self, limit: int | None) -> None:
+        """ConfigError when an example may be longer than the model's `limit` positions
+        (None: unknown): a stage on data, --max-length."""
+        cfg = self.config
+        if limit is not None and cfg.max_length > limit:
+            raise ConfigError(
+                f"--max-length {cfg.max_length}: the model {cfg.model} has {limit} token "
+                f"positions; use --max-length {limit} or less"
+            )
 
     @abstractmethod
     def sources(self) -> tuple[str, str]:
@@ -245,18 +263,15 @@ class LLMAlgorithm(Algorithm):
         self.sampler.load_state_dict(state["sampler"])
 
     def export(self, run_dir: Path) -> None:
-        """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, replaced in
-        one rename, so that a half-written export never stands as the model."""
+        """``RUN_DIR/model``: the model (`save_pretrained`) and its tokenizer, written
+        beside it and swapped in (`checkpoint.replace_dir`), so that a loadable ``model/``
+        stands at every instant, even when the export is killed."""
         tmp, target = export_dir(run_dir)
         for stale in [*Path(run_dir).glob(".model.tmp-*"), *Path(run_dir).glob(".model.old-*")]:
             shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
         self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
         self.tokenizer.save_pretrained(tmp)
-        old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        checkpoint.replace_dir(tmp, target)
 
     # -- evaluation: what the service (rlkit.evaluation) asks -------------------
     def eval_batch(self, split: str) -> Batch | None:
@@ -357,8 +372,6 @@ def restore(learner: LLMLearner, entries: list[Any]) -> None:
     """Give a learner (one, in this process) the checkpointed state of a run's learners:
     the files replica 0 wrote, the shards of every replica joined (an FSDP run), or an
     inline state."""
-    from rlkit import checkpoint
-
     calls = [checkpoint.restore_call(e) for e in entries]
     method, args = calls[0]
     if method != "load_checkpoint":

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlkit.config import PATH, Group
-from rlkit.limits import FINITE
+from rlkit.limits import FINITE, NON_NEGATIVE
 
 
 @dataclass
@@ -70,3 +70,6 @@ class PromptFields(Group):
     """Weight of each reward (the --reward functions, then --reward-model); empty: all 1."""
     gold_reward: str = ""
     """A rule function logged as gold_reward and never trained on (over-optimization shows)."""
+    reward_timeout: float = field(default=300.0, metadata={"range": NON_NEGATIVE})
+    """Seconds a call of a --reward or --gold-reward function may take before the run stops
+    with a message naming it (0: no limit)."""

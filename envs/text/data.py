@@ -212,11 +212,13 @@ class Format:
         return [(ids, loss) for ids, loss in out if ids]
 
 
-def _text(row: dict[str, Any], column: str, where: str, number: int) -> Text:
+def _text(row: dict[str, Any], column: str, where: str, number: int, role: str = "") -> Text:
+    """The text in `column` of `row`; `role` is the flag's stem that names the column
+    (``response`` for ``--response-column``), which may differ from the column's name."""
     if column not in row:
         raise ConfigError(
             f"{where}: no column {column!r} (columns: {', '.join(map(str, row)) or 'none'}); "
-            f"map one with the column flag (e.g. --{_column_flag(column)} NAME)"
+            f"map one with --{_column_flag(role or column)} NAME"
         )
     value = row[column]
     ok_chat = isinstance(value, list) and all(
@@ -227,6 +229,13 @@ def _text(row: dict[str, Any], column: str, where: str, number: int) -> Text:
             f"{where} row {number}: column {column!r} must be text or a list of "
             f'{{"role", "content"}} messages, got {type(value).__name__}'
         )
+    for i, m in enumerate(value if ok_chat else []):
+        if not isinstance(m["content"], str) or not isinstance(m["role"], str):
+            key = "content" if not isinstance(m["content"], str) else "role"
+            raise ConfigError(
+                f"{where} row {number}: column {column!r} message {i + 1} has a {key} of "
+                f"type {type(m[key]).__name__}; a message's role and content must be strings"
+            )
     return value
 
 
@@ -272,9 +281,10 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
     response = column_in(rows, response)
     text_only = not chat and prompt not in rows[0] and "text" in rows[0]
     out = Sequences()
+    silent = 0  # examples with no response token before any truncation
     for number, row in enumerate(rows, 1):
         if chat:
-            convo = _text(row, messages, fmt.where, number)
+            convo = _text(row, messages, fmt.where, number, "messages")
             if not isinstance(convo, list):
                 raise ConfigError(f"{fmt.where} row {number}: {messages!r} must be messages")
             fmt.templated(convo)  # refused without a template
@@ -282,17 +292,24 @@ def sequences(rows: Rows, fmt: Format, prompt: str, response: str, messages: str
         elif text_only:
             parts = _language_modeling(fmt, _text(row, "text", fmt.where, number))
         else:
-            p = _text(row, prompt, fmt.where, number)
-            r = _text(row, response, fmt.where, number)
+            p = _text(row, prompt, fmt.where, number, "prompt")
+            r = _text(row, response, fmt.where, number, "response")
             parts = _prompt_response(fmt, p, r)
         ids = [t for seg, _ in parts for t in seg]
         loss = [flag for seg, flag in parts for _ in seg]
+        silent += not any(loss)
         ids, loss = _truncate(ids, loss, fmt)
         if not any(loss):
             out.dropped += 1
             continue
         out.ids.append(ids)
         out.loss.append(loss)
+    if silent == len(rows):
+        what = "an assistant turn" if chat else f"a non-empty {response!r}"
+        raise ConfigError(
+            f"{fmt.where}: no example has {what}, so there is nothing to train on; "
+            "give examples with a response"
+        )
     if not out.ids:
         column = messages if chat else prompt
         raise ConfigError(
@@ -348,12 +365,12 @@ def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> P
     out = Pairs()
     implicit = prompt not in rows[0] and chosen in rows[0] and rejected in rows[0]
     for number, row in enumerate(rows, 1):
-        c = _text(row, chosen, fmt.where, number)
-        r = _text(row, rejected, fmt.where, number)
+        c = _text(row, chosen, fmt.where, number, "chosen")
+        r = _text(row, rejected, fmt.where, number, "rejected")
         if implicit:
             p, c, r = implicit_prompt(c, r, f"{fmt.where} row {number}")
         else:
-            p = _text(row, prompt, fmt.where, number)
+            p = _text(row, prompt, fmt.where, number, "prompt")
         p_ids, c_ids = _split_ids(fmt, p, c)
         _, r_ids = _split_ids(fmt, p, r)
         cut = _truncate_pair(p_ids, c_ids, r_ids, fmt)
@@ -368,6 +385,12 @@ def pairs(rows: Rows, fmt: Format, prompt: str, chosen: str, rejected: str) -> P
             f"{fmt.where}: every pair is longer than --max-length {fmt.max_length} in column "
             f"{prompt!r} before its responses start; raise --max-length or use "
             "--truncation-side left"
+        )
+    if all(c == r for c, r in zip(out.chosen, out.rejected, strict=True)):
+        raise ConfigError(
+            f"{fmt.where}: in every pair column {chosen!r} equals column {rejected!r} (as "
+            "tokens, after --max-length), so there is no preference to learn; check that "
+            "--chosen-column and --rejected-column name different responses"
         )
     return out
 

@@ -45,7 +45,7 @@ def prompts(rows: Rows, fmt: Format, column: str) -> Prompts:
     """The prompts of `rows` (column `column`), formatted by `fmt`."""
     out = Prompts()
     for number, row in enumerate(rows, 1):
-        text = _text(row, column, fmt.where, number)
+        text = _text(row, column, fmt.where, number, "prompt")
         ids = prompt_ids(fmt, text)
         if not ids:
             raise ConfigError(f"{fmt.where} row {number}: column {column!r} is empty")

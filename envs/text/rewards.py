@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import torch
 
+from rlkit import user_code
 from rlkit.batch import Batch
 from rlkit.dataflow.carry import merge, unpack
 from rlkit.device import use_threads
@@ -157,34 +158,67 @@ def completion_ids(batch: Batch) -> list[list[int]]:
     return [flat[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
 
 
-def call(fn: RewardFn, spec: str, kwargs: dict[str, Any], n: int) -> torch.Tensor:
-    """`fn` called with `kwargs` (`RewardArguments.of`) on `n` samples ``[N]`` (None ->
-    nan); TrainingError when it raises or returns something else than one number or None
-    per sample."""
-    try:
-        out = fn(**kwargs)
-        if inspect.isawaitable(out):  # an async reward function, as TRL allows
-            out = asyncio.run(_awaited(out))
-    except Exception as e:
-        raise TrainingError(
-            f"--reward {spec} raised {type(e).__name__}: {' '.join(str(e).split())[:200]}; "
-            "fix the function (it gets prompts, completions, completion_ids and the data's "
-            "other columns as keyword arguments); the last checkpoint is intact"
-        ) from None
+def call(
+    fn: RewardFn,
+    spec: str,
+    kwargs: dict[str, Any],
+    batch: Batch,
+    timeout_s: float = 0.0,
+    flag: str = "--reward",
+) -> torch.Tensor:
+    """`fn` called with `kwargs` (`reward_args.arguments`) on the batch's samples ``[N]``
+    (None -> nan), behind the user-code boundary (`rlkit.user_code`: copies of the data,
+    `timeout_s`); TrainingError when it raises, exits, hangs, or returns something else
+    than one number or None per sample."""
+    n = len(batch["completion"])
+    out = user_code.run(
+        user_code.UserCall(_to_the_end(fn), f"{flag} {spec}", kwargs, timeout_s, hint=REWARD_HINT)
+    )
     if not isinstance(out, (list, tuple)) or len(out) != n:
         got = f"{len(out)} values" if isinstance(out, (list, tuple)) else type(out).__name__
         raise TrainingError(
-            f"--reward {spec} returned {got} for {n} completions; it must return a list of "
+            f"{flag} {spec} returned {got} for {n} completions; it must return a list of "
             "one float (or None) per completion"
         )
     try:
-        return torch.tensor([math.nan if v is None else float(v) for v in out])
+        values = torch.tensor([math.nan if v is None else float(v) for v in out])
     except (TypeError, ValueError):
-        raise TrainingError(f"--reward {spec}: its values must be numbers or None") from None
+        raise TrainingError(f"{flag} {spec}: its values must be numbers or None") from None
+    bad = [i for i, v in enumerate(out) if v is not None and not math.isfinite(float(v))]
+    if bad:
+        raise TrainingError(non_finite(f"{flag} {spec}", float(out[bad[0]]), bad, batch))
+    return values
+
+
+REWARD_HINT = (
+    "it gets prompts, completions, completion_ids and the data's other columns as keyword "
+    "arguments; the last checkpoint is intact"
+)
+
+
+def non_finite(who: str, value: float, bad: list[int], batch: Batch) -> str:
+    """The line of a reward that is nan or inf: who gave it, for which sample."""
+    prompt = " ".join(str(batch["prompt"][bad[0]]).split())[:60]
+    return (
+        f"{who} returned {value} for sample {bad[0]} (prompt {prompt!r}; {len(bad)} of "
+        f"{len(batch['completion'])} samples not finite); rewards must be finite numbers: "
+        "return None where the function has no opinion; the last checkpoint is intact"
+    )
 
 
 async def _awaited(out: Any) -> Any:
     return await out
+
+
+def _to_the_end(fn: RewardFn) -> Callable[..., Any]:
+    """`fn`, with an awaitable result (an ``async def`` reward, as TRL allows) awaited, so
+    that the boundary's timeout and error handling cover the whole call."""
+
+    def run(**kwargs: Any) -> Any:
+        out = fn(**kwargs)
+        return asyncio.run(_awaited(out)) if inspect.isawaitable(out) else out
+
+    return run
 
 
 class RewardConfig(Protocol):
@@ -201,6 +235,9 @@ class RewardConfig(Protocol):
 
     @property
     def gold_reward(self) -> str: ...
+
+    @property
+    def reward_timeout(self) -> float: ...
 
     @property
     def chat_template(self) -> str: ...
@@ -244,13 +281,22 @@ class RewardScorer(Offload, Scorer):
         n = len(batch["completion"])
         log = RewardLog()
         kwargs = arguments(batch, completion_ids(batch), state or TrainerState(), log)
-        parts = [call(fn, spec, kwargs, n) for spec, fn in self.functions]
+        timeout = self.config.reward_timeout
+        parts = [call(fn, spec, kwargs, batch, timeout) for spec, fn in self.functions]
         if self.model is not None:
             parts.append(self.model_rewards(batch))
+            bad = (~parts[-1].isfinite()).nonzero()[:, 0].tolist()
+            if bad:
+                who = f"--reward-model {self.config.reward_model}"
+                raise TrainingError(non_finite(who, float(parts[-1][bad[0]]), bad, batch))
         rewards = torch.stack(parts, 1)
+        # None (no opinion) is nan here and counts 0; nan and inf returned were refused above
         out = {"reward": torch.nansum(rewards * self.weights, 1), "rewards": rewards}
         if self.gold is not None:
-            out["gold"] = torch.nan_to_num(call(self.gold, self.config.gold_reward, kwargs, n))
+            gold = call(
+                self.gold, self.config.gold_reward, kwargs, batch, timeout, "--gold-reward"
+            )
+            out["gold"] = torch.nan_to_num(gold)
         return {**out, **log.fields(n)}
 
     def model_rewards(self, batch: Batch) -> torch.Tensor:

@@ -63,6 +63,11 @@ class ModelSource(ABC):
         fine-tuning defaults ("pretrained") unless the family needs its own."""
         return "pretrained"
 
+    def hf_config(self, spec: str) -> dict[str, Any] | None:
+        """The model's config.json as a dict, read without loading weights (None: not at
+        hand, e.g. a hub name or a GGUF file); what the stages check before building."""
+        return None
+
 
 def _auto(head: str) -> Any:
     import transformers
@@ -87,6 +92,9 @@ class Tiny(ModelSource):
 
     def preset(self, spec: str) -> str:
         return "tiny"
+
+    def hf_config(self, spec: str) -> dict[str, Any] | None:
+        return {**TINY, "architectures": ["LlamaForCausalLM"]}
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         from transformers import LlamaConfig
@@ -125,6 +133,15 @@ class HubOrDirectory(ModelSource):
             torch.manual_seed(seed)
             return _loading(spec, lambda: _from_pretrained(spec, head))
 
+    def hf_config(self, spec: str) -> dict[str, Any] | None:
+        import json
+
+        try:
+            config = json.loads((Path(spec) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+
     def preset(self, spec: str) -> str:
         run = Path(spec).parent  # RUN_DIR/model: the run's preset
         return RunDirectory().preset(str(run)) if RunDirectory().claims(str(run)) else "pretrained"
@@ -138,17 +155,34 @@ class RunDirectory(ModelSource):
     def claims(self, spec: str) -> bool:
         return (Path(spec) / "config.yaml").is_file()
 
-    def model_dir(self, spec: str) -> str:
+    def model_dir(self, spec: str, flag: str = "--model") -> str:
         model = Path(spec) / "model"
         if not (model / "config.json").is_file():
+            if not self.has_model(spec):
+                raise ConfigError(
+                    f"{flag} {spec}: a run of an algorithm with no language model; give a run "
+                    "of an LLM stage (sft, rm, dpo, grpo, rlhf-ppo) or a model directory"
+                )
             raise ConfigError(
-                f"--model {spec}: this run has no exported model/ yet (it is written when a "
+                f"{flag} {spec}: this run has no exported model/ yet (it is written when a "
                 f"run ends or is interrupted); finish it with: rlkit resume {spec}"
             )
         return str(model)
 
     def tokenizer(self, spec: str) -> Any:
         return self.inner.tokenizer(self.model_dir(spec))
+
+    @staticmethod
+    def has_model(spec: str) -> bool:
+        """Whether the run's algorithm trains a language model: its recorded config has
+        --model (one that records none, or cannot be read, is given the benefit)."""
+        import yaml
+
+        try:
+            config = yaml.safe_load((Path(spec) / "config.yaml").read_text())["config"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return True  # unreadable: the usual message
+        return not isinstance(config, dict) or not config or "model" in config
 
     def preset(self, spec: str) -> str:
         """The preset of the model the run started from (a tiny model stays tiny)."""
@@ -164,6 +198,9 @@ class RunDirectory(ModelSource):
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         return self.inner.load(self.model_dir(spec), head, seed)
+
+    def hf_config(self, spec: str) -> dict[str, Any] | None:
+        return self.inner.hf_config(self.model_dir(spec))
 
 
 class GGUF(ModelSource):
@@ -231,14 +268,15 @@ SOURCES: tuple[ModelSource, ...] = (Tiny(), GGUF(), RunDirectory(), HubOrDirecto
 """Model sources, tried in order; the first that claims a spec loads it."""
 
 
-def source(spec: str) -> ModelSource:
-    """The source of `spec`; ConfigError saying what a spec may be when none claims it."""
+def source(spec: str, flag: str = "--model") -> ModelSource:
+    """The source of `spec`; ConfigError saying what a spec may be when none claims it
+    (naming `flag`, the option that gave it)."""
     for s in SOURCES:
         if s.claims(spec):
             return s
     what = "no such file or directory" if not Path(spec).exists() else "not a model"
     raise ConfigError(
-        f"--model {spec}: {what}; give tiny, smollm2, a Hugging Face model directory "
+        f"{flag} {spec}: {what}; give tiny, smollm2, a Hugging Face model directory "
         "(config.json), a directory with a .gguf file, a previous rlkit run directory, "
         "or a hub name"
     )
@@ -252,6 +290,59 @@ def model_preset(spec: str) -> str:
         return source(spec).preset(spec)
     except ConfigError:
         return "pretrained"
+
+
+def positions(spec: str) -> int | None:
+    """Token positions the model of `spec` has (None: unknown before loading it)."""
+    config = source(spec).hf_config(spec) or {}
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    return None
+
+
+def check_model(spec: str, head: str, flag: str = "--model") -> None:
+    """Refuse, before anything is built or written, a `spec` that cannot serve as `head`:
+    no such model, a run with no ``model/``, a directory without weights, or a model of
+    another kind: a sequence classifier (an `rm` run) where a language model is trained or
+    sampled from, a language model (an `sft` run) as a reward model, whose score would
+    come from a freshly initialized head. ``head="any"``: the kind is not checked (an
+    `rm` stage trains a reward head on a language model by design, as a critic starts
+    from one)."""
+    found = source(spec, flag)
+    directory = Path(found.model_dir(spec, flag)) if isinstance(found, RunDirectory) else Path(spec)
+    config = found.hf_config(spec)
+    if config is None:
+        return  # not at hand (a hub name) or unreadable: loading it says what is wrong
+    if isinstance(found, HubOrDirectory | RunDirectory) and directory.is_dir():
+        weights = [*directory.glob("*.safetensors"), *directory.glob("pytorch_model*.bin")]
+        if not weights:
+            raise ConfigError(
+                f"{flag} {spec}: {directory} has a config.json but no weights (*.safetensors "
+                "or pytorch_model*.bin); give a complete model directory"
+            )
+    kind = config.get("model_type")
+    if isinstance(found, HubOrDirectory | RunDirectory) and kind is not None:
+        from transformers import CONFIG_MAPPING
+
+        if kind not in CONFIG_MAPPING:
+            raise ConfigError(
+                f"{flag} {spec}: model_type {kind!r} in its config.json is unknown to this "
+                "transformers; fix config.json or upgrade transformers"
+            )
+    arches = [str(a) for a in config.get("architectures") or []]
+    causal = any(a.endswith("ForCausalLM") for a in arches)
+    classifier = any(a.endswith("ForSequenceClassification") for a in arches)
+    if head == "causal" and classifier and not causal:
+        raise ConfigError(
+            f"{flag} {spec}: a reward model ({arches[0]}), not a language model; give the "
+            "sft run (or causal LM) it was trained from, and this one as --reward-model"
+        )
+    if head == "reward" and causal and not classifier:
+        raise ConfigError(
+            f"{flag} {spec}: a language model ({arches[0]}) with no trained reward head; "
+            f"train one with rlkit run rm --model {spec} --data PREFERENCES and give that run"
+        )
 
 
 def quiet() -> None:

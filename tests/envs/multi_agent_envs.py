@@ -126,3 +126,50 @@ def masked(**kwargs: Any) -> Masked:
 
 def turn_based() -> TurnBased:
     return TurnBased()
+
+
+class Hostile(ParallelEnv):
+    """Two agents that misbehave as `mode` says: "partial_reset" (reset observes only the
+    first), "new_agent" (a third agent appears at step 2), "shape" (observations grow at
+    step 2), "nan" (a nan observation at step 2), "raises" (the factory raises)."""
+
+    metadata = {"name": "hostile"}
+
+    def __init__(self, mode: str = "") -> None:
+        if mode == "raises":
+            raise RuntimeError("no license server")
+        self.possible_agents = ["a", "b"]
+        self.mode, self.t = mode, 0
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return spaces.Box(-10, 10, (3,), np.float32)
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return spaces.Discrete(2)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        size = 5 if self.mode == "shape" and self.t >= 2 else 3
+        value = np.nan if self.mode == "nan" and self.t >= 2 else 0.0
+        obs = {a: np.full(size, value, np.float32) for a in self.agents}
+        if self.mode == "new_agent" and self.t >= 2:
+            obs["c"] = np.zeros(3, np.float32)
+        return obs
+
+    def reset(self, seed: int | None = None, options: Any = None) -> tuple[dict, dict]:
+        self.agents, self.t = list(self.possible_agents), 0
+        obs = self._obs()
+        if self.mode == "partial_reset":
+            obs.pop("b")
+        return obs, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        self.t += 1
+        done = {a: self.t >= 8 for a in self.agents}
+        obs = self._obs()
+        rewards = {a: 0.0 for a in self.agents}
+        self.agents = [a for a in self.agents if not done[a]]
+        return obs, rewards, done, dict(done), {a: {} for a in obs}
+
+
+def hostile(mode: str = "") -> Hostile:
+    return Hostile(mode)

@@ -274,3 +274,30 @@ def test_rlkit_list_names_the_multi_agent_envs(capsys):
     assert "pettingzoo environments" in out
     assert "simple_speaker_listener  mpe2.simple_speaker_listener_v4:parallel_env" in out
     assert "mappo    on pettingzoo; presets: simple_spread" in out
+
+
+def test_a_misbehaving_parallel_env_stops_the_run_with_one_line(tmp_path, capsys):
+    """What an env may do wrong, each one line naming the env and the agent (never a
+    traceback, never silently learned from), exit 2, and no run directory for what is
+    known before training (a factory that raises, a removed import path)."""
+    hostile = f"{ENVS}:hostile"
+    cases = [
+        ("partial_reset", "reset returned observations for 1 of its 2 agents (none for b)"),
+        ("new_agent", "agent 'c' appeared mid-episode"),
+        ("shape", "agent 'a' observed 5 values, its observation space has 3"),
+        ("nan", "agent 'a' observed a non-finite value (nan)"),
+        ("raises", "its factory raised RuntimeError: no license server"),
+    ]
+    base = ["run", "mappo", "--total-steps", "32", "--num-envs", "1", "--num-steps", "16"]
+    for mode, said in cases:
+        out = tmp_path / mode
+        args = [*base, "--env", hostile, "--env-kwargs", f"mode={mode}", "--out", str(out)]
+        assert main(args) == 2, mode
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and said in err, (mode, err)
+        assert mode != "raises" or not out.exists()
+    moved = ["run", "mappo", "--env", "pettingzoo.mpe.simple_spread_v3:parallel_env"]
+    assert main([*moved, "--out", str(tmp_path / "moved")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--env simple_spread" in err, err
+    assert not (tmp_path / "moved").exists()
