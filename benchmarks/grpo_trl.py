@@ -4,6 +4,9 @@ precision (fp32, one torch thread, CPU).
 
     python -m benchmarks.grpo_trl             # 3 repeats of 20 steps each
     python -m benchmarks.grpo_trl --quick     # smoke run: 1 repeat of 6 steps
+    python -m benchmarks.grpo_trl --model smollm2   # SmolLM2-135M: full and LoRA, TRL's
+                                                    # gradient checkpointing off and on
+                                                    # (benchmarks/grpo_trl_smollm2.py)
 
 The model: rlkit's embedded tiny Llama (hidden 128, 2 layers, 0.34M parameters) and its
 character tokenizer, saved to a directory (TRL takes a path). A step: 8 prompts (4-digit
@@ -251,9 +254,14 @@ PEER = {
 }
 
 
-def child(name: str, work: Path, steps: int) -> None:
+def child(name: str, work: Path, steps: int, model: str, launched: float) -> None:
     os.environ.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false")
-    result = CONTENDERS[name](work, steps)
+    if model == "smollm2":
+        from benchmarks.grpo_trl_smollm2 import contender
+
+        result = contender(name, work, steps, launched)
+    else:
+        result = CONTENDERS[name](work, steps)
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -268,15 +276,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=None, help="3 (smollm2: 1)")
+    parser.add_argument("--steps", type=int, default=None, help="20 (smollm2: 4)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None)
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
+    parser.add_argument("--launched", type=float, default=0.0)
     args = parser.parse_args()
     if args.child:
-        child(args.child, Path(args.work), args.steps)
+        child(args.child, Path(args.work), args.steps, args.model, args.launched)
         return
-    repeats, steps = (1, 6) if args.quick else (args.repeats, args.steps)
+    if args.model == "smollm2":
+        from benchmarks import grpo_trl_smollm2
+
+        grpo_trl_smollm2.main(args.quick, args.steps or 4, args.repeats or 1)
+        return
+    repeats, steps = (1, 6) if args.quick else (args.repeats or 3, args.steps or 20)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rlkit-grpo-bench-") as tmp:
         work = Path(tmp)

