@@ -12,6 +12,7 @@ autocast (``--precision bf16``), gradient checkpointing, LoRA adapters (peft).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -69,24 +70,46 @@ def with_lora(model: Any, config: LoRAFields, head: str) -> Any:
 
 @torch.no_grad()
 def merged_weights(model: Any) -> dict[str, torch.Tensor]:
-    """A LoRA model's weights merged (W + scale B A per adapted layer), on CPU, named as
-    the plain model's (what a generator or an export takes), computed from the adapters
-    without copying the model."""
+    """A LoRA model's weights merged (W + scale B A per adapted layer; a 4-bit base
+    dequantized first), on CPU, named as the plain model's (what a generator or an export
+    takes), computed from the adapters without copying the model."""
     from peft.tuners.lora import LoraLayer
 
     inner = model.get_base_model()
+    adapted = {n: m for n, m in inner.named_modules() if isinstance(m, LoraLayer)}
     out = {}
     for k, v in inner.state_dict().items():
         if ".lora_" in k or ".original_module." in k:  # a trained head's copy replaces it
             continue
         plain = k.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+        if plain.rpartition(".weight.")[0] in adapted:  # a 4-bit weight's quantization state
+            continue
         out[plain] = v.detach().to("cpu", copy=True)
-    for name, module in inner.named_modules():
-        if isinstance(module, LoraLayer) and module.active_adapters:
-            for adapter in module.active_adapters:
-                delta = cast(Any, module).get_delta_weight(adapter)  # each LoRA layer type's
-                out[f"{name}.weight"] += delta.cpu()
+    for name, module in adapted.items():
+        weight = dense(cast(torch.Tensor, module.get_base_layer().weight)).cpu()
+        for adapter in module.active_adapters:
+            weight = weight + cast(Any, module).get_delta_weight(adapter).cpu()  # per layer type
+        out[f"{name}.weight"] = weight
     return out
+
+
+def dense(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as a plain float tensor (a bitsandbytes 4-bit one dequantized)."""
+    state = getattr(weight, "quant_state", None)
+    if state is None:
+        return weight.detach()
+    from bitsandbytes.functional import dequantize_4bit
+
+    return dequantize_4bit(weight.data, state).float()
+
+
+def plain_config(config: Any) -> Any:
+    """A copy of a model's config without its quantization (a QLoRA base's): the merged
+    model it describes is plain fp32."""
+    config = copy.deepcopy(config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
 
 
 class LLMLearner(LearnerBase):
@@ -105,7 +128,12 @@ class LLMLearner(LearnerBase):
         self.algorithm, self.config = algorithm, config
         lora = config.lora()
         model = load_model(  # a LoRA base is frozen: the weights loaded, not a copy
-            config.model, algorithm.head, config.seed, pad_token_id, frozen=lora is not None
+            config.model,
+            algorithm.head,
+            config.seed,
+            pad_token_id,
+            frozen=lora is not None,
+            quantize=config.base_quantization(),
         )
         if config.gradient_checkpointing:  # transformers 5 renamed it
             enable = getattr(model, "activation_checkpointing_enable", None)
@@ -269,7 +297,7 @@ class LLMLearner(LearnerBase):
             load_into(model, weights)
         if self.config.lora() is not None:  # the merged weights in a plain model
             weights = merged_weights(model)
-            model = fresh_model(model.get_base_model().config, self.algorithm.head)
+            model = fresh_model(plain_config(model.get_base_model().config), self.algorithm.head)
             load_into(model, weights)
         model.save_pretrained(directory)
 
@@ -294,7 +322,9 @@ class ReferenceScorer(Scorer):
         use_threads(config.torch_threads)
         self.algorithm, self.config = algorithm, config
         self.device = device or torch.device("cpu")
-        model = load_model(config.model, "causal", config.seed, pad_token_id, frozen=True)
+        model = load_model(  # the LoRA learner's base, QLoRA's 4-bit one too
+            config.model, "causal", config.seed, pad_token_id, True, config.base_quantization()
+        )
         self.model: Any = model.to(self.device).eval()
         self.released = False
 

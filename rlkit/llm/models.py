@@ -314,16 +314,46 @@ def _read(spec: str, head: str, seed: int) -> Any:
     return source(spec).load(spec, head, seed)
 
 
-def _loaded(spec: str, seed: int) -> Any:
+def _loaded(spec: str, seed: int, quantize: str = "off") -> Any:
     """The causal model of `spec` read once per process (while a module made from it
-    lives), frozen: roles take copies or views of it (`load_model`)."""
+    lives), frozen: roles take copies or views of it (`load_model`); quantized ("nf4")
+    from the fp32 one, read once too."""
     src = source(spec)
-    key = (spec, seed, _stamp(src.files(spec)))
+    key = (spec, seed, quantize, _stamp(src.files(spec)))
     model = _LOADED.get(key)
     if model is None:
-        model = _read(spec, "causal", seed).requires_grad_(False)
+        if quantize == "off":
+            model = _read(spec, "causal", seed).requires_grad_(False)
+        else:
+            model = quantized(_made_from(_loaded(spec, seed), frozen=True))
         _LOADED[key] = model
     return model
+
+
+def quantized(model: Any) -> Any:
+    """`model` with its linear layers (not the output head) in 4-bit NF4, bitsandbytes'
+    QLoRA format (its CPU backend runs on CPU): written to a temporary directory and read
+    back through transformers' quantizer, which knows which layers to leave alone."""
+    import tempfile
+
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--lora-quantize nf4 needs bitsandbytes: pip install 'rlkit[qlora]'"
+        ) from None
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    with tempfile.TemporaryDirectory(prefix="rlkit-nf4-") as tmp:
+        model.save_pretrained(tmp)
+        return (
+            type(model)
+            .from_pretrained(tmp, quantization_config=config, device_map="cpu", dtype=torch.float32)
+            .requires_grad_(False)
+        )
 
 
 def _made_from(origin: Any, frozen: bool) -> Any:
@@ -340,19 +370,25 @@ def _made_from(origin: Any, frozen: bool) -> Any:
 
 
 def load_model(
-    spec: str, head: str, seed: int, pad_token_id: int | None, frozen: bool = False
+    spec: str,
+    head: str,
+    seed: int,
+    pad_token_id: int | None,
+    frozen: bool = False,
+    quantize: str = "off",
 ) -> Any:
     """The model of `spec` with `head` ("causal" or "reward"), fp32, on CPU; a reward head
     reads the reward at the last token that is not `pad_token_id`. A causal model is read
     once per process: `frozen` gives a module over the weights already loaded (they are
-    shared, never to be changed: a reference, a LoRA base), else over a copy of them."""
+    shared, never to be changed: a reference, a LoRA base), else over a copy of them.
+    `quantize` "nf4": a frozen base in 4-bit NF4 (QLoRA), shared the same way."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
     if head == "causal":
-        model = _made_from(_loaded(spec, seed), frozen)
+        model = _made_from(_loaded(spec, seed, quantize), frozen or quantize != "off")
     else:
         model = _read(spec, head, seed)
-        model.requires_grad_(not frozen)
+        model = quantized(model) if quantize != "off" else model.requires_grad_(not frozen)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model

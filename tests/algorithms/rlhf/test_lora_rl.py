@@ -39,36 +39,41 @@ def prompt_batch():
     return collate_prompts(data, torch.arange(4), tok.pad_token_id)
 
 
-def test_lora_reference_is_the_base_weights_and_generators_get_the_merged_policy(prompt_batch):
-    """One GRPO step with LoRA adapters (rank 4, random rewards): only adapters train;
-    the reference holds no weights of its own (its tensors are the learner's base ones)
-    and its log-probs after the step are the base model's; the merged weights pushed to
-    a generator give the policy's log-probs."""
-    cfg = GRPOConfig(
-        reward=(REWARD,), device="cpu", group_size=4, max_new_tokens=8, lr=1e-2, lora_rank=4
-    )
+@pytest.mark.parametrize("quantize", ["off", "nf4"], ids=["lora", "qlora"])
+def test_lora_reference_is_the_base_weights_and_generators_get_the_merged_policy(
+    prompt_batch, quantize
+):
+    """One GRPO step with LoRA adapters (rank 4, random rewards; QLoRA: on a 4-bit NF4
+    base): only adapters train; the reference holds no weights of its own (its tensors
+    are the learner's base ones) and its log-probs after the step are the base's, the
+    learner's with its adapters off (without quantization: a freshly loaded model's); the
+    merged weights pushed to a generator give the policy's log-probs."""
+    cfg = GRPOConfig(reward=(REWARD,), device="cpu", group_size=4, max_new_tokens=8, lr=1e-2)
+    cfg.lora_rank, cfg.lora_quantize = 4, quantize
     gen = HFGenerator(cfg)
     learner = PolicyLearner(GRPO, cfg, gen.pad(), total_updates=1)
     reference = TokenReference(cfg, gen.pad())
     assert models.shares_weights(learner.model, reference.model)
-    assert {n for n, p in learner.model.named_parameters() if p.requires_grad} and all(
-        "lora_" in n for n, p in learner.model.named_parameters() if p.requires_grad
-    )
+    trained = [n for n, p in learner.model.named_parameters() if p.requires_grad]
+    assert trained and all("lora_" in n for n in trained)
     gen.set_weights(learner.get_weights(), 0)
     batch = gen.generate(prompt_batch)
     scored = RewardScorer(cfg).score(batch)
     scored["reward"] = torch.rand(len(scored["reward"]), generator=torch.Generator().manual_seed(1))
     assert learner.learn({**batch, **reference.score(batch), **scored})["grad_norm"] > 0
 
-    base = models.load_model("tiny", "causal", cfg.seed, gen.pad()).eval()
-    want, _ = policy_logps(base, batch, cfg.temperature)
-    assert torch.equal(reference.score(batch)["ref_logps"], placed(want, batch))
+    with torch.no_grad(), learner.model.disable_adapter():
+        base, _ = policy_logps(learner.model.eval(), batch, cfg.temperature)
+    assert torch.equal(reference.score(batch)["ref_logps"], placed(base, batch))
+    if quantize == "off":
+        fresh = models.load_model("tiny", "causal", cfg.seed, gen.pad()).eval()
+        assert torch.equal(policy_logps(fresh, batch, cfg.temperature)[0], base)
     gen.set_weights(learner.get_weights(), 1)
     with torch.no_grad():
-        policy, _ = policy_logps(learner.model.eval(), batch, cfg.temperature)
+        policy, _ = policy_logps(learner.model, batch, cfg.temperature)
         pushed, _ = policy_logps(gen.model, batch, cfg.temperature)
-    assert (policy - want).abs().max() > 1e-3  # the adapters moved the policy off the base
-    torch.testing.assert_close(pushed, policy, atol=1e-4, rtol=1e-4)
+    assert (policy - base).abs().max() > 1e-3  # the adapters moved the policy off the base
+    torch.testing.assert_close(pushed, policy, atol=1e-3, rtol=1e-3)
 
 
 def test_a_run_reads_its_model_once_and_shares_the_exported_weights(tmp_path):
@@ -105,13 +110,15 @@ def test_lora_rlhf_ppo_runs_and_exports_a_plain_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_lora_grpo_fixes_a_biased_sft_start(tmp_path, tasks, biased_sort_sft):
+def test_lora_grpo_fixes_a_biased_sft_start(tmp_path, tasks, biased_sort_sft, stop_at_bar):
     """The bar of the full fine-tuning test (test_grpo.py): greedy exact match on 200
     held-out prompts from <= 0.45 to >= 0.8, GRPO with rank-8 LoRA adapters on every
     linear layer (16 prompts x 8 samples, k3 KL 0.02, seed 0), within the same budget of
     12,800 samples, with the mean per-token KL to the SFT model <= 0.5 over the last 10
     steps. LoRA's adapters start at zero and move a rank-8 slice: they take a learning
-    rate 10x the full one (3e-3 over the tiny preset's 3e-4)."""
+    rate 10x the full one (3e-3 over the tiny preset's 3e-4). The run stops once the
+    samples' gold reward reaches 0.8 (stop_at_bar; measured: step 55 of 100; run whole,
+    greedy exact match 0.225 -> 0.81); the greedy bar is judged on the model exported then."""
     train = sort.write_jsonl(tmp_path / "prompts.jsonl", sort.prompts(2000, seed=2))
     held = sort.prompts(200, seed=3)
     prompts, answers = [r["prompt"] for r in held], [r["answer"] for r in held]
@@ -121,8 +128,10 @@ def test_lora_grpo_fixes_a_biased_sft_start(tmp_path, tasks, biased_sort_sft):
     flags += ["--max-new-tokens", "8", "--micro-batch", "64", "--total-steps", "12800"]
     flags += ["--lora-rank", "8", "--lr", "3e-3"]
     args = ["run", "grpo", "--prompts", str(train), "--device", "cpu", "--out", str(tmp_path)]
-    assert main([*args, "--name", "lora", *flags]) == 0
+    watch = stop_at_bar("gold_reward", 0.8)
+    assert main([*args, "--name", "lora", *flags]) == watch.exit_code()
     run = tmp_path / "lora"
+    assert watch.reached_at is not None
     end = tasks.greedy_accuracy(run / "model", prompts, answers)
     print(f"LoRA GRPO greedy exact match {start:.3f} -> {end:.3f}")
     assert end >= 0.8, (start, end)
