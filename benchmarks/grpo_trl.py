@@ -277,7 +277,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None, help="3 (smollm2: 1)")
-    parser.add_argument("--steps", type=int, default=None, help="20 (smollm2: 4)")
+    parser.add_argument("--steps", type=int, default=None, help="20 (smollm2: 3)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None)
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
@@ -289,7 +289,7 @@ def main() -> None:
     if args.model == "smollm2":
         from benchmarks import grpo_trl_smollm2
 
-        grpo_trl_smollm2.main(args.quick, args.steps or 4, args.repeats or 1)
+        grpo_trl_smollm2.main(args.quick, args.steps or 3, args.repeats or 1)
         return
     repeats, steps = (1, 6) if args.quick else (args.repeats or 3, args.steps or 20)
     load0 = os.getloadavg()[0]

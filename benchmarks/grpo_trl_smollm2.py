@@ -4,7 +4,7 @@ that both sides load), full fine-tuning and LoRA, gradient checkpointing off and
 (both sides alike: TRL turns it on by default, rlkit off), with the startup time and the
 run directory's size beside the step time.
 
-    python -m benchmarks.grpo_trl --model smollm2            # 1 repeat of 4 steps per row
+    python -m benchmarks.grpo_trl --model smollm2            # 1 repeat of 3 steps per row
     python -m benchmarks.grpo_trl --model smollm2 --quick    # 1 repeat of 2 steps
 
 A step: 4 prompts (4-digit strings, no chat template) x 4 samples = 16 completions of

@@ -282,10 +282,20 @@ def quiet() -> None:
     logging.disable_progress_bar()
 
 
+_TOKENIZERS: dict[tuple[Any, ...], Any] = {}
+"""Tokenizers read in this process, by spec and the files' state (a GGUF's takes 25-50 s
+to read: the driver and every generator would each read it)."""
+
+
 def load_tokenizer(spec: str) -> Any:
-    """The prepared tokenizer of `spec` (a pad token, right padding)."""
+    """The prepared tokenizer of `spec` (a pad token, right padding): read once per
+    process, each caller getting its own copy."""
     quiet()
-    return prepare(source(spec).tokenizer(spec))
+    src = source(spec)
+    key = (spec, _stamp(src.files(spec)))
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = prepare(src.tokenizer(spec))
+    return copy.deepcopy(_TOKENIZERS[key])
 
 
 LOADS: dict[str, int] = {}

@@ -80,7 +80,10 @@ def test_a_run_reads_its_model_once_and_shares_the_exported_weights(tmp_path):
     """A GRPO run on the tiny model (generator, reference, learner in one process): one
     read of the model; the exported weights are the final checkpoint's file (a hard
     link), not a second copy."""
+    import gc
+
     data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(8, seed=0))
+    gc.collect()  # an earlier test's models, unreachable, would still serve this run
     before = models.LOADS.get("tiny", 0)
     args = ["run", "grpo", "--prompts", str(data), "--reward", REWARD, "--device", "cpu"]
     args += ["--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "4"]
