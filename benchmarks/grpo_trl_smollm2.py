@@ -305,9 +305,12 @@ def report(
         "model once for generator, reference and learner). Run directory: rlkit's run (a "
         "checkpoint: weights or adapters and Adam's state; the exported model, full weights, "
         "merged under LoRA) against TRL's output directory (a checkpoint at the last step, "
-        "and `save_model()`; under LoRA both hold adapters only). rlkit's export of full "
-        "fine-tuning is a hard link to its checkpoint's weights: the apparent size counts "
-        "them twice, the disk once.",
+        "and `save_model()`). Under LoRA TRL keeps the adapters only; rlkit keeps the "
+        "adapters and exports the merged model (0.54 GB, ready for `from_pretrained`). "
+        "rlkit's export of full fine-tuning is a hard link to its checkpoint's weights: the "
+        "apparent size counts them twice, the disk once (before this sharing: the apparent "
+        "size). On a shared machine read the CPU columns: wall time counts other work's "
+        "time slices, and one repeat of 2 timed steps varies by 20% or more.",
         "",
         *reproduce("python -m benchmarks.grpo_trl --model smollm2"),
     ]

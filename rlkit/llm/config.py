@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlkit.config import Group
+from rlkit.config import Group, check
 from rlkit.extras import FLAGS
 from rlkit.limits import POSITIVE, Range
 
@@ -62,6 +62,15 @@ class LoRAFields(Group):
 
     def base_quantization(self) -> str:
         return self.lora_quantize if self.lora_rank else "off"
+
+    def validate(self) -> None:
+        super().validate()
+        check(
+            self.lora_quantize == "off" or self.lora_rank > 0,
+            "lora_quantize",
+            "quantizes the frozen base under LoRA adapters (no gradient goes through a "
+            "4-bit weight): give --lora-rank too, e.g. --lora-rank 16",
+        )
 
     def extras(self) -> dict[str, str]:
         extras = {"lora": FLAGS["lora"]} if self.lora_rank else {}

@@ -165,3 +165,15 @@ def test_a_smollm2_run_reads_the_gguf_once_and_stores_its_weights_once(tmp_path)
             inodes[st.st_ino] = st.st_size
     print(f"SmolLM2 run directory: {sum(inodes.values()) / 1e9:.2f} GB on disk")
     assert sum(inodes.values()) < 1.7e9  # weights 0.54 GB once + Adam's 1.08 GB
+
+
+def test_a_quantized_base_without_adapters_is_one_line(tmp_path, capsys):
+    """--lora-quantize nf4 quantizes the frozen base under LoRA: without --lora-rank there
+    is nothing to train, and the run is refused before anything is written."""
+    data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(8, seed=0))
+    out = tmp_path / "o"
+    args = ["run", "grpo", "--prompts", str(data), "--reward", REWARD, "--out", str(out)]
+    assert main([*args, "--lora-quantize", "nf4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lora-quantize" in err[0] and "--lora-rank" in err[0], err
+    assert not out.exists()
