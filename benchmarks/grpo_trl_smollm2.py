@@ -21,9 +21,7 @@ file once) and the apparent size (each name counted).
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,22 +54,6 @@ MODES = {
 SIDES = ("rlkit", "trl")
 
 
-def prepare(work: Path, n: int) -> dict[str, Any]:
-    """SmolLM2 as a plain HF directory (both sides load it) and the prompts."""
-    from rlkit.llm.models import load_model, load_tokenizer
-
-    tok = load_tokenizer("smollm2")
-    model = load_model("smollm2", "causal", 0, tok.pad_token_id)
-    model.save_pretrained(work / "model")
-    tok.save_pretrained(work / "model")
-    rng = random.Random(0)
-    with open(work / "prompts.jsonl", "w") as f:
-        for _ in range(n):
-            f.write(json.dumps({"prompt": "".join(rng.choice("0123456789") for _ in range(4))}))
-            f.write("\n")
-    return {"params": sum(p.numel() for p in model.parameters())}
-
-
 def disk(path: Path) -> tuple[float, float]:
     """Bytes on disk (a hard-linked file once) and apparent bytes (every name) under `path`."""
     inodes: dict[int, int] = {}
@@ -85,7 +67,7 @@ def disk(path: Path) -> tuple[float, float]:
 
 
 def rlkit_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, float]:
-    from benchmarks.grpo_trl import Clock
+    from benchmarks.grpo_trl import Clock, rlkit_overrides
     from rlkit.algorithms.base import StepResult
     from rlkit.algorithms.rlhf.grpo import GRPO
     from rlkit.trainer import Trainer, make_config
@@ -102,29 +84,11 @@ def rlkit_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, 
             clock.tick()
             return result
 
-    name = f"grpo-{time.time_ns()}"
-    overrides: dict[str, Any] = {
-        "model": str(work / "model"),
-        "prompts": str(work / "prompts.jsonl"),
-        "reward": "benchmarks.grpo_trl:reward",
-        "chat_template": "off",
-        "prompts_per_step": PROMPTS,
-        "group_size": GROUP,
-        "micro_batch": PROMPTS * GROUP,
-        "max_new_tokens": NEW_TOKENS,
-        "min_new_tokens": NEW_TOKENS,
-        "kl_coef": BETA,
-        "lr": LR,
-        "lr_schedule": "constant",
-        "total_steps": steps * PROMPTS * GROUP,
-        "device": "cpu",
-        "torch_threads": 1,
-        "checkpoint_every": 10**9,
-        "gradient_checkpointing": mode.gc,
-        "out": str(work / "runs"),
-        "name": name,
-        **({"lora_rank": RANK, "lora_alpha": ALPHA} if mode.lora else {}),
-    }
+    overrides = rlkit_overrides(work, steps, (PROMPTS, GROUP, NEW_TOKENS))
+    overrides["gradient_checkpointing"] = mode.gc
+    if mode.lora:
+        overrides.update(lora_rank=RANK, lora_alpha=ALPHA)
+    name = overrides["name"]
     config = make_config(Clocked, "", None, overrides)
     assert Trainer(Clocked, config).run() == 0
     on_disk, apparent = disk(work / "runs" / name)
@@ -133,48 +97,16 @@ def rlkit_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, 
 
 
 def trl_run(work: Path, steps: int, mode: Mode, launched: float) -> dict[str, float]:
-    import torch
-    from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import TrainerCallback
 
-    from benchmarks.grpo_trl import Clock, reward
+    from benchmarks.grpo_trl import Clock, trl_config, trl_trainer
 
-    torch.set_num_threads(1)
-    tok = AutoTokenizer.from_pretrained(work / "model")
-    tok.chat_template = None  # plain prompts, as rlkit's --chat-template off
-    with open(work / "prompts.jsonl") as f:
-        rows = [json.loads(line) for line in f]
     out = work / f"trl-{time.time_ns()}"
-    args = GRPOConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=PROMPTS * GROUP,
-        num_generations=GROUP,
-        max_completion_length=NEW_TOKENS,
-        generation_kwargs={"min_new_tokens": NEW_TOKENS},
-        beta=BETA,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        max_steps=steps,
-        gradient_checkpointing=mode.gc,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="steps",
-        save_steps=steps,
-        logging_steps=1,
-        dataloader_num_workers=0,
-        bf16=False,
-    )
+    shape = (PROMPTS, GROUP, NEW_TOKENS)
+    extra = {"gradient_checkpointing": mode.gc, "save_strategy": "steps", "save_steps": steps}
     lora = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = GRPOTrainer(
-        model=str(work / "model"),
-        reward_funcs=reward,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tok,
-        peft_config=lora if mode.lora else None,
-    )
+    trainer = trl_trainer(work, trl_config(out, steps, shape, **extra), lora if mode.lora else None)
     clock, began = Clock(), list[float]()
 
     class Tick(TrainerCallback):
@@ -200,7 +132,7 @@ def contender(name: str, work: Path, steps: int, launched: float) -> dict[str, f
 
 
 def main(quick: bool, steps: int, repeats: int) -> None:
-    from benchmarks.grpo_trl import REPO
+    from benchmarks.grpo_trl import REPO, prepare
     from benchmarks.report import DOC, run_child, write_section
 
     steps, repeats = (2, 1) if quick else (steps, repeats)
@@ -211,26 +143,29 @@ def main(quick: bool, steps: int, repeats: int) -> None:
     results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="rlkit-grpo-smollm2-") as tmp:
         work = Path(tmp)
-        info = prepare(work, 4 * PROMPTS * steps)
+        info = prepare(work, 4 * PROMPTS * steps, "smollm2")
         for r in range(repeats):
             for name in names if r % 2 == 0 else names[::-1]:
                 args = ["--child", name, "--work", str(work), "--steps", str(steps)]
                 args += ["--model", "smollm2", "--launched", repr(time.time())]
                 results[name].append(run_child("benchmarks.grpo_trl", args, REPO))
                 print(f"repeat {r + 1}: {name}: {results[name][-1]}", flush=True)
-    load = (load0, os.getloadavg()[0])
-    write_section(SECTION, report(info, results, quick, repeats, steps, load))
+    plan = Plan(quick, repeats, steps, (load0, os.getloadavg()[0]))
+    write_section(SECTION, report(info, results, plan))
     print(f"wrote the {SECTION} section of {DOC}")
 
 
-def report(
-    info: dict[str, Any],
-    results: dict[str, list[dict[str, float]]],
-    quick: bool,
-    repeats: int,
-    steps: int,
-    load: tuple[float, float],
-) -> str:
+@dataclass(frozen=True)
+class Plan:
+    """How the table was measured: a quick smoke run or not, repeats, steps, load averages."""
+
+    quick: bool
+    repeats: int
+    steps: int
+    load: tuple[float, float]
+
+
+def report(info: dict[str, Any], results: dict[str, list[dict[str, float]]], plan: Plan) -> str:
     import transformers
     import trl
 
@@ -270,13 +205,13 @@ def report(
         "## GRPO on SmolLM2-135M: rlkit vs TRL, full fine-tuning and LoRA, gradient "
         "checkpointing off and on",
         "",
-        *(quick_banner(f"1 repeat of {steps} steps") if quick else []),
+        *(quick_banner(f"1 repeat of {plan.steps} steps") if plan.quick else []),
         provenance(
             "python -m benchmarks.grpo_trl --model smollm2",
-            load,
+            plan.load,
             f"transformers {transformers.__version__}, TRL {trl.__version__}",
         )
-        + f". {repeats} repeat(s) of {steps} steps per contender, one contender at a time; "
+        + f". {plan.repeats} repeat(s) of {plan.steps} steps per contender, one contender at a time; "
         "per-step figures over steps 2 to N.",
         "",
         f"Model: SmolLM2-135M-Instruct ({info['params'] / 1e6:.1f}M parameters; the "
