@@ -4,6 +4,9 @@ precision (fp32, one torch thread, CPU).
 
     python -m benchmarks.grpo_trl             # 3 repeats of 20 steps each
     python -m benchmarks.grpo_trl --quick     # smoke run: 1 repeat of 6 steps
+    python -m benchmarks.grpo_trl --model smollm2   # SmolLM2-135M: full and LoRA, TRL's
+                                                    # gradient checkpointing off and on
+                                                    # (benchmarks/grpo_trl_smollm2.py)
 
 The model: rlkit's embedded tiny Llama (hidden 128, 2 layers, 0.34M parameters) and its
 character tokenizer, saved to a directory (TRL takes a path). A step: 8 prompts (4-digit
@@ -59,12 +62,13 @@ def reward(prompts: list[Any], completions: list[str], **columns: Any) -> list[f
     return [float(sum(ch.isdigit() for ch in str(c))) for c in completions]
 
 
-def prepare(work: Path, n: int) -> dict[str, Any]:
-    """The model directory and the prompts, written once for every contender."""
+def prepare(work: Path, n: int, spec: str = "tiny") -> dict[str, Any]:
+    """The model directory (`spec` as a plain HF directory: TRL takes a path) and the
+    prompts, written once for every contender."""
     from rlkit.llm.models import load_model, load_tokenizer
 
-    tok = load_tokenizer("tiny")
-    model = load_model("tiny", "causal", 0, tok.pad_token_id)
+    tok = load_tokenizer(spec)
+    model = load_model(spec, "causal", 0, tok.pad_token_id)
     model.save_pretrained(work / "model")
     tok.save_pretrained(work / "model")
     rng = random.Random(0)
@@ -102,6 +106,55 @@ class Clock:
         }
 
 
+def rlkit_overrides(work: Path, steps: int, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """rlkit's settings of a step of `shape` (prompts, group, new tokens), for `steps` steps."""
+    prompts, group, new_tokens = shape
+    return {
+        "model": str(work / "model"),
+        "prompts": str(work / "prompts.jsonl"),
+        "reward": "benchmarks.grpo_trl:reward",
+        "chat_template": "off",
+        "prompts_per_step": prompts,
+        "group_size": group,
+        "micro_batch": prompts * group,
+        "max_new_tokens": new_tokens,
+        "min_new_tokens": new_tokens,
+        "kl_coef": BETA,
+        "lr": LR,
+        "lr_schedule": "constant",
+        "total_steps": steps * prompts * group,
+        "device": "cpu",
+        "torch_threads": 1,
+        "checkpoint_every": 10**9,
+        "out": str(work / "runs"),
+        "name": f"grpo-{time.time_ns()}",
+    }
+
+
+def trl_config(out: Path, steps: int, shape: tuple[int, int, int], **extra: Any) -> Any:
+    """TRL's GRPOConfig of the same step (`rlkit_overrides`), writing to `out`."""
+    from trl import GRPOConfig
+
+    prompts, group, new_tokens = shape
+    settings: dict[str, Any] = {
+        "per_device_train_batch_size": prompts * group,
+        "num_generations": group,
+        "max_completion_length": new_tokens,
+        "generation_kwargs": {"min_new_tokens": new_tokens},
+        "beta": BETA,
+        "learning_rate": LR,
+        "lr_scheduler_type": "constant",
+        "max_steps": steps,
+        "use_cpu": True,
+        "report_to": [],
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "dataloader_num_workers": 0,
+        "bf16": False,
+    }
+    return GRPOConfig(output_dir=str(out), **{**settings, **extra})
+
+
 def rlkit_run(work: Path, steps: int) -> dict[str, float]:
     import csv
 
@@ -120,26 +173,7 @@ def rlkit_run(work: Path, steps: int) -> dict[str, float]:
             clock.tick()
             return result
 
-    overrides: dict[str, Any] = {
-        "model": str(work / "model"),
-        "prompts": str(work / "prompts.jsonl"),
-        "reward": "benchmarks.grpo_trl:reward",
-        "chat_template": "off",
-        "prompts_per_step": PROMPTS,
-        "group_size": GROUP,
-        "micro_batch": PROMPTS * GROUP,
-        "max_new_tokens": NEW_TOKENS,
-        "min_new_tokens": NEW_TOKENS,
-        "kl_coef": BETA,
-        "lr": LR,
-        "lr_schedule": "constant",
-        "total_steps": steps * PROMPTS * GROUP,
-        "device": "cpu",
-        "torch_threads": 1,
-        "checkpoint_every": 10**9,
-        "out": str(work / "runs"),
-        "name": f"grpo-{time.time_ns()}",
-    }
+    overrides = rlkit_overrides(work, steps, (PROMPTS, GROUP, NEW_TOKENS))
     config = make_config(Clocked, "", None, overrides)
     assert Trainer(Clocked, config).run() == 0
     with open(Path(config.out) / config.name / "metrics.csv") as f:
@@ -148,41 +182,30 @@ def rlkit_run(work: Path, steps: int) -> dict[str, float]:
     return clock.result(tokens, len(rows))
 
 
-def trl_run(work: Path, steps: int) -> dict[str, float]:
+def trl_trainer(work: Path, args: Any, peft_config: Any = None) -> Any:
+    """TRL's GRPOTrainer on the work directory's model and prompts, one torch thread."""
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(work / "model")
     tok.chat_template = None  # plain prompts, as rlkit's --chat-template off
     with open(work / "prompts.jsonl") as f:
         rows = [json.loads(line) for line in f]
-    args = GRPOConfig(
-        output_dir=str(work / "trl"),
-        per_device_train_batch_size=PROMPTS * GROUP,
-        num_generations=GROUP,
-        max_completion_length=NEW_TOKENS,
-        generation_kwargs={"min_new_tokens": NEW_TOKENS},
-        beta=BETA,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        max_steps=steps,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        dataloader_num_workers=0,
-        bf16=False,
-    )
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         model=str(work / "model"),
         reward_funcs=reward,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
+        peft_config=peft_config,
     )
+
+
+def trl_run(work: Path, steps: int) -> dict[str, float]:
+    trainer = trl_trainer(work, trl_config(work / "trl", steps, (PROMPTS, GROUP, NEW_TOKENS)))
     from transformers import TrainerCallback
 
     clock = Clock()
@@ -251,9 +274,14 @@ PEER = {
 }
 
 
-def child(name: str, work: Path, steps: int) -> None:
+def child(name: str, work: Path, steps: int, model: str, launched: float) -> None:
     os.environ.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false")
-    result = CONTENDERS[name](work, steps)
+    if model == "smollm2":
+        from benchmarks.grpo_trl_smollm2 import contender
+
+        result = contender(name, work, steps, launched)
+    else:
+        result = CONTENDERS[name](work, steps)
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -270,15 +298,22 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=None, help="3 (smollm2: 1)")
+    parser.add_argument("--steps", type=int, default=None, help="20 (smollm2: 3)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None)
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
+    parser.add_argument("--launched", type=float, default=0.0)
     args = parser.parse_args()
     if args.child:
-        child(args.child, Path(args.work), args.steps)
+        child(args.child, Path(args.work), args.steps, args.model, args.launched)
         return
-    repeats, steps = (1, 6) if args.quick else (args.repeats, args.steps)
+    if args.model == "smollm2":
+        from benchmarks import grpo_trl_smollm2
+
+        grpo_trl_smollm2.main(args.quick, args.steps or 3, args.repeats or 1)
+        return
+    repeats, steps = (1, 6) if args.quick else (args.repeats or 3, args.steps or 20)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rlkit-grpo-bench-") as tmp:
         work = Path(tmp)

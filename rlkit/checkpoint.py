@@ -283,3 +283,39 @@ def _absolute_files(path: Path, data: dict[str, Any]) -> None:
                         "which is missing; the checkpoint cannot be loaded without it"
                     )
                 entries[i] = {FILES: str(where), "state": entry["state"]}
+
+
+SHARED_MIN_BYTES = 1 << 20
+"""Files smaller than this are not worth a link (tokenizers, configs)."""
+
+
+def share_equal_files(directory: Path, among: Path) -> int:
+    """Replace each large file under `directory` that has a byte-equal twin under `among`
+    (a run's checkpoint files) by a hard link to the twin: an export whose weights are
+    the last checkpoint's takes no second copy on disk. Each replacement is one rename
+    (a reader sees the old file or the link, never a partial one); where links cannot be
+    made (another file system) the file stays. Returns the bytes saved."""
+    import filecmp
+
+    if not Path(among).is_dir():
+        return 0
+    by_size: dict[int, list[Path]] = {}
+    for f in Path(among).rglob("*"):
+        if f.is_file() and not f.is_symlink() and f.stat().st_size >= SHARED_MIN_BYTES:
+            by_size.setdefault(f.stat().st_size, []).append(f)
+    saved = 0
+    for f in sorted(Path(directory).rglob("*")):
+        if not f.is_file() or f.is_symlink():
+            continue
+        size = f.stat().st_size
+        twin = next((t for t in by_size.get(size, []) if filecmp.cmp(f, t, shallow=False)), None)
+        if twin is None or twin.stat().st_ino == f.stat().st_ino:
+            continue
+        link = f.with_name(f".{f.name}.link-{os.getpid()}")
+        try:
+            os.link(twin, link)
+            os.replace(link, f)
+            saved += size
+        except OSError:
+            link.unlink(missing_ok=True)
+    return saved

@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "wandb": ("wandb",),
     "lora": ("peft",),
+    "qlora": ("peft", "bitsandbytes"),
     "vllm": ("vllm",),
 }
 """Extra -> the top-level modules it installs that rlkit imports."""
@@ -28,6 +29,7 @@ FLAGS: dict[str, str] = {
     "ray": "--executor ray",
     "wandb": "--wandb",
     "lora": "--lora-rank",
+    "qlora": "--lora-quantize nf4",
     "vllm": "--generator vllm",
 }
 """Extra -> the flag that needs it, for the extras no algorithm needs as a whole."""

@@ -13,7 +13,7 @@ from rlkit.config import Group, check
 from rlkit.envs.text.config import PromptFields
 from rlkit.envs.text.rewards import absolute
 from rlkit.limits import COUNT, NON_NEGATIVE, POSITIVE, Range
-from rlkit.llm.config import GenerationFields, OffloadFields
+from rlkit.llm.config import GenerationFields, LoRAFields, OffloadFields
 
 
 def _range(rng: Range) -> dict[str, Range]:
@@ -35,9 +35,10 @@ class AsyncFields(Group):
 
 
 @dataclass
-class RLConfig(AsyncFields, GenerationFields, PromptFields, OffloadFields, LLMBase):
+class RLConfig(AsyncFields, GenerationFields, PromptFields, LoRAFields, OffloadFields, LLMBase):
     """Fields of every RL stage on prompts: the text environment (prompts and rewards),
-    generation, the batch vocabulary, the clipped objective and the KL to the reference."""
+    generation, the batch vocabulary, the clipped objective and the KL to the reference;
+    LoRA adapters for the policy (the reference is the same base weights, adapters off)."""
 
     prompts_per_step: int = field(default=16, metadata=_range(COUNT))
     """Prompts per step; each gives --group-size samples."""

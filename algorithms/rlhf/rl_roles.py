@@ -152,8 +152,11 @@ class TokenReference(Offload, Scorer):
         use_threads(config.torch_threads)
         self.config = config
         self.device = device or torch.device("cpu")
-        model = load_model(config.model, "causal", config.seed, pad_token_id)
-        self.model: Any = model.to(self.home()).eval().requires_grad_(False)
+        # the weights loaded, not a copy: a LoRA learner's base (QLoRA's 4-bit one too)
+        model = load_model(
+            config.model, "causal", config.seed, pad_token_id, True, config.base_quantization()
+        )
+        self.model: Any = model.to(self.home()).eval()
 
     def score(self, batch: Batch) -> Batch:
         """``ref_logps`` ``[N, T]`` of a generated batch."""

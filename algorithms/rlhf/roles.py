@@ -68,6 +68,50 @@ def with_lora(model: Any, config: LoRAFields, head: str) -> Any:
     return get_peft_model(model, lora)
 
 
+@torch.no_grad()
+def merged_weights(model: Any) -> dict[str, torch.Tensor]:
+    """A LoRA model's weights merged (W + scale B A per adapted layer; a 4-bit base
+    dequantized first), on CPU, named as the plain model's (what a generator or an export
+    takes), computed from the adapters without copying the model."""
+    from peft.tuners.lora import LoraLayer
+
+    inner = model.get_base_model()
+    adapted = {n: m for n, m in inner.named_modules() if isinstance(m, LoraLayer)}
+    out = {}
+    for k, v in inner.state_dict().items():
+        if ".lora_" in k or ".original_module." in k:  # a trained head's copy replaces it
+            continue
+        plain = k.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+        if plain.rpartition(".weight.")[0] in adapted:  # a 4-bit weight's quantization state
+            continue
+        out[plain] = v.detach().to("cpu", copy=True)
+    for name, module in adapted.items():
+        weight = dense(cast(torch.Tensor, module.get_base_layer().weight)).cpu()
+        for adapter in module.active_adapters:
+            weight = weight + cast(Any, module).get_delta_weight(adapter).cpu()  # per layer type
+        out[f"{name}.weight"] = weight
+    return out
+
+
+def dense(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as a plain float tensor (a bitsandbytes 4-bit one dequantized)."""
+    state = getattr(weight, "quant_state", None)
+    if state is None:
+        return weight.detach()
+    from bitsandbytes.functional import dequantize_4bit
+
+    return dequantize_4bit(weight.data, state).float()
+
+
+def plain_config(config: Any) -> Any:
+    """A copy of a model's config without its quantization (a QLoRA base's): the merged
+    model it describes is plain fp32."""
+    config = copy.deepcopy(config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
 class LLMLearner(LearnerBase):
     """A stage's model, trained by the stage's loss (`LLMStage.loss`)."""
 
@@ -82,11 +126,18 @@ class LLMLearner(LearnerBase):
     ) -> None:
         super().__init__(config, device, replica, total_updates)
         self.algorithm, self.config = algorithm, config
-        model = load_model(config.model, algorithm.head, config.seed, pad_token_id)
+        lora = config.lora()
+        model = load_model(  # a LoRA base is frozen: the weights loaded, not a copy
+            config.model,
+            algorithm.head,
+            config.seed,
+            pad_token_id,
+            frozen=lora is not None,
+            quantize=config.base_quantization(),
+        )
         if config.gradient_checkpointing:  # transformers 5 renamed it
             enable = getattr(model, "activation_checkpointing_enable", None)
             (enable or model.gradient_checkpointing_enable)()
-        lora = config.lora()
         if lora is not None:
             model = with_lora(model, lora, algorithm.head)
         self.model = model.to(self.device).train()
@@ -175,10 +226,17 @@ class LLMLearner(LearnerBase):
         return dict(zip(names, torch.stack([sums[k] for k in names]).tolist(), strict=True))
 
     def get_weights(self) -> Weights:
-        """Every weight, whole, on CPU (under FSDP a collective that every learner calls,
-        the first receiving the weights, the others nothing)."""
+        """Every weight, whole, on CPU, named as the plain model's (LoRA: merged with the
+        adapters; under FSDP a collective that every learner calls, the first receiving the
+        weights, the others nothing)."""
         if self.sharded:
             return fsdp.full_weights(self.model)
+        if self.config.lora() is not None:
+            return merged_weights(self.model)
+        return self.own_weights()
+
+    def own_weights(self) -> dict[str, torch.Tensor]:
+        """The model's state dict as it is (LoRA: base and adapters apart), on CPU."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     # -- checkpoints and export ----------------------------------------------------------
@@ -225,7 +283,7 @@ class LLMLearner(LearnerBase):
 
     def own_state(self) -> dict[str, Any]:
         """The model and torch's global RNG (dropout draws from it)."""
-        return {"model": self.get_weights(), "rng": torch.get_rng_state()}
+        return {"model": self.own_weights(), "rng": torch.get_rng_state()}
 
     def load_own_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -242,8 +300,10 @@ class LLMLearner(LearnerBase):
         if self.sharded:
             model = fresh_model(model.config, self.algorithm.head)
             load_into(model, weights)
-        if self.config.lora() is not None:
-            model = copy.deepcopy(model).merge_and_unload()
+        if self.config.lora() is not None:  # the merged weights in a plain model
+            weights = merged_weights(model)
+            model = fresh_model(plain_config(model.get_base_model().config), self.algorithm.head)
+            load_into(model, weights)
         model.save_pretrained(directory)
 
 
@@ -267,8 +327,10 @@ class ReferenceScorer(Scorer):
         use_threads(config.torch_threads)
         self.algorithm, self.config = algorithm, config
         self.device = device or torch.device("cpu")
-        model = load_model(config.model, "causal", config.seed, pad_token_id)
-        self.model: Any = model.to(self.device).eval().requires_grad_(False)
+        model = load_model(  # the LoRA learner's base, QLoRA's 4-bit one too
+            config.model, "causal", config.seed, pad_token_id, True, config.base_quantization()
+        )
+        self.model: Any = model.to(self.device).eval()
         self.released = False
 
     @torch.no_grad()

@@ -271,6 +271,7 @@ class LLMAlgorithm(Algorithm):
             shutil.rmtree(stale, ignore_errors=True)  # of an export that was killed
         self.runtime.group("learner", LLMLearner).call(LLMLearner.export, tmp)
         self.tokenizer.save_pretrained(tmp)
+        share_weights(run_dir, tmp)
         checkpoint.replace_dir(tmp, target)
 
     # -- evaluation: what the service (rlkit.evaluation) asks -------------------
@@ -361,6 +362,15 @@ class LLMStage(LLMAlgorithm):
         """What a held-out batch needs besides its tokens outside a run (DPO: reference
         log-probs)."""
         return batch
+
+
+def share_weights(run_dir: Path, export: Path) -> int:
+    """The export's weight files that equal the last checkpoint's (a stage that ends with a
+    checkpoint, then exports the same weights) become hard links to them: a run directory
+    holds each model once. The bytes saved."""
+    from rlkit import checkpoint
+
+    return checkpoint.share_equal_files(export, Path(run_dir) / checkpoint.FILES_DIR)
 
 
 def add(parts: list[dict[str, float]]) -> dict[str, float]:

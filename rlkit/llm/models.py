@@ -15,12 +15,21 @@ Every stage asks for a `head`: ``causal`` (`AutoModelForCausalLM`: SFT, DPO) or
 ``reward`` (`AutoModelForSequenceClassification` with one label: a reward model; from a
 causal LM this adds a freshly initialized value head, seeded). Weights load in fp32
 (master weights; ``--precision bf16`` autocasts the arithmetic).
+
+One load per process: the roles an RL stage colocates (generator, reference, learner)
+ask for the same causal model, and reading it (a GGUF dequantized: most of a minute for
+SmolLM2) happens once (`LOADS` counts the reads). Each role gets its own module over the
+loaded weights: a copy where it changes them (a learner training all weights, a
+generator taking pushes), the very tensors where it only reads them (a reference, a LoRA
+learner's frozen base), so a LoRA stage holds its base weights once.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -68,6 +77,12 @@ class ModelSource(ABC):
         hand, e.g. a hub name or a GGUF file); what the stages check before building."""
         return None
 
+    def files(self, spec: str) -> Path | None:
+        """Where the weights of `spec` are read from (a file or a directory; None: made
+        from the seed, or a hub name): a load is reused only while they stay unchanged."""
+        path = Path(spec)
+        return path if path.exists() else None
+
 
 def _auto(head: str) -> Any:
     import transformers
@@ -95,6 +110,9 @@ class Tiny(ModelSource):
 
     def hf_config(self, spec: str) -> dict[str, Any] | None:
         return {**TINY, "architectures": ["LlamaForCausalLM"]}
+
+    def files(self, spec: str) -> Path | None:
+        return None
 
     def load(self, spec: str, head: str, seed: int) -> Any:
         from transformers import LlamaConfig
@@ -183,6 +201,9 @@ class RunDirectory(ModelSource):
         except (OSError, yaml.YAMLError, KeyError, TypeError):
             return True  # unreadable: the usual message
         return not isinstance(config, dict) or not config or "model" in config
+
+    def files(self, spec: str) -> Path | None:
+        return Path(spec) / "model"
 
     def preset(self, spec: str) -> str:
         """The preset of the model the run started from (a tiny model stays tiny)."""
@@ -352,22 +373,133 @@ def quiet() -> None:
     logging.disable_progress_bar()
 
 
+_TOKENIZERS: dict[tuple[Any, ...], Any] = {}
+"""Tokenizers read in this process, by spec and the files' state (a GGUF's takes 25-50 s
+to read: the driver and every generator would each read it)."""
+
+
 def load_tokenizer(spec: str) -> Any:
-    """The prepared tokenizer of `spec` (a pad token, right padding)."""
+    """The prepared tokenizer of `spec` (a pad token, right padding): read once per
+    process, each caller getting its own copy."""
     quiet()
-    return prepare(source(spec).tokenizer(spec))
+    src = source(spec)
+    key = (spec, _stamp(src.files(spec)))
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = prepare(src.tokenizer(spec))
+    return copy.deepcopy(_TOKENIZERS[key])
 
 
-def load_model(spec: str, head: str, seed: int, pad_token_id: int | None) -> Any:
+LOADS: dict[str, int] = {}
+"""How many times this process read each spec's weights (`load_model`)."""
+
+_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+"""Causal models read in this process, by spec, seed and the files' state; an entry lives
+while a module made from it does (`_KEPT_BY`)."""
+
+_KEPT_BY: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""Each module `load_model` made -> the loaded model it was made from (kept alive by it)."""
+
+
+def _stamp(path: Path | None) -> tuple[Any, ...]:
+    """The size and modification time of every file of `path` (a changed file: a new load)."""
+    if path is None or not path.exists():
+        return ()
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def _read(spec: str, head: str, seed: int) -> Any:
+    """`spec`'s model as its source loads it (counted in `LOADS`)."""
+    quiet()
+    LOADS[spec] = LOADS.get(spec, 0) + 1
+    return source(spec).load(spec, head, seed)
+
+
+def _loaded(spec: str, seed: int, quantize: str = "off") -> Any:
+    """The causal model of `spec` read once per process (while a module made from it
+    lives), frozen: roles take copies or views of it (`load_model`); quantized ("nf4")
+    from the fp32 one, read once too."""
+    src = source(spec)
+    key = (spec, seed, quantize, _stamp(src.files(spec)))
+    model = _LOADED.get(key)
+    if model is None:
+        if quantize == "off":
+            model = _read(spec, "causal", seed).requires_grad_(False)
+        else:
+            model = quantized(_made_from(_loaded(spec, seed), frozen=True))
+        _LOADED[key] = model
+    return model
+
+
+def quantized(model: Any) -> Any:
+    """`model` with its linear layers (not the output head) in 4-bit NF4, bitsandbytes'
+    QLoRA format (its CPU backend runs on CPU): written to a temporary directory and read
+    back through transformers' quantizer, which knows which layers to leave alone."""
+    import tempfile
+
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--lora-quantize nf4 needs bitsandbytes: pip install 'rlkit[qlora]'"
+        ) from None
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    with tempfile.TemporaryDirectory(prefix="rlkit-nf4-") as tmp:
+        model.save_pretrained(tmp)
+        return (
+            type(model)
+            .from_pretrained(tmp, quantization_config=config, device_map="cpu", dtype=torch.float32)
+            .requires_grad_(False)
+        )
+
+
+def _made_from(origin: Any, frozen: bool) -> Any:
+    """A module of `origin`'s architecture: over the same tensors (`frozen`) or over a
+    copy of them (trainable). Either keeps `origin` alive (its entry in `_LOADED`)."""
+    memo: dict[int, Any] = {}
+    if frozen:  # deepcopy copies the modules and, through the memo, shares the tensors
+        memo = {id(t): t for t in (*origin.parameters(), *origin.buffers())}
+    model = copy.deepcopy(origin, memo)
+    if not frozen:
+        model.requires_grad_(True)
+    _KEPT_BY[model] = origin
+    return model
+
+
+def load_model(
+    spec: str,
+    head: str,
+    seed: int,
+    pad_token_id: int | None,
+    frozen: bool = False,
+    quantize: str = "off",
+) -> Any:
     """The model of `spec` with `head` ("causal" or "reward"), fp32, on CPU; a reward head
-    reads the reward at the last token that is not `pad_token_id`."""
+    reads the reward at the last token that is not `pad_token_id`. A causal model is read
+    once per process: `frozen` gives a module over the weights already loaded (they are
+    shared, never to be changed: a reference, a LoRA base), else over a copy of them.
+    `quantize` "nf4": a frozen base in 4-bit NF4 (QLoRA), shared the same way."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
-    quiet()
-    model = source(spec).load(spec, head, seed)
+    if head == "causal":
+        model = _made_from(_loaded(spec, seed, quantize), frozen or quantize != "off")
+    else:
+        model = _read(spec, head, seed)
+        model = quantized(model) if quantize != "off" else model.requires_grad_(not frozen)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def shares_weights(a: Any, b: Any) -> bool:
+    """Whether modules `a` and `b` hold their parameters in the same memory (a LoRA
+    learner's base and the reference: one copy of the weights)."""
+    mine = {p.data_ptr() for p in a.parameters()}
+    return any(p.data_ptr() in mine for p in b.parameters())
 
 
 def load_into(model: Any, weights: dict[str, torch.Tensor]) -> None:

@@ -69,7 +69,8 @@ def test_reward_functions_get_each_response_s_token_ids():
         got.extend(completion_ids)
         return [0.0] * len(completions)
 
-    call(fn, "test:fn", arguments(batch(), completion_ids(batch()), TrainerState(), RewardLog()), 3)
+    b = batch()
+    call(fn, "test:fn", arguments(b, completion_ids(b), TrainerState(), RewardLog()), b)
     assert got == [[6], [7, 8], [9, 9, 9]]
 
 
@@ -91,7 +92,7 @@ def test_conversational_prompts_give_message_completions_and_trl_s_extras():
     b = {**batch(), "prompt": [chat, prefilled, "plain"]}
     kwargs = arguments(b, completion_ids(b), TrainerState(global_step=3, max_steps=9), RewardLog())
     log = kwargs["log_metric"].__self__
-    out = call(fn, "test:fn", kwargs, 3)
+    out = call(fn, "test:fn", kwargs, b)
     assert seen["completions"] == [
         [{"role": "assistant", "content": "12"}],
         [{"role": "assistant", "content": "The answer: x"}],
