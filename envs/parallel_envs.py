@@ -13,12 +13,14 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rlkit.errors import EnvError
+from rlkit import user_code
+from rlkit.errors import EnvError, TrainingError
 
 MPE2: dict[str, str] = {
     "simple_spread": "simple_spread_v3",
@@ -128,6 +130,35 @@ def accepted_kwargs(env_id: str) -> list[str]:
     return []
 
 
+FACTORY_TIMEOUT = "RLKIT_ENV_FACTORY_TIMEOUT"
+"""The environment variable of the seconds an env factory may take (default 300; 0: no
+limit): a factory that never returns (a license server, a network share) ends the run in
+one line rather than hanging it."""
+
+
+class _Raised(NamedTuple):
+    error: BaseException
+
+
+def _made(factory: Callable[..., Any], kwargs: dict[str, Any], env_id: str) -> Any:
+    """`factory(**kwargs)` behind the user-code boundary's timeout (`rlkit.user_code`);
+    what it raises is re-raised here, for `make_parallel_env` to name by its kind."""
+
+    def make(**given: Any) -> Any:
+        try:
+            return factory(**given)
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: reported, never obeyed
+            return _Raised(e)
+
+    timeout = float(os.environ.get(FACTORY_TIMEOUT, "300") or 0)
+    call = user_code.UserCall(make, f"--env {env_id}: its factory", kwargs, timeout)
+    call.timeout_flag = FACTORY_TIMEOUT
+    out = user_code.run(call)
+    if isinstance(out, _Raised):
+        raise out.error
+    return out
+
+
 def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | None = None) -> Any:
     """A PettingZoo parallel env for `env_id`, made with `kwargs` (and `render_mode`)."""
     from pettingzoo.utils.env import AECEnv, ParallelEnv
@@ -135,7 +166,9 @@ def make_parallel_env(env_id: str, kwargs: dict[str, Any], render_mode: str | No
     factory = load_factory(env_id)
     extra = {"render_mode": render_mode} if render_mode else {}
     try:
-        env = factory(**kwargs, **extra)
+        env = _made(factory, {**kwargs, **extra}, env_id)
+    except TrainingError as e:  # the timeout: already one line naming the factory
+        raise EnvError(str(e).replace("; the last checkpoint is intact", "")) from None
     except (TypeError, ValueError, AssertionError) as e:
         takes = accepted_kwargs(env_id)
         given = ",".join(f"{k}={v}" for k, v in kwargs.items()) or "(none)"

@@ -366,7 +366,6 @@ class RLStage(LLMAlgorithm):
         per_epoch = max(1, len(self.train) * self.config.group_size)
         return TrainerState(self.version, self.steps(), samples / per_epoch, samples)
 
-
     def sample_metrics(
         self, responses: Delivery[Any], rewards: Delivery[Any], trained_at: int
     ) -> dict[str, float]:

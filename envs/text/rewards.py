@@ -293,9 +293,7 @@ class RewardScorer(Offload, Scorer):
         # None (no opinion) is nan here and counts 0; nan and inf returned were refused above
         out = {"reward": torch.nansum(rewards * self.weights, 1), "rewards": rewards}
         if self.gold is not None:
-            gold = call(
-                self.gold, self.config.gold_reward, kwargs, batch, timeout, "--gold-reward"
-            )
+            gold = call(self.gold, self.config.gold_reward, kwargs, batch, timeout, "--gold-reward")
             out["gold"] = torch.nan_to_num(gold)
         return {**out, **log.fields(n)}
 

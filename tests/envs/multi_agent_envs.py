@@ -9,6 +9,7 @@ parallelizable (agents take turns).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +132,16 @@ def turn_based() -> TurnBased:
 class Hostile(ParallelEnv):
     """Two agents that misbehave as `mode` says: "partial_reset" (reset observes only the
     first), "new_agent" (a third agent appears at step 2), "shape" (observations grow at
-    step 2), "nan" (a nan observation at step 2), "raises" (the factory raises)."""
+    step 2), "nan" (a nan observation at step 2), "raises" (the factory raises), "hangs"
+    (the factory waits on something that never comes)."""
 
     metadata = {"name": "hostile"}
 
     def __init__(self, mode: str = "") -> None:
         if mode == "raises":
             raise RuntimeError("no license server")
+        if mode == "hangs":
+            threading.Event().wait()
         self.possible_agents = ["a", "b"]
         self.mode, self.t = mode, 0
 

@@ -276,17 +276,19 @@ def test_rlkit_list_names_the_multi_agent_envs(capsys):
     assert "mappo    on pettingzoo; presets: simple_spread" in out
 
 
-def test_a_misbehaving_parallel_env_stops_the_run_with_one_line(tmp_path, capsys):
+def test_a_misbehaving_parallel_env_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
     """What an env may do wrong, each one line naming the env and the agent (never a
     traceback, never silently learned from), exit 2, and no run directory for what is
     known before training (a factory that raises, a removed import path)."""
     hostile = f"{ENVS}:hostile"
+    monkeypatch.setenv("RLKIT_ENV_FACTORY_TIMEOUT", "0.5")
     cases = [
         ("partial_reset", "reset returned observations for 1 of its 2 agents (none for b)"),
         ("new_agent", "agent 'c' appeared mid-episode"),
         ("shape", "agent 'a' observed 5 values, its observation space has 3"),
         ("nan", "agent 'a' observed a non-finite value (nan)"),
         ("raises", "its factory raised RuntimeError: no license server"),
+        ("hangs", "its factory did not return within RLKIT_ENV_FACTORY_TIMEOUT 0.5 seconds"),
     ]
     base = ["run", "mappo", "--total-steps", "32", "--num-envs", "1", "--num-steps", "16"]
     for mode, said in cases:
@@ -295,7 +297,7 @@ def test_a_misbehaving_parallel_env_stops_the_run_with_one_line(tmp_path, capsys
         assert main(args) == 2, mode
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and said in err, (mode, err)
-        assert mode != "raises" or not out.exists()
+        assert mode not in ("raises", "hangs") or not out.exists()
     moved = ["run", "mappo", "--env", "pettingzoo.mpe.simple_spread_v3:parallel_env"]
     assert main([*moved, "--out", str(tmp_path / "moved")]) == 2
     err = capsys.readouterr().err.strip()
