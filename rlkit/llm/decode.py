@@ -36,7 +36,7 @@ Stop = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Sampling:
-    """What `decode` samples: the meaning of `generate`'s arguments of the same names."""
+    """What a `Decoding` samples: the meaning of `generate`'s arguments of the same names."""
 
     max_new_tokens: int
     min_new_tokens: int = 0
@@ -90,8 +90,8 @@ def forward_arguments(model: Any) -> dict[str, Any]:
 
 
 class Decoded(NamedTuple):
-    """What `decode` drew: the new tokens ``[N, T]`` (pad after a row's stop id), the raw
-    logits that chose them ``[N, T, V]`` float32, and each token's log-probability under
+    """What a `Decoding` drew (`Decoding.run`): the new tokens ``[N, T]`` (pad after a
+    row's stop id), the raw logits that chose them ``[N, T, V]`` float32, and each token's log-probability under
     the processed distribution it was drawn from ``[N, T]`` (min new tokens, temperature,
     top-k, top-p applied: the sampler's own, the pi_old of the importance ratio)."""
 
@@ -101,11 +101,11 @@ class Decoded(NamedTuple):
 
 
 class Decoding:
-    """`decode`'s loop as a value: the state of one batch of requests between decode steps,
+    """The decode loop as a value: the state of one batch of requests between decode steps,
     so that a driver can advance it a few tokens at a time, hand the engine new weights in
     between (in-flight weight updates: a response may span policy versions), and checkpoint
     it mid-way (`state_dict`: the tokens so far; the KV cache is rebuilt by one forward on
-    load). Advanced to the end in one go it is `decode`, call for call."""
+    load). Advanced to the end in one go (`run`) it is the whole decode."""
 
     def __init__(
         self,
@@ -173,6 +173,15 @@ class Decoding:
         if self.mask is not None:
             self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], -1)
 
+    @torch.no_grad()
+    def run(self) -> Decoded:
+        """Advanced to the end: `copies` continuations of each left-padded
+        prompt ``[P, L]`` (rows ``i * copies`` to ``(i + 1) * copies - 1`` continue prompt
+        i), N = P * copies rows, T <= max_new_tokens (fewer once every row has stopped)."""
+        while not self.done:
+            self.step()
+        return self.result()
+
     def result(self) -> Decoded:
         """The new tokens ``[N, t]``, the raw logits that chose them and their log-probs."""
         return Decoded(
@@ -212,21 +221,3 @@ class Decoding:
                 if width > self.length
                 else self.positions
             )
-
-
-@torch.no_grad()
-def decode(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    sampling: Sampling,
-    copies: int = 1,
-    stop: Stop | None = None,
-) -> Decoded:
-    """`copies` continuations of each left-padded prompt ``[P, L]`` (rows ``i * copies`` to
-    ``(i + 1) * copies - 1`` continue prompt i), N = P * copies rows, T <= max_new_tokens
-    (fewer once every row has stopped): see `Decoded`."""
-    state = Decoding(model, input_ids, attention_mask, sampling, copies, stop)
-    while not state.done:
-        state.step()
-    return state.result()

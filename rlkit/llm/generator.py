@@ -33,7 +33,7 @@ import torch
 
 from rlkit.batch import Batch
 from rlkit.device import use_threads
-from rlkit.llm.decode import Decoding, Sampling, decode
+from rlkit.llm.decode import Decoding, Sampling
 from rlkit.llm.models import load_into, load_model, load_tokenizer
 from rlkit.llm.offload import Offload
 from rlkit.roles import InFlight, Weights
@@ -102,34 +102,17 @@ class HFGenerator(Offload, InFlight):
     def generate(self, prompts: Batch) -> Batch:
         """`group_size` samples of every prompt (fields in the module docstring)."""
         g = self.config.group_size
-        with torch.inference_mode(), self.on_device():
-            ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            with torch.random.fork_rng(devices=self.cuda()):
-                self.set_rng_state(self.rng)
-                drawn = decode(
-                    self.model,
-                    ids.to(self.device),
-                    mask.to(self.device),
-                    self.sampling(greedy=False),
-                    copies=g,
-                    stop=self.stop_string_hit if self.stop_criterion else None,
-                )
-                self.rng = self.rng_state()
+        with torch.inference_mode(), self.on_device(), torch.random.fork_rng(devices=self.cuda()):
+            self.set_rng_state(self.rng)
+            drawn = self.decoding(prompts, greedy=False, copies=g).run()
+            self.rng = self.rng_state()
         return self.layout(prompts, drawn.tokens.cpu(), drawn.logps.cpu(), g)
 
     # -- in-flight requests: decoded a few steps at a time, weights changing in between -----
     def start(self, prompts: Batch, ticket: int) -> None:
         """Begin `group_size` samples of every prompt as request `ticket`; `advance` decodes it."""
         with torch.inference_mode(), self.on_device():
-            ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            decoding = Decoding(
-                self.model,
-                ids.to(self.device),
-                mask.to(self.device),
-                self.sampling(greedy=False),
-                copies=self.config.group_size,
-                stop=self.stop_string_hit if self.stop_criterion else None,
-            )
+            decoding = self.decoding(prompts, greedy=False, copies=self.config.group_size)
         self.requests.append(Request(ticket, prompts, decoding, []))
 
     def advance(self, steps: int) -> list[Finished]:
@@ -174,15 +157,22 @@ class HFGenerator(Offload, InFlight):
         """The greedy response of each prompt (evaluation), laid out as `generate`'s
         samples with one per prompt (``logps`` left 0)."""
         with torch.inference_mode(), self.on_device():
-            ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
-            response = decode(
-                self.model,
-                ids.to(self.device),
-                mask.to(self.device),
-                self.sampling(greedy=True),
-                stop=self.stop_string_hit if self.stop_criterion else None,
-            ).tokens.cpu()
+            response = self.decoding(prompts, greedy=True, copies=1).run().tokens.cpu()
         return self.layout(prompts, response, torch.zeros(response.shape), 1)
+
+    def decoding(self, prompts: Batch, greedy: bool, copies: int) -> Decoding:
+        """A decode of `copies` continuations of every prompt (left-padded) with this
+        engine's model, sampling and stop strings, on its device."""
+        ids, mask = left_padded(prompts["prompt_ids"], prompts["prompt_mask"], self.pad())
+        stop = self.stop_string_hit if self.stop_criterion else None
+        return Decoding(
+            self.model,
+            ids.to(self.device),
+            mask.to(self.device),
+            self.sampling(greedy),
+            copies,
+            stop,
+        )
 
     def sampling(self, greedy: bool) -> Sampling:
         """The config's sampling fields (`decode.Sampling`); greedy for evaluation."""

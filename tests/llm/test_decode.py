@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.generation import StopStringCriteria
 
-from rlkit.llm.decode import Sampling, decode
+from rlkit.llm.decode import Decoding, Sampling
 from rlkit.llm.models import load_model, load_tokenizer
 
 TOK = load_tokenizer("tiny")
@@ -53,7 +53,7 @@ def both(s: Sampling, padded: bool, copies: int, seed: int = 3, stop=None, **ext
     """(ours, HF's) tokens and logits, and the random stream's state after each."""
     mask = mask_of(padded)
     torch.manual_seed(seed)
-    ours = decode(MODEL, PROMPTS.masked_fill(~mask, PAD), mask, s, copies, stop=stop)
+    ours = Decoding(MODEL, PROMPTS.masked_fill(~mask, PAD), mask, s, copies, stop=stop).run()
     after_ours = torch.get_rng_state()
     torch.manual_seed(seed)
     theirs = hf_generate(s, mask, copies, **extra)
@@ -121,12 +121,10 @@ def test_a_decoding_saved_mid_way_continues_where_it_stopped(padded):
     steps and loaded into a fresh one, its KV cache rebuilt by one forward over the
     tokens so far: the same tokens as decoding straight through, and logits equal to
     float rounding."""
-    from rlkit.llm.decode import Decoding
-
     mask = mask_of(padded)
     s = Sampling(max_new_tokens=8, do_sample=False, pad_id=PAD)
     ids = PROMPTS.masked_fill(~mask, PAD)
-    whole = decode(MODEL, ids, mask, s, copies=2)
+    whole = Decoding(MODEL, ids, mask, s, copies=2).run()
     first = Decoding(MODEL, ids, mask, s, copies=2)
     for _ in range(3):
         first.step()
