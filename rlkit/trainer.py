@@ -305,20 +305,27 @@ class Trainer:
         return dict(checkpoint.load(path, self.algo_cls.name)["state"]["fragments"])
 
     # -- loop ------------------------------------------------------------------
+    def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        """A new run's directory with its config, or a resumed run's checkpoint (None when
+        it has nothing left to train; a killed write's files pruned)."""
+        if not resume:
+            self.run_dir = self.run_dir or new_run_dir(self.algo_cls, self.config)
+            save_config(self.run_dir, self.algo_cls.name, self.config)
+            return None
+        assert self.run_dir is not None
+        saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
+        if self._finished(saved):
+            return None
+        checkpoint.prune_files(self.run_dir, saved.get("files"))
+        return saved
+
     def run(self, resume: bool = False) -> int:
         """Train to the algorithm's budget (`total_steps`, or what an algorithm on data
         derives from its epochs); returns the exit code (0, or 130 when interrupted)."""
         cfg, algo = self.config, self.built.algorithm
-        saved: dict[str, Any] | None = None
-        if resume:
-            assert self.run_dir is not None
-            saved = checkpoint.load(self.run_dir / checkpoint.CHECKPOINT, self.algo_cls.name)
-            if self._finished(saved):  # nothing to train: leave the run directory as it is
-                return 0
-            checkpoint.prune_files(self.run_dir, saved.get("files"))  # a killed write's
-        else:
-            self.run_dir = self.run_dir or new_run_dir(self.algo_cls, cfg)
-            save_config(self.run_dir, self.algo_cls.name, cfg)
+        saved = self._open_run_dir(resume)
+        if resume and saved is None:  # nothing to train: the run directory stays as it is
+            return 0
         assert self.run_dir is not None
         print(f"run directory: {self.run_dir}", flush=True)
         warning = thread_warning(getattr(cfg, "torch_threads", 1), free_cores())

